@@ -1,0 +1,135 @@
+/*
+ * petrel/module.h - what a petrel module is.
+ *
+ * A module is a shared object that exports exactly one constant object,
+ * named by PETREL_MODULE_SYMBOL, of type struct petrel_module.  Write it
+ * with the PETREL_MODULE() macro, which fills in the API version:
+ *
+ *     #include <petrel/petrel.h>
+ *
+ *     static int my_rcpt(void *state, petrel_txn *t, petrel_addr *rcpt) { ... }
+ *     static const struct petrel_hooks hooks = { .rcpt = my_rcpt };
+ *     PETREL_MODULE(
+ *         .name = "myfilter",
+ *         .summary = "refuses what I dislike",
+ *         .filter = &hooks,
+ *     );
+ *
+ * The daemon reads api_major/api_minor and the name before it calls any of
+ * the module's functions, and refuses a module built for another major
+ * version or whose name is already taken.
+ *
+ * Threads: hooks and init/fini run on the event loop thread and must not
+ * block.  A transport's deliver() runs on a worker thread; it may block
+ * and may run concurrently with other deliver() calls of the same module.
+ */
+#ifndef PETREL_MODULE_H
+#define PETREL_MODULE_H
+
+#include <stddef.h>
+#include <petrel/version.h>
+#include <petrel/host.h>
+
+#define PETREL_MODULE_SYMBOL "petrel_module"
+
+/* Verdicts returned by hooks. */
+enum petrel_verdict {
+	PETREL_CONTINUE = 0,  /* no objection; the next module decides */
+	PETREL_ACCEPT = 1,    /* accept; skip the rest of the chain for this step */
+	PETREL_REJECT = 2,    /* permanent refusal (5xx); see host->reply */
+	PETREL_TEMPFAIL = 3,  /* temporary refusal (4xx); see host->reply */
+};
+
+/* Setting types for a module's configuration block. */
+enum petrel_setting_type {
+	PETREL_SET_END = 0,   /* terminates a settings table */
+	PETREL_SET_STRING,
+	PETREL_SET_INT,
+	PETREL_SET_BOOL,
+	PETREL_SET_STRING_LIST,
+};
+
+/* One setting of a module's block: the daemon rejects unknown names and
+ * wrong types, with file and line, before init() runs. */
+struct petrel_setting {
+	const char *name;
+	enum petrel_setting_type type;
+	int required;
+	const char *help;     /* one line, shown in docs and errors */
+};
+
+/*
+ * Hooks run for a listener's stage module first, then for each module in
+ * the filter chain, in configuration order.  Any hook may be NULL.
+ * A REJECT or TEMPFAIL stops the step; the reply set with host->reply is
+ * sent (a default one if none was set).  ACCEPT skips the rest of the chain.
+ */
+struct petrel_hooks {
+	int (*connect)(void *state, petrel_session *s);
+	int (*helo)(void *state, petrel_session *s, const char *helo);
+	int (*mail)(void *state, petrel_txn *t, petrel_addr *sender);
+	int (*rcpt)(void *state, petrel_txn *t, petrel_addr *rcpt);
+	int (*eom)(void *state, petrel_txn *t);   /* message complete, before it is queued */
+	/* api 1.0 ends here; new hooks are appended. */
+};
+
+/* Router results. */
+enum petrel_route_result {
+	PETREL_ROUTE_OK = 0,       /* host->route_add() was called at least once */
+	PETREL_ROUTE_UNKNOWN = 1,  /* no such mailbox: 550 5.1.1 */
+	PETREL_ROUTE_TEMPFAIL = 2, /* cannot decide now: 451 4.3.0 */
+};
+
+struct petrel_router_ops {
+	/* Map one recipient to destinations with host->route_add(r, transport,
+	 * address); aliases may add several.  Called at RCPT time, on the loop. */
+	int (*route)(void *state, petrel_route *r, petrel_addr *rcpt);
+};
+
+/* Transport results. */
+enum petrel_delivery_result {
+	PETREL_DELIVERED = 0,
+	PETREL_DEFER = 1,          /* temporary: stays queued, retried later */
+	PETREL_BOUNCE = 2,         /* permanent: the sender is told */
+};
+
+struct petrel_transport_ops {
+	/* Deliver one message to one recipient.  Runs on a worker thread and
+	 * may block.  Set a human-readable status with host->delivery_status. */
+	int (*deliver)(void *state, petrel_delivery *d);
+};
+
+struct petrel_module {
+	/* These two fields stay first in every API version. */
+	unsigned api_major;
+	unsigned api_minor;
+	const char *name;
+	const char *version;
+	const char *summary;
+	const struct petrel_setting *settings;   /* NULL or ended by PETREL_SET_END */
+	/* Called once after loading, with the module's own configuration
+	 * block (may be empty).  Store private state in *state.  Return 0, or
+	 * -1 after reporting the problem with host->conf_error(). */
+	int (*init)(const struct petrel_host *host, petrel_conf *conf, void **state);
+	void (*fini)(void *state);
+	const struct petrel_hooks *stage;        /* usable as a listener stage */
+	const struct petrel_hooks *filter;       /* usable in the filter chain */
+	const struct petrel_router_ops *router;
+	const struct petrel_transport_ops *transport;
+	/* api 1.0 ends here; new fields are appended. */
+};
+
+#ifdef __cplusplus
+#define PETREL_EXPORT extern "C" __attribute__((visibility("default")))
+#else
+#define PETREL_EXPORT __attribute__((visibility("default")))
+#endif
+
+#define PETREL_MODULE(...) \
+	PETREL_EXPORT const struct petrel_module petrel_module = { \
+		.api_major = PETREL_API_MAJOR, \
+		.api_minor = PETREL_API_MINOR, \
+		__VA_ARGS__ \
+	}
+
+#endif

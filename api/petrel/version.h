@@ -1,0 +1,35 @@
+/*
+ * petrel/version.h - the module API version, its rule and its history.
+ *
+ * THE RULE
+ *   PETREL_API_MAJOR moves when a built module could misbehave with the
+ *   new daemon: a field of a public struct removed, moved or retyped, a
+ *   host function's meaning or signature changed, a verdict renumbered.
+ *   The daemon refuses a module whose major differs from its own, with a
+ *   message naming both numbers.
+ *
+ *   PETREL_API_MINOR moves when something is only added: a host function
+ *   appended at the END of struct petrel_host, a field appended at the END
+ *   of an ops struct, a new verdict or flag value.  A module built against
+ *   an older minor loads into a newer daemon; the daemon never reads an
+ *   ops field newer than the module's api_minor.  A module that wants a
+ *   newer host function checks host->api_minor (or PETREL_HOST_HAS) first.
+ *
+ *   Objects the host hands out (session, transaction, address, delivery,
+ *   configuration block) are opaque: modules use accessors only, so the
+ *   core may change its structs freely.
+ *
+ * HISTORY (newest first; every bump gets a dated line)
+ *   1.0  2026-11-29  first API: descriptor, settings table, stage/filter
+ *                    hooks (connect, helo, mail, rcpt, eom), router,
+ *                    transport (blocking deliver on a worker thread),
+ *                    host: log, config, session/txn/address/delivery
+ *                    accessors, reply.
+ */
+#ifndef PETREL_VERSION_H
+#define PETREL_VERSION_H
+
+#define PETREL_API_MAJOR 1
+#define PETREL_API_MINOR 0
+
+#endif

@@ -1,0 +1,583 @@
+/*
+ * config.c - load and check petrel.conf (see config.h).
+ *
+ * The table 'settings' is the single source of truth for top-level names,
+ * types and help texts; etc/petrel.conf is checked against it by a test.
+ */
+#include "config.h"
+#include "log.h"
+
+#include <arpa/inet.h>
+#include <ctype.h>
+#include <errno.h>
+#include <limits.h>
+#include <netinet/in.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <unistd.h>
+
+#ifndef PETREL_MODULEDIR
+#define PETREL_MODULEDIR "/usr/local/lib/petrel/modules"
+#endif
+
+const char config_default_text[] =
+	"# petreld's embedded default: a local test server.\n"
+	"hostname = \"localhost\";\n"
+	"spool = \"petrel-data/spool\";\n"
+	"listeners = ( { listen = \"127.0.0.1:2525\"; stage = \"mta\"; } );\n"
+	"domains = [ \"localhost\" ];\n"
+	"modules = { maildir = { root = \"petrel-data/mail/%d/%u\"; }; };\n";
+
+enum stype { T_STRING, T_INT, T_BOOL, T_STRLIST, T_LIST, T_GROUP };
+
+struct setting;
+typedef int setter_fn(struct config *c, const struct setting *st, config_setting_t *s,
+                      struct buf *errs);
+
+struct setting {
+	const char *name;
+	enum stype type;
+	size_t offset;          /* into struct config, for simple types */
+	long long min, max;     /* T_INT bounds */
+	setter_fn *set;         /* for the complex ones */
+	const char *help;
+};
+
+static setter_fn set_listeners, set_relay, set_domains, set_modules;
+
+#define OFF(f) offsetof(struct config, f)
+
+static const struct setting settings[] = {
+	{ .name = "hostname", .type = T_STRING, .offset = OFF(hostname),
+	  .help = "name in the greeting, Received headers and bounces (default: the system's)" },
+	{ .name = "spool", .type = T_STRING, .offset = OFF(spool),
+	  .help = "queue directory; relative paths are taken from the start directory" },
+	{ .name = "user", .type = T_STRING, .offset = OFF(user),
+	  .help = "unprivileged user to run as after binding the listeners (when started as root)" },
+	{ .name = "listeners", .type = T_LIST, .set = set_listeners,
+	  .help = "list of { listen = \"ADDR:PORT\"; stage = \"mta\"|\"msa\"; tls = \"none\"; }" },
+	{ .name = "domains", .type = T_STRLIST, .set = set_domains,
+	  .help = "local domains: mail for them is delivered here" },
+	{ .name = "relay_networks", .type = T_STRLIST, .set = set_relay,
+	  .help = "client networks (CIDR) that may relay without AUTH; empty by default" },
+	{ .name = "filters", .type = T_STRLIST, .offset = OFF(filters),
+	  .help = "the filter chain: module names, in the order they run" },
+	{ .name = "router", .type = T_STRING, .offset = OFF(router),
+	  .help = "router module (default \"router\")" },
+	{ .name = "module_path", .type = T_STRING, .offset = OFF(module_path),
+	  .help = "colon-separated directories searched for modules (default: the installed moduledir)" },
+	{ .name = "message_size_limit", .type = T_INT, .offset = OFF(message_size_limit),
+	  .min = 1024, .max = (long long)1 << 40,
+	  .help = "largest message accepted, in bytes (default 10240000)" },
+	{ .name = "recipient_limit", .type = T_INT, .offset = OFF(recipient_limit),
+	  .min = 100, .max = 100000, .help = "recipients per message (default 1000; RFC 5321 asks >= 100)" },
+	{ .name = "hopcount_limit", .type = T_INT, .offset = OFF(hopcount_limit),
+	  .min = 1, .max = 1000, .help = "Received: headers allowed before a message is refused as looping (default 100)" },
+	{ .name = "smtp_timeout", .type = T_INT, .offset = OFF(smtp_timeout), .min = 1, .max = 3600,
+	  .help = "seconds to wait for the next command (default 300)" },
+	{ .name = "data_timeout", .type = T_INT, .offset = OFF(data_timeout), .min = 1, .max = 86400,
+	  .help = "seconds allowed for a whole DATA or BDAT transfer (default 600)" },
+	{ .name = "queue_lifetime", .type = T_INT, .offset = OFF(queue_lifetime), .min = 60,
+	  .max = 60 * 86400, .help = "seconds a deferred message is retried before it bounces (default 5 days)" },
+	{ .name = "retry_initial", .type = T_INT, .offset = OFF(retry_initial), .min = 1, .max = 86400,
+	  .help = "seconds before the first retry of a deferred delivery (default 300); doubles each time" },
+	{ .name = "retry_max", .type = T_INT, .offset = OFF(retry_max), .min = 1, .max = 86400,
+	  .help = "longest wait between retries, in seconds (default 4000)" },
+	{ .name = "delivery_workers", .type = T_INT, .offset = OFF(delivery_workers), .min = 1, .max = 256,
+	  .help = "threads that run blocking deliveries (default 8)" },
+	{ .name = "max_connections", .type = T_INT, .offset = OFF(max_connections), .min = 1,
+	  .max = 1000000, .help = "concurrent SMTP sessions accepted (default 10000)" },
+	{ .name = "modules", .type = T_GROUP, .set = set_modules,
+	  .help = "one block per module with that module's own settings" },
+};
+
+void config_print_help(void)
+{
+	for (size_t i = 0; i < sizeof settings / sizeof settings[0]; i++)
+		printf("%-20s %s\n", settings[i].name, settings[i].help);
+}
+
+static const char *setting_file(const struct config *c, config_setting_t *s)
+{
+	const char *f = s ? config_setting_source_file(s) : NULL;
+	return f ? f : c->file;
+}
+
+static void setting_path(config_setting_t *s, struct buf *out)
+{
+	if (!s || config_setting_is_root(s))
+		return;
+	config_setting_t *p = config_setting_parent(s);
+	setting_path(p, out);
+	if (p && !config_setting_is_root(p))
+		buf_adds(out, config_setting_is_list(p) || config_setting_is_array(p) ? "" : ".");
+	const char *name = config_setting_name(s);
+	if (name)
+		buf_adds(out, name);
+	else
+		buf_addf(out, "[%d]", config_setting_index(s));
+}
+
+void config_error_at(const struct config *c, config_setting_t *s, struct buf *errs,
+                     const char *fmt, ...)
+{
+	struct buf path = {0};
+	setting_path(s, &path);
+	buf_addf(errs, "%s:%d: %s: ", setting_file(c, s), s ? (int)config_setting_source_line(s) : 0,
+	         path.data ? path.data : "(top)");
+	buf_free(&path);
+	va_list ap;
+	va_start(ap, fmt);
+	buf_vaddf(errs, fmt, ap);
+	va_end(ap);
+	buf_adds(errs, "\n");
+}
+
+static const char *type_word(enum stype t)
+{
+	static const char *w[] = { [T_STRING] = "a string", [T_INT] = "an integer",
+		[T_BOOL] = "true or false", [T_STRLIST] = "a list of strings [ \"...\" ]",
+		[T_LIST] = "a list ( {...} )", [T_GROUP] = "a group { ... }" };
+	return w[t];
+}
+
+static bool type_ok(config_setting_t *s, enum stype t)
+{
+	int ty = config_setting_type(s);
+	switch (t) {
+	case T_STRING: return ty == CONFIG_TYPE_STRING;
+	case T_INT: return ty == CONFIG_TYPE_INT || ty == CONFIG_TYPE_INT64;
+	case T_BOOL: return ty == CONFIG_TYPE_BOOL;
+	case T_STRLIST:
+		if (ty != CONFIG_TYPE_ARRAY && ty != CONFIG_TYPE_LIST)
+			return false;
+		for (int i = 0; i < config_setting_length(s); i++)
+			if (config_setting_type(config_setting_get_elem(s, i)) != CONFIG_TYPE_STRING)
+				return false;
+		return true;
+	case T_LIST: return ty == CONFIG_TYPE_LIST;
+	case T_GROUP: return ty == CONFIG_TYPE_GROUP;
+	}
+	return false;
+}
+
+static char **strlist(config_setting_t *s, int *n, bool lower)
+{
+	*n = config_setting_length(s);
+	char **v = xcalloc((size_t)*n + 1, sizeof *v);
+	for (int i = 0; i < *n; i++) {
+		v[i] = xstrdup(config_setting_get_string_elem(s, i));
+		if (lower)
+			for (char *p = v[i]; *p; p++)
+				*p = (char)tolower((unsigned char)*p);
+	}
+	return v;
+}
+
+static int set_domains(struct config *c, const struct setting *st, config_setting_t *s,
+                       struct buf *errs)
+{
+	(void)st;
+	c->domains = strlist(s, &c->ndomains, true);
+	for (int i = 0; i < c->ndomains; i++)
+		if (!c->domains[i][0] || strchr(c->domains[i], '@') || strchr(c->domains[i], ' ')) {
+			config_error_at(c, config_setting_get_elem(s, i), errs,
+			                "'%s' is not a domain name", c->domains[i]);
+			return -1;
+		}
+	return 0;
+}
+
+int config_parse_cidr(const char *s, struct cidr *out)
+{
+	char addr[INET6_ADDRSTRLEN + 1];
+	const char *slash = strchr(s, '/');
+	size_t alen = slash ? (size_t)(slash - s) : strlen(s);
+	if (alen == 0 || alen >= sizeof addr)
+		return -1;
+	memcpy(addr, s, alen);
+	addr[alen] = 0;
+	memset(out, 0, sizeof *out);
+	int maxbits;
+	if (inet_pton(AF_INET, addr, out->net) == 1) {
+		out->family = AF_INET;
+		maxbits = 32;
+	} else if (inet_pton(AF_INET6, addr, out->net) == 1) {
+		out->family = AF_INET6;
+		maxbits = 128;
+	} else {
+		return -1;
+	}
+	out->bits = maxbits;
+	if (slash) {
+		char *end;
+		errno = 0;
+		long b = strtol(slash + 1, &end, 10);
+		if (errno || *end || end == slash + 1 || b < 0 || b > maxbits)
+			return -1;
+		out->bits = (int)b;
+	}
+	return 0;
+}
+
+bool cidr_match(const struct cidr *c, const struct sockaddr *sa)
+{
+	const unsigned char *a;
+	unsigned char mapped[4];
+	if (sa->sa_family == AF_INET6) {
+		const struct in6_addr *a6 = &((const struct sockaddr_in6 *)sa)->sin6_addr;
+		if (c->family == AF_INET && IN6_IS_ADDR_V4MAPPED(a6)) {
+			memcpy(mapped, a6->s6_addr + 12, 4);
+			a = mapped;
+		} else if (c->family == AF_INET6) {
+			a = a6->s6_addr;
+		} else {
+			return false;
+		}
+	} else if (sa->sa_family == AF_INET && c->family == AF_INET) {
+		a = (const unsigned char *)&((const struct sockaddr_in *)sa)->sin_addr;
+	} else {
+		return false;
+	}
+	int full = c->bits / 8, rest = c->bits % 8;
+	if (memcmp(a, c->net, (size_t)full) != 0)
+		return false;
+	if (rest) {
+		unsigned char mask = (unsigned char)(0xff << (8 - rest));
+		if ((a[full] & mask) != (c->net[full] & mask))
+			return false;
+	}
+	return true;
+}
+
+static int set_relay(struct config *c, const struct setting *st, config_setting_t *s,
+                     struct buf *errs)
+{
+	(void)st;
+	int n = config_setting_length(s);
+	c->relay = xcalloc((size_t)n + 1, sizeof *c->relay);
+	for (int i = 0; i < n; i++) {
+		const char *v = config_setting_get_string_elem(s, i);
+		if (config_parse_cidr(v, &c->relay[i]) < 0) {
+			config_error_at(c, config_setting_get_elem(s, i), errs,
+			                "'%s' is not an address or network (CIDR)", v);
+			return -1;
+		}
+	}
+	c->nrelay = n;
+	return 0;
+}
+
+int config_parse_listen(const char *s, struct sockaddr_storage *ss, socklen_t *len,
+                        const char **why)
+{
+	char host[INET6_ADDRSTRLEN + 1];
+	const char *port;
+	size_t hl;
+	memset(ss, 0, sizeof *ss);
+	if (s[0] == '[') {
+		const char *rb = strchr(s, ']');
+		if (!rb || rb[1] != ':') {
+			*why = "expected [IPv6]:PORT";
+			return -1;
+		}
+		hl = (size_t)(rb - s - 1);
+		if (hl >= sizeof host) {
+			*why = "bad IPv6 address";
+			return -1;
+		}
+		memcpy(host, s + 1, hl);
+		port = rb + 2;
+	} else {
+		const char *colon = strrchr(s, ':');
+		if (!colon) {
+			*why = "expected ADDRESS:PORT";
+			return -1;
+		}
+		hl = (size_t)(colon - s);
+		if (hl >= sizeof host) {
+			*why = "bad address";
+			return -1;
+		}
+		memcpy(host, s, hl);
+		port = colon + 1;
+	}
+	host[hl] = 0;
+	char *end;
+	errno = 0;
+	long p = strtol(port, &end, 10);
+	if (errno || *end || end == port || p < 1 || p > 65535) {
+		*why = "bad port (1-65535)";
+		return -1;
+	}
+	struct sockaddr_in *s4 = (struct sockaddr_in *)ss;
+	struct sockaddr_in6 *s6 = (struct sockaddr_in6 *)ss;
+	if (inet_pton(AF_INET, host, &s4->sin_addr) == 1) {
+		s4->sin_family = AF_INET;
+		s4->sin_port = htons((uint16_t)p);
+		*len = sizeof *s4;
+	} else if (inet_pton(AF_INET6, host, &s6->sin6_addr) == 1) {
+		s6->sin6_family = AF_INET6;
+		s6->sin6_port = htons((uint16_t)p);
+		*len = sizeof *s6;
+	} else {
+		*why = "not a numeric IPv4 or IPv6 address";
+		return -1;
+	}
+	return 0;
+}
+
+static int set_listeners(struct config *c, const struct setting *st, config_setting_t *s,
+                         struct buf *errs)
+{
+	(void)st;
+	int n = config_setting_length(s), bad = 0;
+	c->listeners = xcalloc((size_t)n + 1, sizeof *c->listeners);
+	c->nlisteners = n;
+	for (int i = 0; i < n; i++) {
+		config_setting_t *g = config_setting_get_elem(s, i);
+		struct listener_conf *l = &c->listeners[i];
+		l->setting = g;
+		if (config_setting_type(g) != CONFIG_TYPE_GROUP) {
+			config_error_at(c, g, errs, "a listener is a group { listen = ...; stage = ...; }");
+			bad = 1;
+			continue;
+		}
+		for (int k = 0; k < config_setting_length(g); k++) {
+			config_setting_t *m = config_setting_get_elem(g, k);
+			const char *nm = config_setting_name(m);
+			if (strcmp(nm, "listen") && strcmp(nm, "stage") && strcmp(nm, "tls")) {
+				config_error_at(c, m, errs, "unknown listener setting (known: listen, stage, tls)");
+				bad = 1;
+			} else if (config_setting_type(m) != CONFIG_TYPE_STRING) {
+				config_error_at(c, m, errs, "must be a string");
+				bad = 1;
+			}
+		}
+		const char *v;
+		config_setting_t *m = config_setting_get_member(g, "listen");
+		if (!m || !(v = config_setting_get_string(m))) {
+			if (!m)
+				config_error_at(c, g, errs, "listen = \"ADDRESS:PORT\" is required");
+			bad = 1;
+		} else {
+			const char *why;
+			l->listen = xstrdup(v);
+			if (config_parse_listen(v, &l->addr, &l->addrlen, &why) < 0) {
+				config_error_at(c, m, errs, "'%s': %s", v, why);
+				bad = 1;
+			}
+		}
+		m = config_setting_get_member(g, "stage");
+		if (!m || !(v = config_setting_get_string(m))) {
+			if (!m)
+				config_error_at(c, g, errs, "stage = \"mta\" or \"msa\" is required");
+			bad = 1;
+		} else {
+			l->stage = xstrdup(v);
+		}
+		m = config_setting_get_member(g, "tls");
+		if (m && (v = config_setting_get_string(m))) {
+			if (!strcmp(v, "none")) {
+				l->tls = TLS_NONE;
+			} else if (!strcmp(v, "starttls") || !strcmp(v, "implicit")) {
+				config_error_at(c, m, errs, "'%s': TLS is not available in this build yet", v);
+				bad = 1;
+			} else {
+				config_error_at(c, m, errs, "'%s': expected \"none\", \"starttls\" or \"implicit\"", v);
+				bad = 1;
+			}
+		}
+	}
+	return bad ? -1 : 0;
+}
+
+static int set_modules(struct config *c, const struct setting *st, config_setting_t *s,
+                       struct buf *errs)
+{
+	(void)st;
+	int bad = 0;
+	for (int i = 0; i < config_setting_length(s); i++) {
+		config_setting_t *m = config_setting_get_elem(s, i);
+		if (config_setting_type(m) != CONFIG_TYPE_GROUP) {
+			config_error_at(c, m, errs, "a module's settings are a group { ... }");
+			bad = 1;
+		}
+	}
+	return bad ? -1 : 0;
+}
+
+static char *absolute(const char *p)
+{
+	if (p[0] == '/')
+		return xstrdup(p);
+	char cwd[PATH_MAX];
+	if (!getcwd(cwd, sizeof cwd))
+		return xstrdup(p);
+	return xasprintf("%s/%s", cwd, p);
+}
+
+static void set_defaults(struct config *c)
+{
+	char hn[256];
+	if (gethostname(hn, sizeof hn) < 0)
+		strcpy(hn, "localhost");
+	hn[sizeof hn - 1] = 0;
+	c->hostname = xstrdup(hn);
+	c->spool = xstrdup("/var/spool/petrel");
+	c->router = xstrdup("router");
+	c->message_size_limit = 10240000;
+	c->recipient_limit = 1000;
+	c->hopcount_limit = 100;
+	c->smtp_timeout = 300;
+	c->data_timeout = 600;
+	c->queue_lifetime = 5 * 86400;
+	c->retry_initial = 300;
+	c->retry_max = 4000;
+	c->delivery_workers = 8;
+	c->max_connections = 10000;
+}
+
+static int apply(struct config *c, const struct setting *st, config_setting_t *s, struct buf *errs)
+{
+	if (!type_ok(s, st->type)) {
+		config_error_at(c, s, errs, "must be %s", type_word(st->type));
+		return -1;
+	}
+	if (st->set)
+		return st->set(c, st, s, errs);
+	void *field = (char *)c + st->offset;
+	switch (st->type) {
+	case T_STRING: {
+		char **dst = field;
+		free(*dst);
+		*dst = xstrdup(config_setting_get_string(s));
+		if (!**dst) {
+			config_error_at(c, s, errs, "must not be empty");
+			return -1;
+		}
+		return 0;
+	}
+	case T_INT: {
+		long long v = config_setting_get_int64(s);
+		if (v < st->min || v > st->max) {
+			config_error_at(c, s, errs, "%lld is out of range (%lld to %lld)", v, st->min, st->max);
+			return -1;
+		}
+		if (st->offset == OFF(message_size_limit))
+			c->message_size_limit = (uint64_t)v;
+		else
+			*(int *)field = (int)v;
+		return 0;
+	}
+	case T_STRLIST:
+		c->filters = strlist(s, &c->nfilters, false);
+		return 0;
+	default:
+		return 0;
+	}
+}
+
+struct config *config_load(const char *path, struct buf *errs)
+{
+	struct config *c = xcalloc(1, sizeof *c);
+	size_t errs_before = errs->len;
+	config_init(&c->cfg);
+	set_defaults(c);
+	c->file = xstrdup(path ? path : "(default)");
+	int ok = path ? config_read_file(&c->cfg, path)
+	              : config_read_string(&c->cfg, config_default_text);
+	if (!ok) {
+		if (config_error_type(&c->cfg) == CONFIG_ERR_FILE_IO)
+			buf_addf(errs, "%s: cannot read: %s\n", c->file, strerror(errno));
+		else
+			buf_addf(errs, "%s:%d: syntax error: %s\n",
+			         config_error_file(&c->cfg) ? config_error_file(&c->cfg) : c->file,
+			         config_error_line(&c->cfg), config_error_text(&c->cfg));
+		config_free(&c);
+		return NULL;
+	}
+	config_setting_t *root = config_root_setting(&c->cfg);
+	for (int i = 0; i < config_setting_length(root); i++) {
+		config_setting_t *s = config_setting_get_elem(root, i);
+		const char *name = config_setting_name(s);
+		const struct setting *st = NULL;
+		for (size_t k = 0; k < sizeof settings / sizeof settings[0]; k++)
+			if (!strcmp(settings[k].name, name))
+				st = &settings[k];
+		if (!st) {
+			config_error_at(c, s, errs, "unknown setting");
+			continue;
+		}
+		(void)apply(c, st, s, errs);
+	}
+	if (c->nlisteners == 0 && errs->len == errs_before)
+		buf_addf(errs, "%s:0: listeners: at least one listener is required\n", c->file);
+	if (c->retry_max < c->retry_initial)
+		c->retry_max = c->retry_initial;
+	char *abs = absolute(c->spool);
+	free(c->spool);
+	c->spool = abs;
+	const char *envp = getenv("PETREL_MODULE_PATH");
+	if (envp && *envp) {
+		char *mp = c->module_path ? xasprintf("%s:%s", envp, c->module_path) : xstrdup(envp);
+		free(c->module_path);
+		c->module_path = mp;
+	}
+	if (!c->module_path)
+		c->module_path = xstrdup(PETREL_MODULEDIR);
+	if (errs->len != errs_before) {
+		config_free(&c);
+		return NULL;
+	}
+	return c;
+}
+
+static void free_strv(char ***v, int n)
+{
+	for (int i = 0; i < n; i++)
+		free((*v)[i]);
+	xfree(v);
+}
+
+void config_free(struct config **cp)
+{
+	struct config *c = *cp;
+	if (!c)
+		return;
+	for (int i = 0; i < c->nlisteners; i++) {
+		free(c->listeners[i].listen);
+		free(c->listeners[i].stage);
+	}
+	free(c->listeners);
+	free_strv(&c->domains, c->ndomains);
+	free_strv(&c->filters, c->nfilters);
+	free(c->relay);
+	free(c->file);
+	free(c->hostname);
+	free(c->spool);
+	free(c->user);
+	free(c->router);
+	free(c->module_path);
+	config_destroy(&c->cfg);
+	free(c);
+	*cp = NULL;
+}
+
+bool config_is_local_domain(const struct config *c, const char *domain)
+{
+	for (int i = 0; i < c->ndomains; i++)
+		if (!strcasecmp(c->domains[i], domain))
+			return true;
+	return false;
+}
+
+bool config_may_relay(const struct config *c, const struct sockaddr *sa)
+{
+	for (int i = 0; i < c->nrelay; i++)
+		if (cidr_match(&c->relay[i], sa))
+			return true;
+	return false;
+}

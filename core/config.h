@@ -1,0 +1,95 @@
+/*
+ * config.h - petrel.conf: load, check, hold one configuration generation.
+ *
+ * The file is libconfig syntax.  Every top-level setting is declared in a
+ * table in config.c with its type and a one-line help text; unknown names,
+ * wrong types and bad values are errors reported as
+ * "FILE:LINE: setting: reason", all of them, and the daemon refuses to
+ * start.  Without a file the embedded default configuration is used.
+ *
+ * A struct config owns everything it points to, including the libconfig
+ * tree (module blocks are read from it when modules initialise).
+ */
+#ifndef PETREL_CONFIG_H
+#define PETREL_CONFIG_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/socket.h>
+#include <libconfig.h>
+
+#include "mem.h"
+
+enum tls_mode { TLS_NONE = 0, TLS_STARTTLS, TLS_IMPLICIT };
+
+struct listener_conf {
+	char *listen;                   /* as written */
+	char *stage;                    /* module name */
+	enum tls_mode tls;
+	struct sockaddr_storage addr;
+	socklen_t addrlen;
+	config_setting_t *setting;      /* for error locations */
+};
+
+struct cidr {
+	int family;                     /* AF_INET or AF_INET6 */
+	unsigned char net[16];
+	int bits;
+};
+
+struct config {
+	char *file;                     /* path, or "(default)" */
+	char *hostname;
+	char *spool;                    /* absolute */
+	char *user;                     /* NULL: stay as started */
+	struct listener_conf *listeners;
+	int nlisteners;
+	char **domains;                 /* lower case */
+	int ndomains;
+	struct cidr *relay;
+	int nrelay;
+	char **filters;
+	int nfilters;
+	char *router;                   /* router module name */
+	char *module_path;              /* colon-separated dirs */
+	uint64_t message_size_limit;
+	int recipient_limit;
+	int hopcount_limit;
+	int smtp_timeout;               /* seconds */
+	int data_timeout;
+	int queue_lifetime;             /* seconds */
+	int retry_initial;
+	int retry_max;
+	int delivery_workers;
+	int max_connections;
+	config_t cfg;                   /* the parsed tree */
+};
+
+/* The embedded default configuration (petreld without -c). */
+extern const char config_default_text[];
+
+/*
+ * config_load - parse and check a configuration.
+ *   path: file to read, or NULL for the embedded default.
+ *   errs: receives one line per problem ("FILE:LINE: setting: reason\n").
+ * Returns a new config, or NULL when there was any error.
+ */
+struct config *config_load(const char *path, struct buf *errs)
+	__attribute__((warn_unused_result));
+void config_free(struct config **c);
+
+/* Record an error at a setting ("FILE:LINE: path: text"). */
+void config_error_at(const struct config *c, config_setting_t *s, struct buf *errs,
+                     const char *fmt, ...) __attribute__((format(printf, 4, 5)));
+
+bool config_is_local_domain(const struct config *c, const char *domain);
+bool config_may_relay(const struct config *c, const struct sockaddr *sa);
+int config_parse_cidr(const char *s, struct cidr *out) __attribute__((warn_unused_result));
+bool cidr_match(const struct cidr *c, const struct sockaddr *sa);
+int config_parse_listen(const char *s, struct sockaddr_storage *ss, socklen_t *len,
+                        const char **why) __attribute__((warn_unused_result));
+
+/* Print every top-level setting with its help (petreld -h settings). */
+void config_print_help(void);
+
+#endif

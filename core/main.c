@@ -1,0 +1,260 @@
+/*
+ * main.c - petreld: command line, start-up order, signals, shutdown.
+ *
+ *   petreld [-c FILE] [-f] [-t] [-V]
+ *
+ * Start-up: read and check the configuration; load the modules it names
+ * (stages, filters, router, every module with a block, maildir); bind the
+ * listeners; drop privileges; open the spool and recover what it holds;
+ * run the loop.  SIGTERM: stop accepting, answer 421 to idle sessions, let
+ * messages being committed finish (their 250 is sent), let deliveries in
+ * flight finish, then exit 0.  What is queued stays queued.
+ */
+#include "config.h"
+#include "log.h"
+#include "module_load.h"
+#include "queue.h"
+#include "server.h"
+#include "spool.h"
+#include "worker.h"
+
+#include <errno.h>
+#include <grp.h>
+#include <pwd.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/signalfd.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#ifndef PACKAGE_VERSION
+#define PACKAGE_VERSION "dev"
+#endif
+
+static void usage(void)
+{
+	fprintf(stderr, "usage: petreld [-c FILE] [-f] [-t] [-V]\n"
+	        "  -c FILE  configuration file (default: the embedded local test configuration)\n"
+	        "  -f       stay in the foreground, log to stderr\n"
+	        "  -t       check the configuration and exit (0: valid)\n"
+	        "  -V       print the version and exit\n"
+	        "  -h       this help and the list of settings\n");
+}
+
+/* Load every module the configuration needs; errors go to errs. */
+static int load_modules(struct server *srv, struct buf *errs)
+{
+	struct config *cfg = srv->cfg;
+	int bad = 0;
+	for (int i = 0; i < cfg->nlisteners; i++) {
+		struct listener_conf *lc = &cfg->listeners[i];
+		if (!lc->stage)
+			continue;
+		config_setting_t *where = config_setting_get_member(lc->setting, "stage");
+		struct module *m = module_get(&srv->mods, cfg, lc->stage, where, errs);
+		if (m && !m->desc->stage) {
+			config_error_at(cfg, where, errs, "module '%s' is not a stage", lc->stage);
+			m = NULL;
+		}
+		bad |= !m;
+	}
+	config_setting_t *fl = config_lookup(&cfg->cfg, "filters");
+	srv->filters = xcalloc((size_t)cfg->nfilters + 1, sizeof *srv->filters);
+	for (int i = 0; i < cfg->nfilters; i++) {
+		config_setting_t *where = config_setting_get_elem(fl, (unsigned)i);
+		struct module *m = module_get(&srv->mods, cfg, cfg->filters[i], where, errs);
+		if (m && !m->desc->filter) {
+			config_error_at(cfg, where, errs, "module '%s' is not a filter", cfg->filters[i]);
+			m = NULL;
+		}
+		if (m)
+			srv->filters[srv->nfilters++] = m;
+		bad |= !m;
+	}
+	config_setting_t *rw = config_lookup(&cfg->cfg, "router");
+	srv->router = module_get(&srv->mods, cfg, cfg->router, rw, errs);
+	if (srv->router && !srv->router->desc->router) {
+		config_error_at(cfg, rw, errs, "module '%s' is not a router", cfg->router);
+		srv->router = NULL;
+	}
+	bad |= !srv->router;
+	config_setting_t *mods = config_lookup(&cfg->cfg, "modules");
+	for (int i = 0; mods && i < config_setting_length(mods); i++) {
+		config_setting_t *b = config_setting_get_elem(mods, (unsigned)i);
+		bad |= !module_get(&srv->mods, cfg, config_setting_name(b), b, errs);
+	}
+	if (!module_find(&srv->mods, "maildir"))
+		bad |= !module_get(&srv->mods, cfg, "maildir", NULL, errs);
+	return bad ? -1 : 0;
+}
+
+static int drop_privileges(struct config *cfg, struct buf *errs)
+{
+	if (!cfg->user)
+		return 0;
+	struct passwd *pw = getpwnam(cfg->user);
+	if (!pw) {
+		buf_addf(errs, "%s: user: no such user '%s'\n", cfg->file, cfg->user);
+		return -1;
+	}
+	if (getuid() != 0) {
+		if (getuid() != pw->pw_uid)
+			log_warn("not started as root: staying uid %d instead of %s", (int)getuid(), cfg->user);
+		return 0;
+	}
+	if (mkdir(cfg->spool, 0700) < 0 && errno != EEXIST) {
+		buf_addf(errs, "spool %s: %s\n", cfg->spool, strerror(errno));
+		return -1;
+	}
+	if (chown(cfg->spool, pw->pw_uid, pw->pw_gid) < 0) {
+		buf_addf(errs, "chown %s: %s\n", cfg->spool, strerror(errno));
+		return -1;
+	}
+	if (initgroups(pw->pw_name, pw->pw_gid) < 0 || setgid(pw->pw_gid) < 0 ||
+	    setuid(pw->pw_uid) < 0) {
+		buf_addf(errs, "cannot become user %s: %s\n", cfg->user, strerror(errno));
+		return -1;
+	}
+	if (setuid(0) == 0) {
+		buf_addf(errs, "privileges could not be dropped\n");
+		return -1;
+	}
+	log_info("running as %s (uid %d)", cfg->user, (int)pw->pw_uid);
+	return 0;
+}
+
+static void check_stopped(struct ev_loop *loop, void *arg)
+{
+	struct server *srv = arg;
+	if (srv->nsessions == 0 && spool_commits_pending(srv->spool) == 0 &&
+	    queue_active(srv->queue) == 0) {
+		ev_stop(loop);
+		return;
+	}
+	ev_timer_start(loop, &srv->stop_timer, 20);
+}
+
+static void on_signal(struct ev_loop *loop, int fd, int mask, void *arg)
+{
+	(void)mask;
+	struct server *srv = arg;
+	struct signalfd_siginfo si;
+	while (read(fd, &si, sizeof si) == sizeof si) {
+		if (si.ssi_signo == SIGHUP) {
+			log_info("SIGHUP: configuration reload is not implemented yet; ignored");
+			continue;
+		}
+		if (srv->stopping)
+			continue;
+		log_info("%s: stopping: no new connections, finishing sessions and deliveries",
+		         si.ssi_signo == SIGTERM ? "SIGTERM" : "SIGINT");
+		srv->stopping = true;
+		listeners_close(srv);
+		sessions_shutdown(srv);
+		ev_timer_init(&srv->stop_timer, check_stopped, srv);
+		check_stopped(loop, srv);
+	}
+}
+
+int main(int argc, char **argv)
+{
+	const char *file = NULL;
+	int foreground = 0, check = 0, opt;
+	while ((opt = getopt(argc, argv, "c:ftVh")) != -1) {
+		switch (opt) {
+		case 'c': file = optarg; break;
+		case 'f': foreground = 1; break;
+		case 't': check = 1; break;
+		case 'V':
+			printf("petreld %s (module API %d.%d)\n", PACKAGE_VERSION, PETREL_API_MAJOR,
+			       PETREL_API_MINOR);
+			return 0;
+		case 'h':
+			usage();
+			printf("\nsettings:\n");
+			config_print_help();
+			return 0;
+		default:
+			usage();
+			return 1;
+		}
+	}
+	if (optind != argc) {
+		usage();
+		return 1;
+	}
+	log_open("petreld", foreground || check);
+	struct buf errs = {0};
+	struct server srv_storage = {0}, *srv = &srv_storage;
+	srv->cfg = config_load(file, &errs);
+	if (srv->cfg)
+		(void)load_modules(srv, &errs);    /* errors are in errs */
+	if (errs.len) {
+		fputs(errs.data, stderr);
+		modules_free(&srv->mods);
+		config_free(&srv->cfg);
+		buf_free(&errs);
+		return 1;
+	}
+	if (check) {
+		printf("%s: configuration is valid\n", srv->cfg->file);
+		modules_free(&srv->mods);
+		free(srv->filters);
+		config_free(&srv->cfg);
+		return 0;
+	}
+	struct config *cfg = srv->cfg;
+	sigset_t mask;
+	sigemptyset(&mask);
+	sigaddset(&mask, SIGTERM);
+	sigaddset(&mask, SIGINT);
+	sigaddset(&mask, SIGHUP);
+	sigprocmask(SIG_BLOCK, &mask, NULL);
+	signal(SIGPIPE, SIG_IGN);
+	if (!foreground && daemon(0, 0) < 0)
+		log_fatal("daemon: %m");
+	srv->loop = ev_loop_new();
+	if (listeners_open(srv, &errs) < 0 || drop_privileges(cfg, &errs) < 0 ||
+	    !(srv->spool = spool_open(cfg->spool, srv->loop, &errs))) {
+		fputs(errs.data ? errs.data : "start-up failed\n", stderr);
+		log_error("%s", errs.data ? errs.data : "start-up failed");
+		return 1;
+	}
+	for (int i = 0; i < srv->nlisteners; i++)
+		for (int k = 0; k < srv->mods.n; k++)
+			if (!strcmp(srv->mods.v[k]->desc->name, cfg->listeners[i].stage))
+				srv->listeners[i].stage = srv->mods.v[k];
+	int sfd = signalfd(-1, &mask, SFD_NONBLOCK | SFD_CLOEXEC);
+	const char *err;
+	if (sfd < 0 || ev_fd_set(srv->loop, sfd, EV_READ, on_signal, srv, &err) < 0)
+		log_fatal("signalfd: %m");
+	srv->workers = workers_start(srv->loop, cfg->delivery_workers);
+	srv->queue = queue_new(srv);
+	struct qmsg **rec;
+	int nrec;
+	if (spool_recover(srv->spool, &rec, &nrec, &errs) < 0)
+		log_fatal("%s", errs.data);
+	for (int i = 0; i < nrec; i++)
+		queue_add(srv->queue, rec[i]);
+	free(rec);
+	log_info("petreld %s started: hostname %s, spool %s, %d modules", PACKAGE_VERSION,
+	         cfg->hostname, cfg->spool, srv->mods.n);
+	ev_run(srv->loop);
+	workers_stop(&srv->workers);
+	spool_close(&srv->spool);
+	log_info("stopped: %llu messages accepted, %d left in the queue",
+	         (unsigned long long)srv->counter_accepted, queue_size(srv->queue));
+	queue_free(&srv->queue);
+	ev_fd_del(srv->loop, sfd);
+	close(sfd);
+	listeners_close(srv);
+	free(srv->listeners);
+	modules_free(&srv->mods);
+	free(srv->filters);
+	ev_loop_free(&srv->loop);
+	config_free(&srv->cfg);
+	buf_free(&errs);
+	return 0;
+}

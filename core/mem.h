@@ -1,0 +1,40 @@
+/*
+ * mem.h - allocation that never returns NULL, and a growable byte buffer.
+ *
+ * Out of memory is an environment failure: the wrappers log and exit, so
+ * no caller carries a NULL check.  struct buf owns its bytes; buf_free()
+ * releases them and leaves the buf empty and reusable.
+ */
+#ifndef PETREL_MEM_H
+#define PETREL_MEM_H
+
+#include <stddef.h>
+#include <stdarg.h>
+
+void *xmalloc(size_t n) __attribute__((malloc, returns_nonnull));
+void *xcalloc(size_t n, size_t size) __attribute__((malloc, returns_nonnull));
+void *xrealloc(void *p, size_t n) __attribute__((returns_nonnull));
+char *xstrdup(const char *s) __attribute__((malloc, returns_nonnull));
+char *xstrndup(const char *s, size_t n) __attribute__((malloc, returns_nonnull));
+char *xasprintf(const char *fmt, ...)
+	__attribute__((format(printf, 1, 2), malloc, returns_nonnull));
+
+/* Free *pp and clear it. */
+#define xfree(pp) do { free(*(pp)); *(pp) = NULL; } while (0)
+
+struct buf {
+	char *data;     /* always NUL-terminated when len > 0 or after buf_* */
+	size_t len;
+	size_t cap;
+};
+
+void buf_reserve(struct buf *b, size_t extra);
+void buf_add(struct buf *b, const void *p, size_t n);
+void buf_adds(struct buf *b, const char *s);
+void buf_addf(struct buf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+void buf_vaddf(struct buf *b, const char *fmt, va_list ap) __attribute__((format(printf, 2, 0)));
+void buf_consume(struct buf *b, size_t n);  /* drop n bytes from the front */
+void buf_reset(struct buf *b);              /* len = 0, keep memory */
+void buf_free(struct buf *b);               /* release memory */
+
+#endif

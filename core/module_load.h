@@ -1,0 +1,52 @@
+/*
+ * module_load.h - the module registry: load with libltdl, check, configure.
+ *
+ * A module is loaded once per daemon, by name, from module_path (or by
+ * path when the name contains '/').  Before any of its code runs the
+ * loader checks the exported descriptor: the API major version must equal
+ * ours, the name must not be taken.  Its configuration block
+ * modules.<name> is checked against the module's settings table, then
+ * init() runs.  All errors go to 'errs' as "FILE:LINE: setting: reason".
+ *
+ * Built-in and loaded modules share this one registry.
+ */
+#ifndef PETREL_MODULE_LOAD_H
+#define PETREL_MODULE_LOAD_H
+
+#include <petrel/petrel.h>
+#include "config.h"
+
+struct petrel_conf {
+	struct config *cfg;
+	config_setting_t *block;   /* NULL when the module has no block */
+	const char *modname;
+	struct buf *errs;
+	int failed;
+};
+
+struct module {
+	const struct petrel_module *desc;
+	void *handle;              /* lt_dlhandle */
+	void *state;
+	struct petrel_conf conf;
+	char *path;
+};
+
+struct modules {
+	struct module **v;
+	int n;
+};
+
+/*
+ * module_get - the module named 'name', loading and initialising it if it
+ * is not loaded yet.  'where' is the setting that names it (for errors).
+ * Returns NULL after appending the reason to errs.
+ */
+struct module *module_get(struct modules *m, struct config *cfg, const char *name,
+                          config_setting_t *where, struct buf *errs);
+struct module *module_find(struct modules *m, const char *name);  /* loaded only */
+void modules_free(struct modules *m);   /* fini() each, close handles */
+
+extern const struct petrel_host petrel_host_v1;
+
+#endif

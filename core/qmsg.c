@@ -1,0 +1,76 @@
+/*
+ * qmsg.c - a queued message's envelope in memory: create, add
+ * destinations, free.  Shared by the session (which builds it), recovery
+ * (which reads it back) and the scheduler.
+ */
+#include "queue.h"
+#include "mem.h"
+#include "smtp_parse.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+int addr_split(const char *address, char **local, char **domain)
+{
+	struct smtp_addr a;
+	const char *end, *why;
+	size_t n = strlen(address);
+	char *p = xmalloc(n + 3);
+	p[0] = '<';
+	memcpy(p + 1, address, n);
+	p[n + 1] = '>';
+	p[n + 2] = 0;
+	int r = smtp_parse_path(p, n + 2, false, true, &a, &end, &why);
+	free(p);
+	if (r < 0 || *end)
+		return -1;
+	*local = xstrdup(a.local_plain);
+	*domain = xstrdup(a.domain);
+	return 0;
+}
+
+struct qmsg *qmsg_new(const char *qid, const char *sender, time_t arrival)
+{
+	struct qmsg *m = xcalloc(1, sizeof *m);
+	snprintf(m->qid, sizeof m->qid, "%s", qid);
+	m->sender = xstrdup(sender);
+	m->arrival = arrival;
+	ev_timer_init(&m->retry, NULL, m);
+	return m;
+}
+
+struct qdest *qmsg_add_dest(struct qmsg *m, const char *transport, const char *address,
+                            const char *orig)
+{
+	char *local, *domain;
+	if (addr_split(address, &local, &domain) < 0)
+		return NULL;
+	m->dests = xrealloc(m->dests, (size_t)(m->ndests + 1) * sizeof *m->dests);
+	struct qdest *d = &m->dests[m->ndests++];
+	*d = (struct qdest){ .transport = xstrdup(transport), .address = xstrdup(address),
+	                     .orig = xstrdup(orig), .local = local, .domain = domain,
+	                     .status = Q_PENDING };
+	return d;
+}
+
+void qmsg_free(struct qmsg **mp)
+{
+	struct qmsg *m = *mp;
+	if (!m)
+		return;
+	for (int i = 0; i < m->ndests; i++) {
+		struct qdest *d = &m->dests[i];
+		free(d->transport);
+		free(d->address);
+		free(d->orig);
+		free(d->local);
+		free(d->domain);
+		free(d->last_error);
+	}
+	free(m->dests);
+	free(m->sender);
+	free(m);
+	*mp = NULL;
+}
+

@@ -1,0 +1,265 @@
+/*
+ * queue.c - the delivery scheduler (see queue.h).
+ *
+ * Messages wait in a run list; at most 2 x delivery_workers are handed to
+ * worker threads at once.  A worker delivers every pending destination of
+ * its message in turn, records each final status byte in the queue file
+ * (no sync: after a crash a destination may be delivered again, never
+ * lost), and removes the file when nothing is pending.  Back on the loop a
+ * message with deferred destinations gets a retry timer.
+ */
+#include "queue.h"
+#include "delivery.h"
+#include "log.h"
+#include "mem.h"
+#include "module_load.h"
+#include "server.h"
+#include "smtp_parse.h"
+#include "spool.h"
+#include "worker.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/time.h>
+#include <unistd.h>
+
+struct queue {
+	struct server *srv;
+	struct qmsg *run_head, *run_tail;
+	int active;
+	int nmsgs;
+	struct qmsg **all;      /* every message held, for shutdown */
+	int nall, capall;
+};
+
+struct job {
+	struct qmsg *m;
+	struct module **mods;   /* per destination; NULL: transport missing */
+};
+
+static double now_f(void)
+{
+	struct timeval tv;
+	gettimeofday(&tv, NULL);
+	return (double)tv.tv_sec + (double)tv.tv_usec / 1e6;
+}
+
+/* --- worker side --- */
+
+static const char *result_word(int r)
+{
+	return r == PETREL_DELIVERED ? "sent" : r == PETREL_BOUNCE ? "bounced" : "deferred";
+}
+
+static void deliver_work(void *arg)
+{
+	struct job *j = arg;
+	struct qmsg *m = j->m;
+	struct server *srv = m->srv;
+	char path[4096];
+	if (spool_queue_path(srv->spool, m->qid, path, sizeof path) < 0)
+		return;
+	int fd = open(path, O_RDWR | O_CLOEXEC);
+	if (fd < 0) {
+		log_error("%s: cannot open queue file: %m", m->qid);
+		return;
+	}
+	int pending = 0;
+	for (int i = 0; i < m->ndests; i++) {
+		struct qdest *d = &m->dests[i];
+		if (d->status != Q_PENDING)
+			continue;
+		struct petrel_delivery dl = { .m = m, .d = d, .fd = fd, .pos = m->msg_off };
+		int r;
+		if (!j->mods[i]) {
+			r = PETREL_DEFER;
+			snprintf(dl.status, sizeof dl.status, "transport %s is not loaded", d->transport);
+		} else {
+			r = j->mods[i]->desc->transport->deliver(j->mods[i]->state, &dl);
+			if (r != PETREL_DELIVERED && r != PETREL_BOUNCE)
+				r = PETREL_DEFER;
+			if (!dl.status[0])
+				snprintf(dl.status, sizeof dl.status, "%s", result_word(r));
+		}
+		if (r != PETREL_DEFER) {
+			char st = r == PETREL_DELIVERED ? Q_DELIVERED : Q_BOUNCED;
+			if (pwrite(fd, &st, 1, d->status_off) != 1)
+				log_error("%s: cannot record delivery status: %m", m->qid);
+			d->status = st;
+		} else {
+			pending++;
+			free(d->last_error);
+			d->last_error = xstrdup(dl.status);
+		}
+		char orig[600] = "";
+		if (strcmp(d->orig, d->address))
+			snprintf(orig, sizeof orig, ", orig_to=<%s>", d->orig);
+		log_info("%s: to=<%s>%s, relay=%s, delay=%.2f, status=%s (%s)", m->qid, d->address,
+		         orig, d->transport, now_f() - (double)m->arrival, result_word(r), dl.status);
+	}
+	close(fd);
+	if (!pending) {
+		if (unlink(path) < 0)
+			log_error("%s: cannot remove queue file: %m", m->qid);
+		else
+			log_info("%s: removed", m->qid);
+	}
+}
+
+/* --- loop side --- */
+
+static void kick(struct queue *q);
+
+static void forget(struct queue *q, struct qmsg *m)
+{
+	int i = m->qindex;
+	q->all[i] = q->all[--q->nall];
+	q->all[i]->qindex = i;
+	q->nmsgs--;
+	ev_timer_stop(q->srv->loop, &m->retry);
+	qmsg_free(&m);
+}
+
+static void retry_due(struct ev_loop *loop, void *arg)
+{
+	(void)loop;
+	struct qmsg *m = arg;
+	struct queue *q = m->srv->queue;
+	m->next = NULL;
+	if (q->run_tail)
+		q->run_tail->next = m;
+	else
+		q->run_head = m;
+	q->run_tail = m;
+	kick(q);
+}
+
+static void expire(struct qmsg *m)
+{
+	char path[4096];
+	int fd = spool_queue_path(m->srv->spool, m->qid, path, sizeof path) == 0
+	             ? open(path, O_RDWR | O_CLOEXEC) : -1;
+	for (int i = 0; i < m->ndests; i++) {
+		struct qdest *d = &m->dests[i];
+		if (d->status != Q_PENDING)
+			continue;
+		d->status = Q_BOUNCED;
+		if (fd >= 0 && pwrite(fd, "B", 1, d->status_off) != 1)
+			log_error("%s: cannot record bounce: %m", m->qid);
+		log_info("%s: to=<%s>, relay=%s, status=bounced (message expired after %d attempts: %s)",
+		         m->qid, d->address, d->transport, m->attempts,
+		         d->last_error ? d->last_error : "deferred");
+	}
+	if (fd >= 0)
+		close(fd);
+	if (unlink(path) == 0)
+		log_info("%s: removed", m->qid);
+}
+
+static void deliver_done(void *arg)
+{
+	struct job *j = arg;
+	struct qmsg *m = j->m;
+	struct queue *q = m->srv->queue;
+	free(j->mods);
+	free(j);
+	q->active--;
+	m->busy = false;
+	int pending = 0;
+	for (int i = 0; i < m->ndests; i++)
+		pending += m->dests[i].status == Q_PENDING;
+	if (!pending) {
+		forget(q, m);
+	} else {
+		m->attempts++;
+		struct config *cfg = m->srv->cfg;
+		if (time(NULL) - m->arrival >= cfg->queue_lifetime) {
+			expire(m);
+			forget(q, m);
+		} else {
+			uint64_t delay = (uint64_t)cfg->retry_initial;
+			for (int i = 1; i < m->attempts && delay < (uint64_t)cfg->retry_max; i++)
+				delay *= 2;
+			if (delay > (uint64_t)cfg->retry_max)
+				delay = (uint64_t)cfg->retry_max;
+			m->retry.cb = retry_due;
+			if (!m->srv->stopping)
+				ev_timer_start(m->srv->loop, &m->retry, delay * 1000);
+		}
+	}
+	kick(q);
+}
+
+static void kick(struct queue *q)
+{
+	struct server *srv = q->srv;
+	int max_active = srv->cfg->delivery_workers * 2;
+	while (!srv->stopping && q->active < max_active && q->run_head) {
+		struct qmsg *m = q->run_head;
+		q->run_head = m->next;
+		if (!q->run_head)
+			q->run_tail = NULL;
+		m->next = NULL;
+		struct job *j = xcalloc(1, sizeof *j);
+		j->m = m;
+		j->mods = xcalloc((size_t)m->ndests, sizeof *j->mods);
+		for (int i = 0; i < m->ndests; i++) {
+			struct module *mod = module_find(&srv->mods, m->dests[i].transport);
+			j->mods[i] = mod && mod->desc->transport ? mod : NULL;
+		}
+		m->busy = true;
+		q->active++;
+		workers_submit(srv->workers, deliver_work, deliver_done, j);
+	}
+}
+
+struct queue *queue_new(struct server *srv)
+{
+	struct queue *q = xcalloc(1, sizeof *q);
+	q->srv = srv;
+	return q;
+}
+
+void queue_add(struct queue *q, struct qmsg *m)
+{
+	m->srv = q->srv;
+	m->next = NULL;
+	if (q->nall == q->capall) {
+		q->capall = q->capall ? q->capall * 2 : 256;
+		q->all = xrealloc(q->all, (size_t)q->capall * sizeof *q->all);
+	}
+	m->qindex = q->nall;
+	q->all[q->nall++] = m;
+	q->nmsgs++;
+	if (q->run_tail)
+		q->run_tail->next = m;
+	else
+		q->run_head = m;
+	q->run_tail = m;
+	kick(q);
+}
+
+int queue_active(const struct queue *q)
+{
+	return q->active;
+}
+
+int queue_size(const struct queue *q)
+{
+	return q->nmsgs;
+}
+
+void queue_free(struct queue **qp)
+{
+	struct queue *q = *qp;
+	if (!q)
+		return;
+	while (q->nall)
+		forget(q, q->all[q->nall - 1]);
+	free(q->all);
+	free(q);
+	*qp = NULL;
+}

@@ -1,0 +1,56 @@
+/*
+ * server.h - the daemon's context, passed explicitly (no global state).
+ *
+ * One struct server per configuration generation: the configuration, the
+ * event loop, the module registry and the resolved chain, the spool, the
+ * queue and the live sessions.
+ */
+#ifndef PETREL_SERVER_H
+#define PETREL_SERVER_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "config.h"
+#include "event.h"
+#include "module_load.h"
+#include "smtp_parse.h"
+
+struct server;
+
+struct listener {
+	struct server *srv;
+	int fd;
+	struct listener_conf *conf;
+	struct module *stage;
+};
+
+struct server {
+	struct config *cfg;
+	struct ev_loop *loop;
+	struct modules mods;
+	struct module **filters;
+	int nfilters;
+	struct module *router;
+	struct listener *listeners;
+	int nlisteners;
+	struct spool *spool;
+	struct queue *queue;
+	struct workers *workers;
+	struct petrel_session *sessions;   /* doubly linked */
+	int nsessions;
+	bool stopping;
+	uint64_t counter_accepted;         /* messages acknowledged with 250 */
+	struct ev_timer stop_timer;
+	struct smtp_cmd cmd;               /* parse scratch (large): loop thread only */
+};
+
+/* Session lifecycle (smtp_server.c). */
+void session_accept(struct server *srv, struct listener *l, int fd);
+void sessions_shutdown(struct server *srv);  /* 421 to each, close when safe */
+
+/* Listeners (listen.c). */
+int listeners_open(struct server *srv, struct buf *errs) __attribute__((warn_unused_result));
+void listeners_close(struct server *srv);
+
+#endif

@@ -1,0 +1,106 @@
+/*
+ * session.h - one SMTP connection and its transaction (core-only layout of
+ * the opaque petrel_session / petrel_txn / petrel_addr of the module API).
+ */
+#ifndef PETREL_SESSION_H
+#define PETREL_SESSION_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/socket.h>
+#include <sys/types.h>
+
+#include <petrel/petrel.h>
+#include "event.h"
+#include "mem.h"
+#include "queue.h"
+#include "smtp_parse.h"
+
+struct petrel_addr {
+	char *str;           /* local@domain as given, "" for <> */
+	char *local;         /* unquoted local part */
+	char *domain;        /* lower-case, "" if none */
+};
+
+struct petrel_route {
+	struct petrel_txn *txn;
+	struct petrel_addr *rcpt;
+	struct server *srv;
+	int added;
+};
+
+enum data_state {
+	D_LINE_START,        /* at the start of a line */
+	D_DOT,               /* line started with '.' */
+	D_DOT_CR,            /* ".\r" at line start */
+	D_MID,               /* inside a line */
+	D_CR,                /* saw '\r' inside a line */
+};
+
+struct petrel_txn {
+	struct petrel_session *s;
+	char qid[QID_MAX];
+	struct petrel_addr sender;
+	struct petrel_addr *rcpts;
+	int nrcpt;
+	struct qmsg *qm;         /* the envelope being built: dests from routing */
+	bool has_size;
+	uint64_t declared_size;
+	bool smtputf8;
+	enum smtp_body body;
+	char reply[512];         /* set by a module for REJECT/TEMPFAIL */
+	/* message transfer */
+	bool in_bdat;            /* BDAT used: DATA refused */
+	int fd;                  /* incoming queue file, -1 when none */
+	struct buf wbuf;         /* bytes waiting to be written to fd */
+	uint64_t size;           /* message bytes received */
+	uint64_t file_off;       /* bytes written to the file */
+	enum data_state dstate;
+	bool in_headers;
+	char hdr_start[10];      /* first bytes of the current header line */
+	int hdr_len;
+	int received;            /* Received: headers seen */
+	bool bare;               /* a bare CR or LF was seen */
+	bool too_big;
+	bool io_error;
+	uint64_t start_ms;
+};
+
+enum session_state {
+	S_CMD,                   /* reading commands */
+	S_DATA,                  /* reading DATA content */
+	S_BDAT,                  /* reading a BDAT chunk */
+	S_COMMIT,                /* waiting for the spool to commit */
+	S_CLOSING,               /* flushing the last reply, then close */
+};
+
+struct petrel_session {
+	struct server *srv;
+	struct listener *l;
+	int fd;
+	struct sockaddr_storage peer;
+	char peer_addr[64];      /* "127.0.0.1" */
+	char peer_name[96];      /* "[127.0.0.1]:port" for logs */
+	char *helo;
+	bool esmtp;
+	bool may_relay;
+	enum session_state state;
+	bool skipping;           /* discarding an over-long line */
+	uint64_t bdat_left;
+	uint64_t bdat_size;
+	bool bdat_last;
+	bool bdat_discard;       /* reading a refused chunk to throw it away */
+	const char *bdat_fail;   /* its reply, sent when the chunk is read */
+	struct buf in, out;
+	struct ev_timer timer;
+	uint64_t data_deadline;
+	struct petrel_txn *txn;
+	char reply[512];         /* session-level reply from a module */
+	int errors;              /* protocol errors, for the error limit */
+	int ncmds[SMTP_AUTH + 1];
+	struct petrel_session *prev, *next;
+	bool read_paused;
+	bool closing_after_commit;
+};
+
+#endif

@@ -1,0 +1,298 @@
+/*
+ * smtp_data.c - receiving a message: DATA and BDAT content to the spool.
+ *
+ * DATA content passes through a byte state machine that only ever ends the
+ * message at CR LF "." CR LF.  A CR or LF that is not part of a CR LF pair
+ * ("bare") never ends a line: it marks the message, which is refused as a
+ * whole after the real end (this closes SMTP smuggling: \n.\n, \r.\r and
+ * every mix).  Dot-stuffing is undone; BDAT content is taken as it comes.
+ * While the header section passes, Received: headers are counted.
+ *
+ * Bytes are buffered and written to incoming/QID as they arrive; nothing
+ * is acknowledged until spool_commit() says the file is durable.
+ */
+#include "smtp_server.h"
+#include "log.h"
+#include "spool.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <time.h>
+#include <unistd.h>
+
+#define WBUF_FLUSH (64 * 1024)
+
+static void wbuf_flush(struct petrel_txn *t)
+{
+	size_t off = 0;
+	while (off < t->wbuf.len && !t->io_error) {
+		ssize_t n = write(t->fd, t->wbuf.data + off, t->wbuf.len - off);
+		if (n < 0) {
+			if (errno == EINTR)
+				continue;
+			log_error("%s: queue file write error: %m", t->qid);
+			t->io_error = true;
+			break;
+		}
+		off += (size_t)n;
+	}
+	t->file_off += off;
+	buf_reset(&t->wbuf);
+}
+
+static void put_raw(struct petrel_txn *t, const char *p, size_t n)
+{
+	buf_add(&t->wbuf, p, n);
+	if (t->wbuf.len >= WBUF_FLUSH)
+		wbuf_flush(t);
+}
+
+/* Message content (not CR LF line ends). */
+static void put_content(struct petrel_session *s, const char *p, size_t n)
+{
+	struct petrel_txn *t = s->txn;
+	if (t->in_headers && t->hdr_len < 9) {
+		size_t k = n < (size_t)(9 - t->hdr_len) ? n : (size_t)(9 - t->hdr_len);
+		memcpy(t->hdr_start + t->hdr_len, p, k);
+		t->hdr_len += (int)k;
+	}
+	if (n == 0)
+		return;
+	t->size += n;
+	if (t->size > s->srv->cfg->message_size_limit)
+		t->too_big = true;
+	if (!t->too_big)
+		put_raw(t, p, n);
+}
+
+static void line_end(struct petrel_session *s)
+{
+	struct petrel_txn *t = s->txn;
+	if (t->in_headers) {
+		if (t->hdr_len == 0)
+			t->in_headers = false;
+		else if (t->hdr_len >= 9 && strncasecmp(t->hdr_start, "received:", 9) == 0)
+			t->received++;
+		t->hdr_len = 0;
+	}
+	t->size += 2;
+	if (t->size > s->srv->cfg->message_size_limit)
+		t->too_big = true;
+	if (!t->too_big)
+		put_raw(t, "\r\n", 2);
+}
+
+static void received_header(struct petrel_session *s, struct buf *b)
+{
+	struct petrel_txn *t = s->txn;
+	char date[64];
+	time_t now = time(NULL);
+	struct tm tm;
+	localtime_r(&now, &tm);
+	strftime(date, sizeof date, "%a, %d %b %Y %H:%M:%S %z", &tm);
+	const char *with = t->smtputf8 ? "UTF8SMTP" : s->esmtp ? "ESMTP" : "SMTP";
+	buf_addf(b, "Received: from %s ([%s])\r\n\tby %s (petrel) with %s id %s",
+	         s->helo ? s->helo : "unknown", s->peer_addr, s->srv->cfg->hostname, with, t->qid);
+	if (t->nrcpt == 1)
+		buf_addf(b, "\r\n\tfor <%s>; %s\r\n", t->rcpts[0].str, date);
+	else
+		buf_addf(b, ";\r\n\t%s\r\n", date);
+}
+
+int data_begin(struct petrel_session *s, const char **err)
+{
+	struct petrel_txn *t = s->txn;
+	t->fd = spool_create(s->srv->spool, t->qid, err);
+	if (t->fd < 0) {
+		log_error("%s: cannot create queue file: %s", t->qid, *err);
+		return -1;
+	}
+	t->qm->arrival = time(NULL);
+	spool_envelope(&t->wbuf, t->qm);
+	received_header(s, &t->wbuf);
+	t->dstate = D_LINE_START;
+	t->in_headers = true;
+	t->hdr_len = 0;
+	t->start_ms = ev_now_ms();
+	s->data_deadline = t->start_ms + (uint64_t)s->srv->cfg->data_timeout * 1000;
+	return 0;
+}
+
+int data_consume(struct petrel_session *s)
+{
+	struct petrel_txn *t = s->txn;
+	const char *p = s->in.data;
+	size_t len = s->in.len, pos = 0;
+	int ended = 0;
+	while (pos < len && !ended) {
+		char c = p[pos];
+		switch (t->dstate) {
+		case D_LINE_START:
+			if (c == '.') {
+				t->dstate = D_DOT;
+				pos++;
+			} else {
+				t->dstate = D_MID;
+			}
+			break;
+		case D_DOT:
+			if (c == '\r') {
+				t->dstate = D_DOT_CR;
+				pos++;
+			} else {
+				t->dstate = D_MID;   /* the dot was stuffing: dropped */
+			}
+			break;
+		case D_DOT_CR:
+			if (c == '\n') {
+				pos++;
+				ended = 1;
+			} else {
+				t->bare = true;      /* ".\r" + not LF: bare CR */
+				put_content(s, "\r", 1);
+				t->dstate = D_MID;
+			}
+			break;
+		case D_MID: {
+			size_t i = pos;
+			while (i < len && p[i] != '\r' && p[i] != '\n')
+				i++;
+			put_content(s, p + pos, i - pos);
+			pos = i;
+			if (i < len) {
+				if (p[i] == '\n') {
+					t->bare = true;
+					put_content(s, "\n", 1);
+				} else {
+					t->dstate = D_CR;
+				}
+				pos++;
+			}
+			break;
+		}
+		case D_CR:
+			if (c == '\n') {
+				line_end(s);
+				t->dstate = D_LINE_START;
+				pos++;
+			} else {
+				t->bare = true;
+				put_content(s, "\r", 1);
+				t->dstate = D_MID;
+			}
+			break;
+		}
+	}
+	buf_consume(&s->in, pos);
+	return ended;
+}
+
+int bdat_consume(struct petrel_session *s)
+{
+	size_t n = s->in.len < s->bdat_left ? s->in.len : (size_t)s->bdat_left;
+	struct petrel_txn *t = s->bdat_discard ? NULL : s->txn;
+	if (t) {
+		/* The header scanner still runs: Received: headers count here too. */
+		const char *p = s->in.data;
+		size_t pos = 0;
+		while (pos < n) {
+			if (t->dstate == D_CR) {
+				if (p[pos] == '\n') {
+					line_end(s);
+					t->dstate = D_LINE_START;
+					pos++;
+					continue;
+				}
+				put_content(s, "\r", 1);
+			}
+			t->dstate = D_MID;
+			size_t i = pos;
+			while (i < n && p[i] != '\r')
+				i++;
+			put_content(s, p + pos, i - pos);
+			if (i < n)
+				t->dstate = D_CR;
+			pos = i < n ? i + 1 : i;
+		}
+	}
+	buf_consume(&s->in, n);
+	s->bdat_left -= n;
+	return s->bdat_left == 0;
+}
+
+static void commit_done(void *arg, int ok, const char *err)
+{
+	struct petrel_session *s = arg;
+	struct petrel_txn *t = s->txn;
+	struct server *srv = s->srv;
+	if (ok) {
+		log_info("%s: client=%s, from=<%s>, size=%llu, nrcpt=%d (queue active)", t->qid,
+		         s->peer_name, t->sender.str, (unsigned long long)t->size, t->nrcpt);
+		srv->counter_accepted++;
+		if (s->fd >= 0)
+			session_reply(s, "250 2.0.0 Ok: queued as %s", t->qid);
+		t->qm->size = t->size;
+		queue_add(srv->queue, t->qm);
+		t->qm = NULL;
+	} else {
+		log_error("%s: cannot queue message: %s", t->qid, err);
+		if (s->fd >= 0)
+			session_reply(s, "451 4.3.0 Error: queue file write error");
+	}
+	t->fd = -1;
+	txn_free(s);
+	s->state = S_CMD;
+	if (s->fd < 0 || s->closing_after_commit) {
+		if (s->fd >= 0)
+			session_reply(s, "421 4.3.2 %s Service shutting down, closing channel",
+			              srv->cfg->hostname);
+		s->state = S_CLOSING;
+	}
+	session_set_timer(s);
+	if (s->fd >= 0 && s->state == S_CMD)
+		session_process(s);    /* pipelined input waiting behind the dot */
+	else
+		(void)session_flush(s);  /* may free s */
+}
+
+void data_end(struct petrel_session *s)
+{
+	struct petrel_txn *t = s->txn;
+	struct config *cfg = s->srv->cfg;
+	const char *refuse = NULL;
+	char buf[512];
+	if (!t->too_big)
+		wbuf_flush(t);
+	if (t->too_big)
+		refuse = "552 5.3.4 Error: message file too big";
+	else if (t->bare)
+		refuse = "554 5.5.2 Error: bare <CR> or <LF> in message content";
+	else if (t->received > cfg->hopcount_limit)
+		refuse = "554 5.4.6 Error: too many hops (mail loop?)";
+	else if (t->io_error)
+		refuse = "451 4.3.0 Error: queue file write error";
+	if (!refuse) {
+		int v = chain_eom(s, t);
+		if (v == PETREL_REJECT || v == PETREL_TEMPFAIL) {
+			snprintf(buf, sizeof buf, "%s", t->reply[0] ? t->reply
+			         : v == PETREL_REJECT ? "550 5.7.1 Message rejected" : "451 4.7.1 Try again later");
+			refuse = buf;
+		}
+	}
+	if (refuse) {
+		log_info("%s: reject: %s from %s: %s; from=<%s> size=%llu", t->qid,
+		         t->in_bdat ? "BDAT" : "DATA", s->peer_name, refuse, t->sender.str,
+		         (unsigned long long)t->size);
+		session_reply(s, "%s", refuse);
+		txn_free(s);     /* removes the incomplete file */
+		s->state = S_CMD;
+		return;
+	}
+	s->state = S_COMMIT;
+	int fd = t->fd;
+	t->fd = -1;
+	spool_commit(s->srv->spool, t->qid, fd, commit_done, s);
+}

@@ -1,0 +1,689 @@
+/*
+ * smtp_server.c - the SMTP server session (RFC 5321): connection, command
+ * lines, the state machine, the hook chain and replies.
+ *
+ * Strictness: a command line ends only at CR LF; a bare CR or LF in it is
+ * answered 500 5.5.2 and the line is dropped.  Lines over
+ * SMTP_CMD_LINE_MAX octets get 500 5.5.6.  Replies to pipelined commands
+ * are sent together when the input runs dry (RFC 2920); a command that
+ * follows DATA in the same packet is a synchronisation error (554 5.5.0,
+ * connection closed).  After 20 errors the session is closed (421).
+ *
+ * Logs: "connect from", each rejection with the queue id, "disconnect from"
+ * with per-command counts.
+ */
+#include "smtp_server.h"
+#include "log.h"
+#include "queue.h"
+#include "spool.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#define ERROR_LIMIT 20
+#define READ_CHUNK 16384
+#define INPUT_PAUSE (256 * 1024)
+
+static void session_close(struct petrel_session *s, const char *why);
+static void on_io(struct ev_loop *loop, int fd, int mask, void *arg);
+
+void session_reply(struct petrel_session *s, const char *fmt, ...)
+{
+	va_list ap;
+	va_start(ap, fmt);
+	buf_vaddf(&s->out, fmt, ap);
+	va_end(ap);
+	buf_add(&s->out, "\r\n", 2);
+}
+
+static void update_events(struct petrel_session *s)
+{
+	const char *err;
+	int mask = 0;
+	if (!s->read_paused && s->state != S_CLOSING)
+		mask |= EV_READ;
+	if (s->out.len)
+		mask |= EV_WRITE;
+	if (ev_fd_set(s->srv->loop, s->fd, mask, on_io, s, &err) < 0)
+		log_error("%s: epoll: %s", s->peer_name, err);
+}
+
+bool session_flush(struct petrel_session *s)
+{
+	if (s->fd < 0) {
+		if (s->state == S_COMMIT)
+			return true;
+		session_close(s, NULL);
+		return false;
+	}
+	while (s->out.len) {
+		ssize_t n = send(s->fd, s->out.data, s->out.len, MSG_NOSIGNAL);
+		if (n < 0) {
+			if (errno == EINTR)
+				continue;
+			if (errno == EAGAIN || errno == EWOULDBLOCK)
+				break;
+			session_close(s, "lost connection");
+			return false;
+		}
+		buf_consume(&s->out, (size_t)n);
+	}
+	if (!s->out.len && s->state == S_CLOSING) {
+		session_close(s, NULL);
+		return false;
+	}
+	update_events(s);
+	return true;
+}
+
+/* --- transactions --- */
+
+static void addr_set(struct petrel_addr *a, const struct smtp_addr *sa)
+{
+	char tmp[SMTP_PATH_MAX * 2 + 8];
+	if (smtp_addr_format(sa, tmp, sizeof tmp) < 0)
+		tmp[0] = 0;
+	a->str = xstrdup(tmp);
+	a->local = xstrdup(sa->null ? "" : sa->local_plain);
+	a->domain = xstrdup(sa->null ? "" : sa->domain);
+}
+
+static void addr_clear(struct petrel_addr *a)
+{
+	xfree(&a->str);
+	xfree(&a->local);
+	xfree(&a->domain);
+}
+
+void txn_free(struct petrel_session *s)
+{
+	struct petrel_txn *t = s->txn;
+	if (!t)
+		return;
+	if (t->fd >= 0)
+		spool_abort(s->srv->spool, t->qid, t->fd);
+	addr_clear(&t->sender);
+	for (int i = 0; i < t->nrcpt; i++)
+		addr_clear(&t->rcpts[i]);
+	free(t->rcpts);
+	qmsg_free(&t->qm);
+	buf_free(&t->wbuf);
+	free(t);
+	s->txn = NULL;
+}
+
+/* --- the hook chain: the listener's stage, then the filters --- */
+
+static const struct petrel_hooks *chain_at(struct petrel_session *s, int i, void **state)
+{
+	struct module *m;
+	const struct petrel_hooks *h;
+	if (i == 0) {
+		m = s->l->stage;
+		h = m ? m->desc->stage : NULL;
+	} else {
+		m = s->srv->filters[i - 1];
+		h = m->desc->filter;
+	}
+	*state = m ? m->state : NULL;
+	return h;
+}
+
+#define CHAIN_RUN(s, field, ...) do { \
+	for (int i_ = 0; i_ <= (s)->srv->nfilters; i_++) { \
+		void *st_; \
+		const struct petrel_hooks *h_ = chain_at((s), i_, &st_); \
+		if (!h_ || !h_->field) \
+			continue; \
+		int v_ = h_->field(st_, __VA_ARGS__); \
+		if (v_ == PETREL_ACCEPT) \
+			break; \
+		if (v_ == PETREL_REJECT || v_ == PETREL_TEMPFAIL) \
+			return v_; \
+	} \
+	return PETREL_CONTINUE; \
+} while (0)
+
+static int chain_connect(struct petrel_session *s) { CHAIN_RUN(s, connect, s); }
+static int chain_helo(struct petrel_session *s, const char *h) { CHAIN_RUN(s, helo, s, h); }
+static int chain_mail(struct petrel_session *s, struct petrel_txn *t) { CHAIN_RUN(s, mail, t, &t->sender); }
+static int chain_rcpt(struct petrel_session *s, struct petrel_txn *t, struct petrel_addr *a)
+{
+	CHAIN_RUN(s, rcpt, t, a);
+}
+int chain_eom(struct petrel_session *s, struct petrel_txn *t) { CHAIN_RUN(s, eom, t); }
+
+/* Reply for a REJECT/TEMPFAIL verdict: the module's text or a default. */
+static void verdict_reply(struct petrel_session *s, char *set, int v, const char *what)
+{
+	if (set[0])
+		session_reply(s, "%s", set);
+	else if (v == PETREL_REJECT)
+		session_reply(s, "550 5.7.1 %s rejected", what);
+	else
+		session_reply(s, "451 4.7.1 %s temporarily rejected, try again later", what);
+	set[0] = 0;
+}
+
+static void log_reject(struct petrel_session *s, const char *cmd, const char *to)
+{
+	/* the reply just queued is the last line of s->out */
+	const char *r = s->out.data ? s->out.data : "";
+	const char *last = r;
+	for (const char *p = r; p + 2 < r + s->out.len; p++)
+		if (p[0] == '\r' && p[1] == '\n')
+			last = p + 2;
+	int rl = (int)(s->out.len - (size_t)(last - r));
+	if (rl >= 2)
+		rl -= 2;
+	log_info("%s: reject: %s from %s: %.*s; from=<%s> to=<%s> helo=<%s>",
+	         s->txn ? s->txn->qid : "NOQUEUE", cmd, s->peer_name, rl, last,
+	         s->txn ? s->txn->sender.str : "", to ? to : "", s->helo ? s->helo : "");
+}
+
+/* --- commands --- */
+
+static void do_helo(struct petrel_session *s, const struct smtp_cmd *c)
+{
+	txn_free(s);
+	free(s->helo);
+	s->helo = xstrdup(c->arg);
+	s->esmtp = c->verb == SMTP_EHLO;
+	int v = chain_helo(s, s->helo);
+	if (v == PETREL_REJECT || v == PETREL_TEMPFAIL) {
+		verdict_reply(s, s->reply, v, "HELO");
+		log_reject(s, smtp_verb_name(c->verb), NULL);
+		xfree(&s->helo);
+		return;
+	}
+	const char *host = s->srv->cfg->hostname;
+	if (c->verb == SMTP_HELO) {
+		session_reply(s, "250 %s", host);
+		return;
+	}
+	session_reply(s, "250-%s", host);
+	session_reply(s, "250-PIPELINING");
+	session_reply(s, "250-SIZE %llu", (unsigned long long)s->srv->cfg->message_size_limit);
+	session_reply(s, "250-8BITMIME");
+	session_reply(s, "250-SMTPUTF8");
+	session_reply(s, "250-ENHANCEDSTATUSCODES");
+	session_reply(s, "250 CHUNKING");
+}
+
+static void do_mail(struct petrel_session *s, const struct smtp_cmd *c)
+{
+	if (!s->helo) {
+		session_reply(s, "503 5.5.1 Error: send HELO/EHLO first");
+		return;
+	}
+	if (s->txn) {
+		session_reply(s, "503 5.5.1 Error: nested MAIL command");
+		return;
+	}
+	if (c->has_size && c->size > s->srv->cfg->message_size_limit) {
+		session_reply(s, "552 5.3.4 Message size exceeds fixed limit");
+		log_reject(s, "MAIL", NULL);
+		return;
+	}
+	struct petrel_txn *t = xcalloc(1, sizeof *t);
+	t->s = s;
+	t->fd = -1;
+	spool_new_qid(s->srv->spool, t->qid);
+	addr_set(&t->sender, &c->addr);
+	t->has_size = c->has_size;
+	t->declared_size = c->size;
+	t->smtputf8 = c->smtputf8;
+	t->body = c->body;
+	t->qm = qmsg_new(t->qid, t->sender.str, 0);
+	s->txn = t;
+	int v = chain_mail(s, t);
+	if (v == PETREL_REJECT || v == PETREL_TEMPFAIL) {
+		verdict_reply(s, t->reply, v, "Sender address");
+		log_reject(s, "MAIL", NULL);
+		txn_free(s);
+		return;
+	}
+	session_reply(s, "250 2.1.0 Ok");
+}
+
+static void do_rcpt(struct petrel_session *s, const struct smtp_cmd *c)
+{
+	struct petrel_txn *t = s->txn;
+	if (!t) {
+		session_reply(s, "503 5.5.1 Error: need MAIL command");
+		return;
+	}
+	if (t->in_bdat) {
+		session_reply(s, "503 5.5.1 Error: RCPT after BDAT");
+		return;
+	}
+	if (t->nrcpt >= s->srv->cfg->recipient_limit) {
+		session_reply(s, "452 4.5.3 Error: too many recipients");
+		return;
+	}
+	if (c->addr.utf8 && !t->smtputf8) {
+		session_reply(s, "553 5.6.7 Error: UTF-8 address requires the SMTPUTF8 parameter on MAIL");
+		return;
+	}
+	struct petrel_addr a;
+	addr_set(&a, &c->addr);
+	int v = chain_rcpt(s, t, &a);
+	if (v == PETREL_REJECT || v == PETREL_TEMPFAIL) {
+		verdict_reply(s, t->reply, v, "Recipient address");
+		log_reject(s, "RCPT", a.str);
+		addr_clear(&a);
+		return;
+	}
+	struct module *router = s->srv->router;
+	struct petrel_route r = { .txn = t, .rcpt = &a, .srv = s->srv };
+	int ndest_before = t->qm->ndests;
+	int rr = router->desc->router->route(router->state, &r, &a);
+	if (rr == PETREL_ROUTE_OK && r.added == 0)
+		rr = PETREL_ROUTE_TEMPFAIL;
+	if (rr != PETREL_ROUTE_OK) {
+		/* drop any destinations a failing router added */
+		while (t->qm->ndests > ndest_before) {
+			struct qdest *d = &t->qm->dests[--t->qm->ndests];
+			free(d->transport); free(d->address); free(d->orig);
+			free(d->local); free(d->domain);
+		}
+		if (rr == PETREL_ROUTE_UNKNOWN)
+			session_reply(s, "550 5.1.1 <%s>: Recipient address rejected: User unknown", a.str);
+		else
+			session_reply(s, "451 4.3.0 <%s>: Temporary lookup failure", a.str);
+		log_reject(s, "RCPT", a.str);
+		addr_clear(&a);
+		return;
+	}
+	t->rcpts = xrealloc(t->rcpts, (size_t)(t->nrcpt + 1) * sizeof *t->rcpts);
+	t->rcpts[t->nrcpt++] = a;
+	session_reply(s, "250 2.1.5 Ok");
+}
+
+static int need_rcpt(struct petrel_session *s)
+{
+	if (!s->txn) {
+		session_reply(s, "503 5.5.1 Error: need MAIL command");
+		return -1;
+	}
+	if (!s->txn->nrcpt) {
+		session_reply(s, "503 5.5.1 Error: need RCPT command");
+		return -1;
+	}
+	return 0;
+}
+
+static void do_data(struct petrel_session *s)
+{
+	const char *err;
+	if (need_rcpt(s) < 0)
+		return;
+	if (s->txn->in_bdat) {
+		session_reply(s, "503 5.5.1 Error: DATA after BDAT");
+		return;
+	}
+	if (s->in.len) {
+		/* RFC 2920 3.1: DATA ends a command group; the client must wait
+		 * for 354.  Whatever follows cannot be trusted to be content. */
+		session_reply(s, "554 5.5.0 Error: improper command pipelining after DATA");
+		log_reject(s, "DATA", NULL);
+		s->state = S_CLOSING;
+		return;
+	}
+	if (data_begin(s, &err) < 0) {
+		session_reply(s, "451 4.3.0 Error: queue file write error");
+		return;
+	}
+	session_reply(s, "354 End data with <CR><LF>.<CR><LF>");
+	s->state = S_DATA;
+}
+
+static void do_bdat(struct petrel_session *s, const struct smtp_cmd *c)
+{
+	const char *err;
+	s->bdat_left = s->bdat_size = c->chunk_size;
+	s->bdat_last = c->last;
+	s->bdat_discard = false;
+	s->state = S_BDAT;
+	const char *fail = NULL;
+	if (!s->txn)
+		fail = "503 5.5.1 Error: need MAIL command";
+	else if (!s->txn->nrcpt)
+		fail = "503 5.5.1 Error: need RCPT command";
+	else if (!s->txn->in_bdat && data_begin(s, &err) < 0)
+		fail = "451 4.3.0 Error: queue file write error";
+	if (fail) {
+		/* RFC 3030: the chunk is still read, and thrown away. */
+		s->bdat_discard = true;
+		s->bdat_fail = fail;
+		return;
+	}
+	s->txn->in_bdat = true;
+}
+
+static void handle_line(struct petrel_session *s, const char *line, size_t len)
+{
+	struct smtp_cmd *c = &s->srv->cmd;
+	const char *reply;
+	if (smtp_parse_command(line, len, c, &reply) < 0) {
+		session_reply(s, "%s", reply);
+		s->errors++;
+		return;
+	}
+	s->ncmds[c->verb]++;
+	switch (c->verb) {
+	case SMTP_HELO:
+	case SMTP_EHLO: do_helo(s, c); break;
+	case SMTP_MAIL: do_mail(s, c); break;
+	case SMTP_RCPT: do_rcpt(s, c); break;
+	case SMTP_DATA: do_data(s); break;
+	case SMTP_BDAT: do_bdat(s, c); break;
+	case SMTP_RSET:
+		txn_free(s);
+		session_reply(s, "250 2.0.0 Ok");
+		break;
+	case SMTP_NOOP: session_reply(s, "250 2.0.0 Ok"); break;
+	case SMTP_QUIT:
+		session_reply(s, "221 2.0.0 Bye");
+		s->state = S_CLOSING;
+		break;
+	case SMTP_VRFY:
+		session_reply(s, "252 2.0.0 Send some mail, I'll try my best");
+		break;
+	case SMTP_HELP:
+		session_reply(s, "214 2.0.0 See RFC 5321 (commands: EHLO HELO MAIL RCPT DATA BDAT RSET NOOP QUIT VRFY HELP)");
+		break;
+	default:
+		session_reply(s, "502 5.5.1 Error: command not implemented");
+		s->errors++;
+		break;
+	}
+}
+
+/* One command line from s->in, if complete.  Returns 0 when more input is
+ * needed, 1 when it consumed something. */
+static int take_line(struct petrel_session *s)
+{
+	char *p = s->in.data;
+	char *lf = s->in.len ? memchr(p, '\n', s->in.len) : NULL;
+	if (s->skipping) {
+		if (!lf) {
+			buf_reset(&s->in);
+			return 0;
+		}
+		buf_consume(&s->in, (size_t)(lf - p) + 1);
+		s->skipping = false;
+		return 1;
+	}
+	if (!lf) {
+		if (s->in.len >= SMTP_CMD_LINE_MAX) {
+			session_reply(s, "500 5.5.6 Error: line too long");
+			s->errors++;
+			s->skipping = true;
+			buf_reset(&s->in);
+			return 1;
+		}
+		return 0;
+	}
+	size_t n = (size_t)(lf - p);     /* bytes before LF */
+	if (n + 1 > SMTP_CMD_LINE_MAX) {
+		session_reply(s, "500 5.5.6 Error: line too long");
+		s->errors++;
+		buf_consume(&s->in, n + 1);
+		return 1;
+	}
+	if (n == 0 || p[n - 1] != '\r' || memchr(p, '\r', n - 1)) {
+		session_reply(s, "500 5.5.2 Error: bare <CR> or <LF> received");
+		s->errors++;
+		buf_consume(&s->in, n + 1);
+		return 1;
+	}
+	char line[SMTP_CMD_LINE_MAX];
+	memcpy(line, p, n - 1);
+	line[n - 1] = 0;
+	buf_consume(&s->in, n + 1);
+	handle_line(s, line, n - 1);
+	return 1;
+}
+
+void session_process(struct petrel_session *s)
+{
+	for (;;) {
+		if (s->fd < 0 || s->state == S_CLOSING || s->state == S_COMMIT)
+			break;
+		if (s->errors >= ERROR_LIMIT) {
+			session_reply(s, "421 4.7.0 %s Error: too many errors", s->srv->cfg->hostname);
+			s->state = S_CLOSING;
+			break;
+		}
+		if (s->state == S_CMD) {
+			if (!take_line(s))
+				break;
+		} else if (s->state == S_DATA) {
+			if (!s->in.len)
+				break;
+			if (data_consume(s)) {
+				s->state = S_CMD;
+				data_end(s);
+			}
+		} else if (s->state == S_BDAT) {
+			if (s->bdat_left && !s->in.len)
+				break;
+			if (!bdat_consume(s))
+				break;
+			s->state = S_CMD;
+			if (s->bdat_discard) {
+				s->bdat_discard = false;
+				session_reply(s, "%s", s->bdat_fail);
+			} else if (s->bdat_last) {
+				data_end(s);
+			} else {
+				session_reply(s, "250 2.0.0 Ok: %llu octets received",
+				              (unsigned long long)s->bdat_size);
+			}
+		}
+	}
+	/* Back-pressure: stop reading while a client floods us during commit. */
+	s->read_paused = s->in.len > INPUT_PAUSE;
+	session_set_timer(s);
+	session_flush(s);
+}
+
+/* --- I/O, timers, lifecycle --- */
+
+static void on_timeout(struct ev_loop *loop, void *arg)
+{
+	(void)loop;
+	struct petrel_session *s = arg;
+	if (s->state == S_COMMIT) {       /* our turn, not the client's */
+		session_set_timer(s);
+		return;
+	}
+	log_info("timeout after %s from %s", s->state == S_DATA || s->state == S_BDAT ? "DATA" : "command",
+	         s->peer_name);
+	if (s->txn)
+		txn_free(s);
+	session_reply(s, "421 4.4.2 %s Error: timeout exceeded", s->srv->cfg->hostname);
+	s->state = S_CLOSING;
+	session_flush(s);
+}
+
+void session_set_timer(struct petrel_session *s)
+{
+	if (s->fd < 0)
+		return;
+	uint64_t ms = (uint64_t)s->srv->cfg->smtp_timeout * 1000;
+	if (s->state == S_DATA || s->state == S_BDAT) {
+		uint64_t now = ev_now_ms();
+		uint64_t left = s->data_deadline > now ? s->data_deadline - now : 0;
+		if (left < ms)
+			ms = left;
+	}
+	ev_timer_start(s->srv->loop, &s->timer, ms);
+}
+
+static void on_io(struct ev_loop *loop, int fd, int mask, void *arg)
+{
+	(void)loop;
+	(void)fd;
+	struct petrel_session *s = arg;
+	if (mask & EV_WRITE) {
+		if (!session_flush(s) || s->state == S_CLOSING)
+			return;
+	}
+	if (!(mask & EV_READ))
+		return;
+	for (int rounds = 0; rounds < 4; rounds++) {
+		buf_reserve(&s->in, READ_CHUNK);
+		ssize_t n = recv(s->fd, s->in.data + s->in.len, READ_CHUNK, 0);
+		if (n == 0) {
+			session_close(s, "lost connection");
+			return;
+		}
+		if (n < 0) {
+			if (errno == EINTR)
+				continue;
+			if (errno == EAGAIN || errno == EWOULDBLOCK)
+				break;
+			session_close(s, "lost connection");
+			return;
+		}
+		s->in.len += (size_t)n;
+		if ((size_t)n < READ_CHUNK)
+			break;
+	}
+	session_process(s);
+}
+
+static const char *state_word(const struct petrel_session *s)
+{
+	switch (s->state) {
+	case S_DATA: return "DATA";
+	case S_BDAT: return "BDAT";
+	case S_COMMIT: return "END-OF-MESSAGE";
+	default: return s->txn ? (s->txn->nrcpt ? "RCPT" : "MAIL") : s->helo ? "EHLO" : "CONNECT";
+	}
+}
+
+static void session_close(struct petrel_session *s, const char *why)
+{
+	struct server *srv = s->srv;
+	if (s->fd >= 0) {
+		if (why)
+			log_info("%s after %s from %s", why, state_word(s), s->peer_name);
+		char counts[256] = "";
+		size_t k = 0;
+		for (int v = 1; v <= SMTP_AUTH && k < sizeof counts - 32; v++)
+			if (s->ncmds[v]) {
+				int w = snprintf(counts + k, sizeof counts - k, " %s=%d", smtp_verb_name(v), s->ncmds[v]);
+				if (w > 0)
+					k += (size_t)w;
+			}
+		for (char *p = counts; *p; p++)
+			if (*p >= 'A' && *p <= 'Z')
+				*p = (char)(*p - 'A' + 'a');
+		log_info("disconnect from %s%s", s->peer_name, counts);
+		ev_fd_del(srv->loop, s->fd);
+		close(s->fd);
+		s->fd = -1;
+		ev_timer_stop(srv->loop, &s->timer);
+	}
+	if (s->state == S_COMMIT)
+		return;     /* commit_done() finishes the job: the message is queued */
+	txn_free(s);
+	if (s->prev)
+		s->prev->next = s->next;
+	else
+		srv->sessions = s->next;
+	if (s->next)
+		s->next->prev = s->prev;
+	srv->nsessions--;
+	free(s->helo);
+	buf_free(&s->in);
+	buf_free(&s->out);
+	free(s);
+}
+
+static void peer_format(struct petrel_session *s)
+{
+	char a[INET6_ADDRSTRLEN] = "?";
+	int port = 0;
+	if (s->peer.ss_family == AF_INET) {
+		struct sockaddr_in *in = (struct sockaddr_in *)&s->peer;
+		inet_ntop(AF_INET, &in->sin_addr, a, sizeof a);
+		port = ntohs(in->sin_port);
+	} else if (s->peer.ss_family == AF_INET6) {
+		struct sockaddr_in6 *in6 = (struct sockaddr_in6 *)&s->peer;
+		inet_ntop(AF_INET6, &in6->sin6_addr, a, sizeof a);
+		port = ntohs(in6->sin6_port);
+	}
+	snprintf(s->peer_addr, sizeof s->peer_addr, "%s", a);
+	snprintf(s->peer_name, sizeof s->peer_name, "[%s]:%d", a, port);
+}
+
+void session_accept(struct server *srv, struct listener *l, int fd)
+{
+	struct petrel_session *s = xcalloc(1, sizeof *s);
+	socklen_t len = sizeof s->peer;
+	s->srv = srv;
+	s->l = l;
+	s->fd = fd;
+	if (getpeername(fd, (struct sockaddr *)&s->peer, &len) < 0)
+		memset(&s->peer, 0, sizeof s->peer);
+	peer_format(s);
+	s->may_relay = config_may_relay(srv->cfg, (struct sockaddr *)&s->peer);
+	ev_timer_init(&s->timer, on_timeout, s);
+	s->next = srv->sessions;
+	if (s->next)
+		s->next->prev = s;
+	srv->sessions = s;
+	srv->nsessions++;
+	log_info("connect from %s", s->peer_name);
+	if (srv->nsessions > srv->cfg->max_connections) {
+		session_reply(s, "421 4.7.0 %s Error: too many connections", srv->cfg->hostname);
+		s->state = S_CLOSING;
+		session_flush(s);
+		return;
+	}
+	int v = chain_connect(s);
+	if (v == PETREL_REJECT || v == PETREL_TEMPFAIL) {
+		if (s->reply[0])
+			session_reply(s, "%s", s->reply);
+		else
+			session_reply(s, v == PETREL_REJECT ? "554 5.7.1 Service refused"
+			                                    : "421 4.7.1 Service temporarily unavailable");
+		log_reject(s, "CONNECT", NULL);
+		s->state = S_CLOSING;
+		session_flush(s);
+		return;
+	}
+	session_reply(s, "220 %s ESMTP petrel", srv->cfg->hostname);
+	session_set_timer(s);
+	session_flush(s);
+}
+
+void sessions_shutdown(struct server *srv)
+{
+	struct petrel_session *s = srv->sessions, *next;
+	for (; s; s = next) {
+		next = s->next;
+		if (s->state == S_COMMIT) {
+			s->closing_after_commit = true;
+			continue;
+		}
+		if (s->state == S_CLOSING || s->fd < 0)
+			continue;
+		txn_free(s);
+		session_reply(s, "421 4.3.2 %s Service shutting down, closing channel", srv->cfg->hostname);
+		s->state = S_CLOSING;
+		session_flush(s);
+	}
+}

@@ -1,0 +1,31 @@
+/*
+ * smtp_server.h - what the two halves of the SMTP session share:
+ * smtp_server.c (connection, commands, replies) and smtp_data.c (message
+ * transfer, the end-of-data checks and the commit).  Core-only.
+ */
+#ifndef PETREL_SMTP_SERVER_H
+#define PETREL_SMTP_SERVER_H
+
+#include "session.h"
+#include "server.h"
+
+void session_reply(struct petrel_session *s, const char *fmt, ...)
+	__attribute__((format(printf, 2, 3)));
+/* Send what can be sent; false when the session is gone (freed). */
+bool session_flush(struct petrel_session *s);
+void session_process(struct petrel_session *s);   /* run buffered input */
+void txn_free(struct petrel_session *s);           /* end the transaction */
+void session_set_timer(struct petrel_session *s);
+
+/* smtp_data.c */
+int data_begin(struct petrel_session *s, const char **err) __attribute__((warn_unused_result));
+/* Consume message bytes from s->in; returns 1 when the message ended. */
+int data_consume(struct petrel_session *s);
+/* Consume up to s->bdat_left bytes; returns 1 when the chunk ended. */
+int bdat_consume(struct petrel_session *s);
+void data_end(struct petrel_session *s);           /* checks, hooks, commit */
+
+/* Hook chain (smtp_server.c). */
+int chain_eom(struct petrel_session *s, struct petrel_txn *t);
+
+#endif

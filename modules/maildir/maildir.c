@@ -1,0 +1,297 @@
+/*
+ * maildir.c - the "maildir" transport (MDA stage).
+ *
+ * Delivery follows the maildir specification: write tmp/NAME, fsync it,
+ * rename it to new/NAME, fsync new/.  NAME is
+ * "SECONDS.MMICROSECONDSPpidQcounter.HOST", unique per host even at
+ * thousands of deliveries a second and across threads; tmp/ is opened with
+ * O_EXCL so a collision can never overwrite mail.  The file starts with
+ * Return-Path and Delivered-To; lines end in LF (the maildir convention
+ * that Dovecot reads), converted from the CRLF of SMTP.
+ *
+ * 'root' is a template: %d the domain, %u the local part (lower-cased),
+ * %% a percent sign.  Local parts that could leave the root ('/', a
+ * leading '.') are refused permanently.  Every other failure (permissions,
+ * disk full) is temporary: the message stays queued.
+ */
+#ifndef _GNU_SOURCE
+#define _GNU_SOURCE
+#endif
+#include <petrel/petrel.h>
+
+#include <ctype.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/time.h>
+#include <unistd.h>
+
+struct maildir {
+	const struct petrel_host *host;
+	char *root;             /* absolute template */
+	char hostname[128];     /* with '/' and ':' escaped, as the spec asks */
+	atomic_uint counter;
+};
+
+static int md_init(const struct petrel_host *host, petrel_conf *conf, void **state)
+{
+	struct maildir *md = calloc(1, sizeof *md);
+	if (!md)
+		return -1;
+	md->host = host;
+	*state = md;
+	const char *root = "Maildir/%d/%u";
+	host->conf_string(conf, "root", &root);
+	if (!strstr(root, "%u")) {
+		host->conf_error(conf, "root", "'%s' must contain %%u (the local part)", root);
+		return -1;
+	}
+	if (root[0] == '/') {
+		md->root = strdup(root);
+	} else {
+		char cwd[PATH_MAX];
+		if (!getcwd(cwd, sizeof cwd)) {
+			host->conf_error(conf, "root", "relative root and no current directory");
+			return -1;
+		}
+		if (asprintf(&md->root, "%s/%s", cwd, root) < 0)
+			return -1;
+	}
+	char hn[100];
+	if (gethostname(hn, sizeof hn) < 0)
+		strcpy(hn, "localhost");
+	hn[sizeof hn - 1] = 0;
+	size_t k = 0;
+	for (const char *p = hn; *p && k + 5 < sizeof md->hostname; p++) {
+		if (*p == '/')
+			k += (size_t)snprintf(md->hostname + k, 5, "\\057");
+		else if (*p == ':')
+			k += (size_t)snprintf(md->hostname + k, 5, "\\072");
+		else
+			md->hostname[k++] = *p;
+	}
+	md->hostname[k] = 0;
+	return 0;
+}
+
+static void md_fini(void *state)
+{
+	struct maildir *md = state;
+	if (md) {
+		free(md->root);
+		free(md);
+	}
+}
+
+static int safe_component(const char *s)
+{
+	if (!*s || s[0] == '.')
+		return 0;
+	for (; *s; s++)
+		if (*s == '/' || (unsigned char)*s < 0x20)
+			return 0;
+	return 1;
+}
+
+/* Expand the root template; returns 0 or -1 (name too long). */
+static int expand(const struct maildir *md, const char *local, const char *domain,
+                  char *out, size_t size)
+{
+	size_t k = 0;
+	for (const char *p = md->root; *p; p++) {
+		const char *ins = NULL;
+		char one[2] = { *p, 0 };
+		if (*p == '%' && p[1]) {
+			p++;
+			ins = *p == 'u' ? local : *p == 'd' ? domain : *p == '%' ? "%" : NULL;
+			if (!ins) {
+				one[0] = '%';
+				ins = one;
+				p--;
+			}
+		} else {
+			ins = one;
+		}
+		size_t n = strlen(ins);
+		if (k + n + 1 > size)
+			return -1;
+		memcpy(out + k, ins, n);
+		k += n;
+	}
+	out[k] = 0;
+	return 0;
+}
+
+static int mkdirs(char *path)
+{
+	for (char *s = path + 1; *s; s++) {
+		if (*s != '/')
+			continue;
+		*s = 0;
+		int r = mkdir(path, 0700);
+		*s = '/';
+		if (r < 0 && errno != EEXIST)
+			return -1;
+	}
+	return mkdir(path, 0700) < 0 && errno != EEXIST ? -1 : 0;
+}
+
+static int ensure_maildir(const char *dir)
+{
+	char p[PATH_MAX];
+	struct stat st;
+	snprintf(p, sizeof p, "%s/new", dir);
+	if (stat(p, &st) == 0)
+		return 0;
+	static const char *subs[] = { "tmp", "new", "cur" };
+	for (int i = 0; i < 3; i++) {
+		if (snprintf(p, sizeof p, "%s/%s", dir, subs[i]) >= (int)sizeof p)
+			return -1;
+		if (mkdirs(p) < 0)
+			return -1;
+	}
+	return 0;
+}
+
+static int write_all(int fd, const char *p, size_t n)
+{
+	while (n) {
+		ssize_t w = write(fd, p, n);
+		if (w < 0) {
+			if (errno == EINTR)
+				continue;
+			return -1;
+		}
+		p += w;
+		n -= (size_t)w;
+	}
+	return 0;
+}
+
+/* Copy the message, CRLF -> LF.  Returns 0 or -1 (errno set). */
+static int copy_message(const struct petrel_host *host, petrel_delivery *d, int fd)
+{
+	char in[65536], out[65536];
+	int cr = 0;     /* a CR held back from the previous block */
+	for (;;) {
+		ssize_t n = host->delivery_read(d, in, sizeof in);
+		if (n < 0)
+			return -1;
+		if (n == 0)
+			break;
+		size_t k = 0;
+		for (ssize_t i = 0; i < n; i++) {
+			char c = in[i];
+			if (cr) {
+				cr = 0;
+				if (c != '\n')
+					out[k++] = '\r';
+			}
+			if (c == '\r') {
+				cr = 1;
+				continue;
+			}
+			out[k++] = c;
+		}
+		if (write_all(fd, out, k) < 0)
+			return -1;
+	}
+	if (cr && write_all(fd, "\r", 1) < 0)
+		return -1;
+	return 0;
+}
+
+static int md_deliver(void *state, petrel_delivery *d)
+{
+	struct maildir *md = state;
+	const struct petrel_host *host = md->host;
+	const char *rlocal = host->delivery_local(d), *domain = host->delivery_domain(d);
+	char local[256];
+	size_t i;
+	for (i = 0; rlocal[i] && i < sizeof local - 1; i++)
+		local[i] = (char)tolower((unsigned char)rlocal[i]);
+	local[i] = 0;
+	if (!safe_component(local) || !safe_component(domain)) {
+		host->delivery_status(d, "mailbox name '%s@%s' is not usable as a maildir", local, domain);
+		return PETREL_BOUNCE;
+	}
+	char dir[PATH_MAX - 16], tmp[PATH_MAX + 300], new[PATH_MAX + 300];
+	if (expand(md, local, domain, dir, sizeof dir) < 0) {
+		host->delivery_status(d, "maildir path too long");
+		return PETREL_BOUNCE;
+	}
+	if (ensure_maildir(dir) < 0) {
+		host->delivery_status(d, "cannot create maildir %s: %s", dir, strerror(errno));
+		return PETREL_DEFER;
+	}
+	struct timeval tv;
+	gettimeofday(&tv, NULL);
+	unsigned q = atomic_fetch_add(&md->counter, 1);
+	char name[256];
+	snprintf(name, sizeof name, "%lld.M%06ldP%dQ%u.%s", (long long)tv.tv_sec, (long)tv.tv_usec,
+	         (int)getpid(), q, md->hostname);
+	snprintf(tmp, sizeof tmp, "%s/tmp/%s", dir, name);
+	snprintf(new, sizeof new, "%s/new/%s", dir, name);
+	int fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+	if (fd < 0) {
+		host->delivery_status(d, "cannot create %s: %s", tmp, strerror(errno));
+		return PETREL_DEFER;
+	}
+	char head[1200];
+	int hn = snprintf(head, sizeof head, "Return-Path: <%s>\nDelivered-To: %s\n",
+	                  host->delivery_sender(d), host->delivery_recipient(d));
+	const char *what = "write";
+	if (hn < 0 || (size_t)hn >= sizeof head || write_all(fd, head, (size_t)hn) < 0 ||
+	    copy_message(host, d, fd) < 0 || (what = "fsync", fsync(fd) < 0)) {
+		int e = errno;
+		close(fd);
+		unlink(tmp);
+		host->delivery_status(d, "maildir %s %s: %s", what, tmp, strerror(e));
+		return PETREL_DEFER;
+	}
+	if (close(fd) < 0 || rename(tmp, new) < 0) {
+		int e = errno;
+		unlink(tmp);
+		host->delivery_status(d, "maildir rename to %s: %s", new, strerror(e));
+		return PETREL_DEFER;
+	}
+	char newdir[PATH_MAX + 16];
+	snprintf(newdir, sizeof newdir, "%s/new", dir);
+	int dfd = open(newdir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (dfd < 0 || fsync(dfd) < 0) {
+		int e = errno;
+		if (dfd >= 0)
+			close(dfd);
+		/* The file is in new/ but may not survive a crash: deliver again
+		 * later rather than risk losing it (a duplicate at worst). */
+		unlink(new);
+		host->delivery_status(d, "maildir sync %s: %s", newdir, strerror(e));
+		return PETREL_DEFER;
+	}
+	close(dfd);
+	host->delivery_status(d, "delivered to maildir %s", dir);
+	return PETREL_DELIVERED;
+}
+
+static const struct petrel_setting md_settings[] = {
+	{ .name = "root", .type = PETREL_SET_STRING,
+	  .help = "maildir path template: %d domain, %u local part (default Maildir/%d/%u)" },
+	{ .type = PETREL_SET_END },
+};
+
+static const struct petrel_transport_ops md_ops = { .deliver = md_deliver };
+
+PETREL_MODULE(
+	.name = "maildir",
+	.version = "1.0",
+	.summary = "delivers into maildirs (tmp, fsync, rename to new, fsync)",
+	.settings = md_settings,
+	.init = md_init,
+	.fini = md_fini,
+	.transport = &md_ops,
+);

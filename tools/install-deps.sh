@@ -1,0 +1,28 @@
+#!/bin/sh
+# install-deps.sh: install the Debian packages petrel needs to build, test
+# and benchmark.  Used by the README's Quick start and by .ci/run.
+# Postfix is installed only for smtp-source/smtp-sink and the benchmark; a
+# policy-rc.d that exits 101 keeps its package scripts from starting it.
+set -e
+pkgs="build-essential autoconf automake libtool libltdl-dev pkg-config
+      libssl-dev libconfig-dev libpcre2-dev libc-ares-dev
+      python3 swaks postfix procps psmisc"
+missing=""
+for p in $pkgs; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'ok installed' || missing="$missing $p"
+done
+[ -z "$missing" ] && exit 0
+if [ "$(id -u)" != 0 ]; then
+  echo "install-deps: missing packages:$missing (run as root, or install them)" >&2
+  exit 1
+fi
+echo "install-deps: installing$missing"
+if [ ! -e /usr/sbin/policy-rc.d ]; then
+  printf '#!/bin/sh\nexit 101\n' > /usr/sbin/policy-rc.d
+  chmod +x /usr/sbin/policy-rc.d
+  trap 'rm -f /usr/sbin/policy-rc.d' EXIT
+fi
+export DEBIAN_FRONTEND=noninteractive
+echo "postfix postfix/main_mailer_type select No configuration" | debconf-set-selections
+apt-get update -qq
+apt-get install -y -qq --no-install-recommends $missing >/dev/null
