@@ -93,6 +93,11 @@ static const struct setting settings[] = {
 	  .help = "one block per module with that module's own settings" },
 };
 
+const char *config_setting_name_at(int i)
+{
+	return i >= 0 && (size_t)i < sizeof settings / sizeof settings[0] ? settings[i].name : NULL;
+}
+
 void config_print_help(void)
 {
 	for (size_t i = 0; i < sizeof settings / sizeof settings[0]; i++)

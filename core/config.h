@@ -89,6 +89,9 @@ bool cidr_match(const struct cidr *c, const struct sockaddr *sa);
 int config_parse_listen(const char *s, struct sockaddr_storage *ss, socklen_t *len,
                         const char **why) __attribute__((warn_unused_result));
 
+/* The name of top-level setting i, NULL past the end (for tests and docs). */
+const char *config_setting_name_at(int i);
+
 /* Print every top-level setting with its help (petreld -h settings). */
 void config_print_help(void);
 

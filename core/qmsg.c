@@ -22,8 +22,9 @@ int addr_split(const char *address, char **local, char **domain)
 	p[n + 1] = '>';
 	p[n + 2] = 0;
 	int r = smtp_parse_path(p, n + 2, false, true, &a, &end, &why);
+	bool trailing = r == 0 && *end;
 	free(p);
-	if (r < 0 || *end)
+	if (r < 0 || trailing)
 		return -1;
 	*local = xstrdup(a.local_plain);
 	*domain = xstrdup(a.domain);

@@ -22,7 +22,8 @@
 
 struct qmsg *spool_read_envelope(int fd, const char *qid, const char **why)
 {
-	int dfd = dup(fd);
+	/* dup() shares the offset: start from the top whatever came before */
+	int dfd = lseek(fd, 0, SEEK_SET) == 0 ? dup(fd) : -1;
 	FILE *f = dfd >= 0 ? fdopen(dfd, "r") : NULL;
 	if (!f) {
 		if (dfd >= 0)

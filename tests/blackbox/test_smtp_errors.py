@@ -100,6 +100,9 @@ def test_bare_lf_in_command():
         c.ehlo()
         c.send(b"MAIL FROM:<a@localhost>\nRCPT TO:<user@localhost>\r\n")
         c.expect(500, "5.5.2")
+        # one line (up to CRLF), one reply: the text after the bare LF
+        # must not run as a command of its own
+        c.expect_silence(0.3)
         c.cmd("NOOP", 250)
         c.expect_silence(0.3)
         c.send_mail("a@localhost", ["user@localhost"], make_message())
@@ -110,6 +113,9 @@ def test_bare_cr_in_command():
         c.ehlo()
         c.send(b"MAIL FROM:<a@localhost>\rRCPT TO:<user@localhost>\r\n")
         c.expect(500, "5.5.2")
+        # one line (up to CRLF), one reply: the text after the bare CR
+        # must not run as a command of its own
+        c.expect_silence(0.3)
         c.cmd("NOOP", 250)
         c.expect_silence(0.3)
         c.send_mail("a@localhost", ["user@localhost"], make_message())
