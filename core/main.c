@@ -85,7 +85,8 @@ static int load_modules(struct server *srv, struct buf *errs)
 		config_setting_t *b = config_setting_get_elem(mods, (unsigned)i);
 		bad |= !module_get(&srv->mods, cfg, config_setting_name(b), b, errs);
 	}
-	if (!module_find(&srv->mods, "maildir"))
+	/* The default local transport, unless a block above already tried it. */
+	if (!config_lookup(&cfg->cfg, "modules.maildir") && !module_find(&srv->mods, "maildir"))
 		bad |= !module_get(&srv->mods, cfg, "maildir", NULL, errs);
 	return bad ? -1 : 0;
 }

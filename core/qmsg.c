@@ -37,6 +37,7 @@ struct qmsg *qmsg_new(const char *qid, const char *sender, time_t arrival)
 	snprintf(m->qid, sizeof m->qid, "%s", qid);
 	m->sender = xstrdup(sender);
 	m->arrival = arrival;
+	m->arrival_precise = (double)arrival;
 	ev_timer_init(&m->retry, NULL, m);
 	return m;
 }

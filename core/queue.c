@@ -98,7 +98,7 @@ static void deliver_work(void *arg)
 		if (strcmp(d->orig, d->address))
 			snprintf(orig, sizeof orig, ", orig_to=<%s>", d->orig);
 		log_info("%s: to=<%s>%s, relay=%s, delay=%.2f, status=%s (%s)", m->qid, d->address,
-		         orig, d->transport, now_f() - (double)m->arrival, result_word(r), dl.status);
+		         orig, d->transport, now_f() - m->arrival_precise, result_word(r), dl.status);
 	}
 	close(fd);
 	if (!pending) {

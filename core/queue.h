@@ -40,6 +40,7 @@ struct qmsg {
 	char qid[QID_MAX];
 	char *sender;        /* "" for <> */
 	time_t arrival;
+	double arrival_precise;  /* for delay= in logs; not stored */
 	struct qdest *dests;
 	int ndests;
 	off_t msg_off;       /* where the message starts in the file */

@@ -20,6 +20,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/time.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -110,7 +111,10 @@ int data_begin(struct petrel_session *s, const char **err)
 		log_error("%s: cannot create queue file: %s", t->qid, *err);
 		return -1;
 	}
-	t->qm->arrival = time(NULL);
+	struct timeval tv;
+	gettimeofday(&tv, NULL);
+	t->qm->arrival = tv.tv_sec;
+	t->qm->arrival_precise = (double)tv.tv_sec + (double)tv.tv_usec / 1e6;
 	spool_envelope(&t->wbuf, t->qm);
 	received_header(s, &t->wbuf);
 	t->dstate = D_LINE_START;

@@ -275,6 +275,16 @@ static void do_rcpt(struct petrel_session *s, const struct smtp_cmd *c)
 	}
 	struct petrel_addr a;
 	addr_set(&a, &c->addr);
+	if (!a.domain[0]) {
+		/* <Postmaster> (RFC 5321 4.5.1): the first local domain's. */
+		struct config *cfg = s->srv->cfg;
+		free(a.domain);
+		free(a.str);
+		a.domain = xstrdup(cfg->ndomains ? cfg->domains[0] : cfg->hostname);
+		a.str = xasprintf("postmaster@%s", a.domain);
+		free(a.local);
+		a.local = xstrdup("postmaster");
+	}
 	int v = chain_rcpt(s, t, &a);
 	if (v == PETREL_REJECT || v == PETREL_TEMPFAIL) {
 		verdict_reply(s, t->reply, v, "Recipient address");
@@ -408,15 +418,41 @@ static void handle_line(struct petrel_session *s, const char *line, size_t len)
 	}
 }
 
-/* One command line from s->in, if complete.  Returns 0 when more input is
- * needed, 1 when it consumed something. */
+/* Find the CR LF that ends the line starting at p; NULL if none yet.
+ * *bare is set when a CR or LF stands alone before it. */
+static char *find_crlf(char *p, size_t len, bool *bare)
+{
+	size_t off = 0;
+	*bare = false;
+	while (off < len) {
+		char *lf = memchr(p + off, '\n', len - off);
+		if (!lf)
+			break;
+		if (lf > p && lf[-1] == '\r') {
+			if (memchr(p, '\r', (size_t)(lf - p) - 1))
+				*bare = true;
+			return lf;
+		}
+		*bare = true;
+		off = (size_t)(lf - p) + 1;
+	}
+	return NULL;
+}
+
+/* One command line from s->in, if complete: only CR LF ends it, so text
+ * after a bare LF is part of the same (refused) line, never a command of
+ * its own.  Returns 0 when more input is needed, 1 when it consumed
+ * something. */
 static int take_line(struct petrel_session *s)
 {
 	char *p = s->in.data;
-	char *lf = s->in.len ? memchr(p, '\n', s->in.len) : NULL;
+	bool bare;
+	char *lf = s->in.len ? find_crlf(p, s->in.len, &bare) : NULL;
 	if (s->skipping) {
 		if (!lf) {
-			buf_reset(&s->in);
+			/* keep a trailing CR: it may be the start of the CR LF */
+			size_t keep = s->in.len && p[s->in.len - 1] == '\r';
+			buf_consume(&s->in, s->in.len - keep);
 			return 0;
 		}
 		buf_consume(&s->in, (size_t)(lf - p) + 1);
@@ -428,19 +464,18 @@ static int take_line(struct petrel_session *s)
 			session_reply(s, "500 5.5.6 Error: line too long");
 			s->errors++;
 			s->skipping = true;
-			buf_reset(&s->in);
 			return 1;
 		}
 		return 0;
 	}
-	size_t n = (size_t)(lf - p);     /* bytes before LF */
+	size_t n = (size_t)(lf - p);     /* bytes before LF, CR included */
 	if (n + 1 > SMTP_CMD_LINE_MAX) {
 		session_reply(s, "500 5.5.6 Error: line too long");
 		s->errors++;
 		buf_consume(&s->in, n + 1);
 		return 1;
 	}
-	if (n == 0 || p[n - 1] != '\r' || memchr(p, '\r', n - 1)) {
+	if (bare) {
 		session_reply(s, "500 5.5.2 Error: bare <CR> or <LF> received");
 		s->errors++;
 		buf_consume(&s->in, n + 1);

@@ -5,8 +5,8 @@
  * With a 'mailboxes' list only those addresses exist (550 5.1.1 for the
  * rest); without it every local part of a local domain is a mailbox.
  * Other domains go to the relay transport (the stage has already decided
- * whether this client may relay).  <Postmaster> without a domain is
- * postmaster@ the first local domain.
+ * whether this client may relay).  (<Postmaster> arrives here already
+ * as postmaster@ the first local domain: the core rewrites it.)
  *
  * Aliases: "addr: dest, dest" strings; a destination may itself be an
  * alias, up to 10 levels; an alias that leads back to itself is a loop
@@ -114,8 +114,6 @@ static int router_init(const struct petrel_host *host, petrel_conf *conf, void *
 	host->conf_string(conf, "relay_transport", &r->relay_transport);
 	int n = host->conf_list_count(conf, "mailboxes");
 	r->have_mailboxes = n > 0 || host->conf_list_count(conf, "mailboxes") > 0;
-	const char *dummy;
-	(void)dummy;
 	for (int i = 0; i < n; i++) {
 		const char *m = host->conf_list_string(conf, "mailboxes", i);
 		if (!strchr(m, '@')) {
@@ -211,22 +209,8 @@ static int route_addr(struct router *r, petrel_route *rt, const char *addr,
 static int router_route(void *state, petrel_route *rt, petrel_addr *rcpt)
 {
 	struct router *r = state;
-	const struct petrel_host *host = r->host;
-	const char *addr = host->addr_string(rcpt);
-	char buf[600];
 	const char *chain[ALIAS_DEPTH + 1];
-	if (!*host->addr_domain(rcpt)) {
-		/* <Postmaster>: the first local domain's postmaster */
-		const char *d = NULL;
-		for (int i = 0; i < r->naliases && !d; i++)
-			if (!strncasecmp(r->aliases[i].key, "postmaster@", 11))
-				d = r->aliases[i].key + 11;
-		if (!d)
-			return PETREL_ROUTE_TEMPFAIL;
-		snprintf(buf, sizeof buf, "postmaster@%s", d);
-		addr = buf;
-	}
-	return route_addr(r, rt, addr, chain, 0);
+	return route_addr(r, rt, r->host->addr_string(rcpt), chain, 0);
 }
 
 static const struct petrel_setting router_settings[] = {
