@@ -80,6 +80,8 @@ bool session_flush(struct petrel_session *s)
 		session_close(s, NULL);
 		return false;
 	}
+	if (!s->out.len)
+		buf_free(&s->out);
 	update_events(s);
 	return true;
 }
@@ -528,6 +530,8 @@ void session_process(struct petrel_session *s)
 	}
 	/* Back-pressure: stop reading while a client floods us during commit. */
 	s->read_paused = s->in.len > INPUT_PAUSE;
+	if (!s->in.len)
+		buf_free(&s->in);      /* idle sessions hold no buffers */
 	session_set_timer(s);
 	session_flush(s);
 }
