@@ -9,6 +9,7 @@
 #                     are in the Maildir's new/ directory (end-to-end delivery)
 # See bench/README.md.
 
+# shellcheck disable=SC2317  # functions are also called from the EXIT trap
 set -u -o pipefail
 
 ME=$(basename "$0")
@@ -192,7 +193,7 @@ wait_smtp() {
     if { exec {fd}<>"/dev/tcp/127.0.0.1/$port"; } 2>/dev/null; then
       line=""
       read -r -t 5 -u "$fd" line
-      printf 'QUIT\r\n' >&"$fd" 2>/dev/null
+      printf 'QUIT\r\n' 1>&"$fd" 2>/dev/null
       exec {fd}>&-
       case "$line" in 220*) return 0 ;; esac
     fi
@@ -322,7 +323,7 @@ EOF
   fi
   [ "$ok" = 0 ] || tail -n 20 "$log" | sed 's/^/  petreld: /' >&2
   petrel_stop
-  return $ok
+  return "$ok"
 }
 
 # ---------------------------------------------------------------------------
@@ -432,7 +433,7 @@ EOF
     grep -E 'warning|fatal|panic|error' "$log" 2>/dev/null | tail -n 10 | sed 's/^/  postfix: /' >&2
   fi
   postfix_stop
-  return $ok
+  return "$ok"
 }
 
 # ---------------------------------------------------------------------------

@@ -89,6 +89,8 @@ static const struct setting settings[] = {
 	  .help = "threads that run blocking deliveries (default 8)" },
 	{ .name = "max_connections", .type = T_INT, .offset = OFF(max_connections), .min = 1,
 	  .max = 1000000, .help = "concurrent SMTP sessions accepted (default 10000)" },
+	{ .name = "pending_timeout", .type = T_INT, .offset = OFF(pending_timeout), .min = 1,
+	  .max = 3600, .help = "seconds a filter hook may stay pending before the step tempfails (default 30)" },
 	{ .name = "modules", .type = T_GROUP, .set = set_modules,
 	  .help = "one block per module with that module's own settings" },
 };
@@ -353,8 +355,16 @@ static int set_listeners(struct config *c, const struct setting *st, config_sett
 		for (int k = 0; k < config_setting_length(g); k++) {
 			config_setting_t *m = config_setting_get_elem(g, k);
 			const char *nm = config_setting_name(m);
-			if (strcmp(nm, "listen") && strcmp(nm, "stage") && strcmp(nm, "tls")) {
-				config_error_at(c, m, errs, "unknown listener setting (known: listen, stage, tls)");
+			if (!strcmp(nm, "filters")) {
+				if (!type_ok(m, T_STRLIST)) {
+					config_error_at(c, m, errs, "must be a list of strings");
+					bad = 1;
+				} else {
+					l->filters = strlist(m, &l->nfilters, false);
+					l->filters_setting = m;
+				}
+			} else if (strcmp(nm, "listen") && strcmp(nm, "stage") && strcmp(nm, "tls")) {
+				config_error_at(c, m, errs, "unknown listener setting (known: listen, stage, tls, filters)");
 				bad = 1;
 			} else if (config_setting_type(m) != CONFIG_TYPE_STRING) {
 				config_error_at(c, m, errs, "must be a string");
@@ -443,6 +453,7 @@ static void set_defaults(struct config *c)
 	c->retry_max = 4000;
 	c->delivery_workers = 8;
 	c->max_connections = 10000;
+	c->pending_timeout = 30;
 }
 
 static int apply(struct config *c, const struct setting *st, config_setting_t *s, struct buf *errs)
@@ -555,6 +566,7 @@ void config_free(struct config **cp)
 	for (int i = 0; i < c->nlisteners; i++) {
 		free(c->listeners[i].listen);
 		free(c->listeners[i].stage);
+		free_strv(&c->listeners[i].filters, c->listeners[i].nfilters);
 	}
 	free(c->listeners);
 	free_strv(&c->domains, c->ndomains);

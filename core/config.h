@@ -26,6 +26,9 @@ struct listener_conf {
 	char *listen;                   /* as written */
 	char *stage;                    /* module name */
 	enum tls_mode tls;
+	char **filters;                 /* this listener's chain, or NULL: the global one */
+	int nfilters;
+	config_setting_t *filters_setting;
 	struct sockaddr_storage addr;
 	socklen_t addrlen;
 	config_setting_t *setting;      /* for error locations */
@@ -62,6 +65,7 @@ struct config {
 	int retry_max;
 	int delivery_workers;
 	int max_connections;
+	int pending_timeout;            /* seconds a suspended hook may wait */
 	config_t cfg;                   /* the parsed tree */
 };
 

@@ -6,6 +6,9 @@
  * the delivery they are given.
  */
 #include "delivery.h"
+#include "filter_chain.h"
+#include "msg_edit.h"
+#include "smtp_server.h"
 #include "log.h"
 #include "module_load.h"
 #include "server.h"
@@ -216,6 +219,213 @@ static void h_delivery_status(petrel_delivery *d, const char *fmt, ...)
 	va_end(ap);
 }
 
+/* --- slots, suspension, loop services --- */
+
+static void **h_session_slot(petrel_session *s, petrel_conf *self)
+{
+	if (!s->slots)
+		s->slots = xcalloc((size_t)s->srv->mods.n + 1, sizeof *s->slots);
+	return &s->slots[self->index];
+}
+
+static void **h_txn_slot(petrel_txn *t, petrel_conf *self)
+{
+	if (!t->slots)
+		t->slots = xcalloc((size_t)t->s->srv->mods.n + 1, sizeof *t->slots);
+	return &t->slots[self->index];
+}
+
+static unsigned long long h_suspend(petrel_session *s)
+{
+	return chain_suspend(s);
+}
+
+static int h_resume(petrel_conf *self, unsigned long long id, int verdict)
+{
+	return self && self->srv ? chain_resume(self->srv, id, verdict) : -1;
+}
+
+struct module_timer {
+	struct ev_timer t;
+	unsigned long long id;
+	petrel_timer_fn *fn;
+	void *arg;
+	struct server *srv;
+	struct module_timer *next;
+};
+
+static void unlink_timer(struct server *srv, struct module_timer *mt)
+{
+	for (struct module_timer **p = &srv->timers; *p; p = &(*p)->next)
+		if (*p == mt) {
+			*p = mt->next;
+			return;
+		}
+}
+
+static void module_timer_fire(struct ev_loop *loop, void *arg)
+{
+	(void)loop;
+	struct module_timer *mt = arg;
+	unlink_timer(mt->srv, mt);
+	petrel_timer_fn *fn = mt->fn;
+	void *a = mt->arg;
+	free(mt);
+	fn(a);
+}
+
+static unsigned long long h_timer_add(petrel_conf *self, unsigned long long ms,
+                                      petrel_timer_fn *fn, void *arg)
+{
+	struct server *srv = self ? self->srv : NULL;
+	if (!srv || !fn)
+		return 0;
+	struct module_timer *mt = xcalloc(1, sizeof *mt);
+	mt->id = ++srv->timer_counter;
+	mt->fn = fn;
+	mt->arg = arg;
+	mt->srv = srv;
+	mt->next = srv->timers;
+	srv->timers = mt;
+	ev_timer_init(&mt->t, module_timer_fire, mt);
+	ev_timer_start(srv->loop, &mt->t, ms);
+	return mt->id;
+}
+
+static int h_timer_cancel(petrel_conf *self, unsigned long long id)
+{
+	struct server *srv = self ? self->srv : NULL;
+	for (struct module_timer *mt = srv ? srv->timers : NULL; mt; mt = mt->next)
+		if (mt->id == id) {
+			ev_timer_stop(srv->loop, &mt->t);
+			unlink_timer(srv, mt);
+			free(mt);
+			return 0;
+		}
+	return -1;
+}
+
+void module_timers_free(struct server *srv)
+{
+	while (srv->timers) {
+		struct module_timer *mt = srv->timers;
+		srv->timers = mt->next;
+		ev_timer_stop(srv->loop, &mt->t);
+		free(mt);
+	}
+}
+
+struct module_fd {
+	petrel_fd_fn *fn;
+	void *arg;
+};
+
+static void module_fd_event(struct ev_loop *loop, int fd, int mask, void *arg)
+{
+	(void)loop;
+	struct module_fd *mf = arg;
+	mf->fn(fd, (mask & EV_READ ? PETREL_FD_READ : 0) | (mask & EV_WRITE ? PETREL_FD_WRITE : 0),
+	       mf->arg);
+}
+
+static int h_fd_watch(petrel_conf *self, int fd, int events, petrel_fd_fn *fn, void *arg)
+{
+	struct server *srv = self ? self->srv : NULL;
+	const char *err;
+	if (!srv || fd < 0)
+		return -1;
+	if (fd >= srv->nmodfds) {
+		int n = srv->nmodfds ? srv->nmodfds : 64;
+		while (n <= fd)
+			n *= 2;
+		srv->modfds = xrealloc(srv->modfds, (size_t)n * sizeof *srv->modfds);
+		memset(srv->modfds + srv->nmodfds, 0, (size_t)(n - srv->nmodfds) * sizeof *srv->modfds);
+		srv->nmodfds = n;
+	}
+	if (!events) {
+		ev_fd_del(srv->loop, fd);
+		xfree(&srv->modfds[fd]);
+		return 0;
+	}
+	if (!fn)
+		return -1;
+	if (!srv->modfds[fd])
+		srv->modfds[fd] = xcalloc(1, sizeof *srv->modfds[fd]);
+	srv->modfds[fd]->fn = fn;
+	srv->modfds[fd]->arg = arg;
+	int mask = (events & PETREL_FD_READ ? EV_READ : 0) | (events & PETREL_FD_WRITE ? EV_WRITE : 0);
+	return ev_fd_set(srv->loop, fd, mask, module_fd_event, srv->modfds[fd], &err);
+}
+
+void module_fds_free(struct server *srv)
+{
+	for (int i = 0; i < srv->nmodfds; i++)
+		free(srv->modfds[i]);
+	xfree(&srv->modfds);
+	srv->nmodfds = 0;
+}
+
+/* --- recipients --- */
+
+static int h_rcpt_add(petrel_txn *t, const char *address)
+{
+	char *local, *domain;
+	if (!address || addr_split(address, &local, &domain) < 0)
+		return -1;
+	struct petrel_addr a = { .str = xstrdup(address), .local = local, .domain = domain };
+	if (session_route(t->s, t, &a) != PETREL_ROUTE_OK) {
+		free(a.str);
+		free(a.local);
+		free(a.domain);
+		return -1;
+	}
+	t->rcpts = xrealloc(t->rcpts, (size_t)(t->nrcpt + 1) * sizeof *t->rcpts);
+	t->rcpts[t->nrcpt++] = a;
+	if (t->fd >= 0)
+		t->env_dirty = true;
+	return 0;
+}
+
+static int h_rcpt_remove(petrel_txn *t, const char *address)
+{
+	int removed = 0;
+	for (int i = 0; i < t->qm->ndests;) {
+		struct qdest *d = &t->qm->dests[i];
+		if (address && strcasecmp(d->orig, address)) {
+			i++;
+			continue;
+		}
+		free(d->transport); free(d->address); free(d->orig);
+		free(d->local); free(d->domain); free(d->last_error);
+		memmove(d, d + 1, (size_t)(t->qm->ndests - i - 1) * sizeof *d);
+		t->qm->ndests--;
+		removed++;
+	}
+	for (int i = 0; i < t->nrcpt;) {
+		struct petrel_addr *a = &t->rcpts[i];
+		if (address && strcasecmp(a->str, address)) {
+			i++;
+			continue;
+		}
+		free(a->str); free(a->local); free(a->domain);
+		memmove(a, a + 1, (size_t)(t->nrcpt - i - 1) * sizeof *a);
+		t->nrcpt--;
+		removed++;
+	}
+	if (removed && t->fd >= 0)
+		t->env_dirty = true;
+	return removed ? 0 : -1;
+}
+
+static int h_rcpt_count(petrel_txn *t) { return t->nrcpt; }
+static const char *h_rcpt_address(petrel_txn *t, int i)
+{
+	return i >= 0 && i < t->nrcpt ? t->rcpts[i].str : NULL;
+}
+static const char *h_session_auth_user(petrel_session *s) { return s->auth_user; }
+static const char *h_txn_client_helo(petrel_txn *t) { return t->s->helo; }
+static unsigned long long h_txn_size(petrel_txn *t) { return t->size; }
+
 const struct petrel_host petrel_host_v1 = {
 	.api_major = PETREL_API_MAJOR,
 	.api_minor = PETREL_API_MINOR,
@@ -247,4 +457,33 @@ const struct petrel_host petrel_host_v1 = {
 	.delivery_domain = h_delivery_domain,
 	.delivery_read = h_delivery_read,
 	.delivery_status = h_delivery_status,
+	.session_slot = h_session_slot,
+	.txn_slot = h_txn_slot,
+	.suspend = h_suspend,
+	.resume = h_resume,
+	.timer_add = h_timer_add,
+	.timer_cancel = h_timer_cancel,
+	.fd_watch = h_fd_watch,
+	.header_count = msg_header_count,
+	.header_name = msg_header_name,
+	.header_value = msg_header_value,
+	.header_decoded = msg_header_decoded,
+	.header_add = msg_header_add,
+	.header_change = msg_header_change,
+	.header_remove = msg_header_remove,
+	.rcpt_add = h_rcpt_add,
+	.rcpt_remove = h_rcpt_remove,
+	.rcpt_count = h_rcpt_count,
+	.rcpt_address = h_rcpt_address,
+	.part_index = part_index,
+	.part_depth = part_depth,
+	.part_is_multipart = part_is_multipart,
+	.part_content_type = part_content_type,
+	.part_filename = part_filename,
+	.part_disposition = part_disposition,
+	.part_flags = part_flags,
+	.part_body = part_body,
+	.session_auth_user = h_session_auth_user,
+	.txn_client_helo = h_txn_client_helo,
+	.txn_size = h_txn_size,
 };

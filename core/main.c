@@ -74,6 +74,18 @@ static int load_modules(struct server *srv, struct buf *errs)
 			srv->filters[srv->nfilters++] = m;
 		bad |= !m;
 	}
+	for (int i = 0; i < cfg->nlisteners; i++) {
+		struct listener_conf *lc = &cfg->listeners[i];
+		for (int k = 0; k < lc->nfilters; k++) {
+			config_setting_t *where = config_setting_get_elem(lc->filters_setting, (unsigned)k);
+			struct module *m = module_get(&srv->mods, cfg, lc->filters[k], where, errs);
+			if (m && !m->desc->filter) {
+				config_error_at(cfg, where, errs, "module '%s' is not a filter", lc->filters[k]);
+				m = NULL;
+			}
+			bad |= !m;
+		}
+	}
 	config_setting_t *rw = config_lookup(&cfg->cfg, "router");
 	srv->router = module_get(&srv->mods, cfg, cfg->router, rw, errs);
 	if (srv->router && !srv->router->desc->router) {
@@ -144,6 +156,11 @@ static void on_signal(struct ev_loop *loop, int fd, int mask, void *arg)
 	struct server *srv = arg;
 	struct signalfd_siginfo si;
 	while (read(fd, &si, sizeof si) == sizeof si) {
+		if (si.ssi_signo == SIGUSR1) {
+			if (!srv->stopping)
+				queue_rescan(srv->queue);
+			continue;
+		}
 		if (si.ssi_signo == SIGHUP) {
 			log_info("SIGHUP: configuration reload is not implemented yet; ignored");
 			continue;
@@ -213,6 +230,7 @@ int main(int argc, char **argv)
 	sigaddset(&mask, SIGTERM);
 	sigaddset(&mask, SIGINT);
 	sigaddset(&mask, SIGHUP);
+	sigaddset(&mask, SIGUSR1);
 	sigprocmask(SIG_BLOCK, &mask, NULL);
 	signal(SIGPIPE, SIG_IGN);
 	/* One descriptor per session: take all the kernel allows us. */
@@ -230,10 +248,21 @@ int main(int argc, char **argv)
 		log_error("%s", errs.data ? errs.data : "start-up failed");
 		return 1;
 	}
-	for (int i = 0; i < srv->nlisteners; i++)
-		for (int k = 0; k < srv->mods.n; k++)
-			if (!strcmp(srv->mods.v[k]->desc->name, cfg->listeners[i].stage))
-				srv->listeners[i].stage = srv->mods.v[k];
+	for (int k = 0; k < srv->mods.n; k++)
+		srv->mods.v[k]->conf.srv = srv;
+	for (int i = 0; i < srv->nlisteners; i++) {
+		struct listener *l = &srv->listeners[i];
+		struct listener_conf *lc = &cfg->listeners[i];
+		l->stage = module_get(&srv->mods, cfg, lc->stage, NULL, &errs);
+		if (lc->filters) {
+			l->filters = xcalloc((size_t)lc->nfilters + 1, sizeof *l->filters);
+			for (int k = 0; k < lc->nfilters; k++)
+				l->filters[l->nfilters++] = module_get(&srv->mods, cfg, lc->filters[k], NULL, &errs);
+		} else {
+			l->filters = srv->filters;
+			l->nfilters = srv->nfilters;
+		}
+	}
 	int sfd = signalfd(-1, &mask, SFD_NONBLOCK | SFD_CLOEXEC);
 	const char *err;
 	if (sfd < 0 || ev_fd_set(srv->loop, sfd, EV_READ, on_signal, srv, &err) < 0)
@@ -247,17 +276,33 @@ int main(int argc, char **argv)
 	for (int i = 0; i < nrec; i++)
 		queue_add(srv->queue, rec[i]);
 	free(rec);
+	/* petrelctl finds us here (release, flush) */
+	char *pidfile = xasprintf("%s/petreld.pid", cfg->spool);
+	FILE *pf = fopen(pidfile, "w");
+	if (pf) {
+		fprintf(pf, "%d\n", (int)getpid());
+		fclose(pf);
+	} else {
+		log_warn("cannot write %s: %m", pidfile);
+	}
 	log_info("petreld %s started: hostname %s, spool %s, %d modules", PACKAGE_VERSION,
 	         cfg->hostname, cfg->spool, srv->mods.n);
 	ev_run(srv->loop);
 	workers_stop(&srv->workers);
 	spool_close(&srv->spool);
+	unlink(pidfile);
+	free(pidfile);
 	log_info("stopped: %llu messages accepted, %d left in the queue",
 	         (unsigned long long)srv->counter_accepted, queue_size(srv->queue));
 	queue_free(&srv->queue);
+	module_timers_free(srv);
+	module_fds_free(srv);
 	ev_fd_del(srv->loop, sfd);
 	close(sfd);
 	listeners_close(srv);
+	for (int i = 0; i < srv->nlisteners; i++)
+		if (srv->listeners[i].filters != srv->filters)
+			free(srv->listeners[i].filters);
 	free(srv->listeners);
 	modules_free(&srv->mods);
 	free(srv->filters);

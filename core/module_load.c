@@ -146,7 +146,7 @@ struct module *module_get(struct modules *m, struct config *cfg, const char *nam
 	mod->handle = h;
 	mod->path = strchr(name, '/') ? xstrdup(name) : NULL;
 	char *bpath = xasprintf("modules.%s", d->name);
-	mod->conf = (struct petrel_conf){ .cfg = cfg, .block = config_lookup(&cfg->cfg, bpath),
+	mod->conf = (struct petrel_conf){ .cfg = cfg, .index = m->n, .block = config_lookup(&cfg->cfg, bpath),
 	                                  .modname = d->name, .errs = errs };
 	free(bpath);
 	m->v = xrealloc(m->v, (size_t)(m->n + 1) * sizeof *m->v);

@@ -16,7 +16,11 @@
 #include <petrel/petrel.h>
 #include "config.h"
 
+struct server;
+
 struct petrel_conf {
+	struct server *srv;        /* set once the server runs */
+	int index;                 /* the module's slot number */
 	struct config *cfg;
 	config_setting_t *block;   /* NULL when the module has no block */
 	const char *modname;

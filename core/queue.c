@@ -18,6 +18,7 @@
 #include "spool.h"
 #include "worker.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
@@ -240,6 +241,57 @@ void queue_add(struct queue *q, struct qmsg *m)
 		q->run_head = m;
 	q->run_tail = m;
 	kick(q);
+}
+
+static int cmp_str(const void *a, const void *b)
+{
+	return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+void queue_rescan(struct queue *q)
+{
+	struct server *srv = q->srv;
+	char **known = xcalloc((size_t)q->nall + 1, sizeof *known);
+	for (int i = 0; i < q->nall; i++)
+		known[i] = q->all[i]->qid;
+	int nknown = q->nall;
+	qsort(known, (size_t)nknown, sizeof *known, cmp_str);
+	char *dir = xasprintf("%s/queue", spool_dir(srv->spool));
+	DIR *d = opendir(dir);
+	struct dirent *de;
+	int added = 0;
+	while (d && (de = readdir(d))) {
+		char *name = de->d_name;
+		if (name[0] == '.' || bsearch(&name, known, (size_t)nknown, sizeof *known, cmp_str))
+			continue;
+		const char *why = "cannot open";
+		int fd = strlen(name) < QID_MAX ? openat(dirfd(d), name, O_RDONLY | O_CLOEXEC) : -1;
+		struct qmsg *m = fd >= 0 ? spool_read_envelope(fd, name, &why) : NULL;
+		if (fd >= 0)
+			close(fd);
+		if (!m) {
+			log_warn("%s: not taken into the queue: %s", name, why);
+			continue;
+		}
+		log_info("%s: released into the queue", name);
+		queue_add(q, m);
+		added++;
+	}
+	if (d)
+		closedir(d);
+	free(dir);
+	free(known);
+	/* flush: deferred messages are tried now */
+	int flushed = 0;
+	for (int i = 0; i < q->nall; i++) {
+		struct qmsg *m = q->all[i];
+		if (ev_timer_armed(&m->retry)) {
+			ev_timer_stop(srv->loop, &m->retry);
+			retry_due(srv->loop, m);
+			flushed++;
+		}
+	}
+	log_info("queue rescan: %d new, %d deferred messages retried now", added, flushed);
 }
 
 int queue_active(const struct queue *q)

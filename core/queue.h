@@ -63,6 +63,9 @@ struct queue;
 struct queue *queue_new(struct server *srv);
 void queue_add(struct queue *q, struct qmsg *m);    /* takes ownership; runs soon */
 int queue_active(const struct queue *q);            /* deliveries in flight */
+/* SIGUSR1 (petrelctl release/flush): take in queue files the queue does
+ * not hold yet (released from hold/), and retry every deferred message now. */
+void queue_rescan(struct queue *q);
 int queue_size(const struct queue *q);              /* messages held */
 void queue_free(struct queue **q);
 

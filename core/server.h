@@ -23,6 +23,8 @@ struct listener {
 	int fd;
 	struct listener_conf *conf;
 	struct module *stage;
+	struct module **filters;           /* the chain after the stage */
+	int nfilters;
 };
 
 struct server {
@@ -43,11 +45,20 @@ struct server {
 	uint64_t counter_accepted;         /* messages acknowledged with 250 */
 	struct ev_timer stop_timer;
 	struct smtp_cmd cmd;               /* parse scratch (large): loop thread only */
+	unsigned long long pending_counter;
+	struct module_timer *timers;       /* timers modules asked for */
+	struct module_fd **modfds;         /* fd watches of modules, by fd */
+	int nmodfds;
+	unsigned long long timer_counter;
 };
 
 /* Session lifecycle (smtp_server.c). */
 void session_accept(struct server *srv, struct listener *l, int fd);
 void sessions_shutdown(struct server *srv);  /* 421 to each, close when safe */
+
+/* Loop services lent to modules (host.c). */
+void module_timers_free(struct server *srv);
+void module_fds_free(struct server *srv);
 
 /* Listeners (listen.c). */
 int listeners_open(struct server *srv, struct buf *errs) __attribute__((warn_unused_result));

@@ -37,6 +37,17 @@ enum data_state {
 	D_CR,                /* saw '\r' inside a line */
 };
 
+struct msg_view;
+
+/* Where a session is in its hook chain (filter_chain.c). */
+struct chain_run {
+	int step;                /* enum chain_step */
+	int mod;                 /* chain position being run */
+	int phase;               /* message step: 0 headers, 1..n parts, n+1 eom */
+	unsigned long long pending_id;
+	struct ev_timer timer;   /* pending_timeout */
+};
+
 struct petrel_txn {
 	struct petrel_session *s;
 	char qid[QID_MAX];
@@ -49,6 +60,12 @@ struct petrel_txn {
 	bool smtputf8;
 	enum smtp_body body;
 	char reply[512];         /* set by a module for REJECT/TEMPFAIL */
+	struct petrel_addr cur_rcpt;   /* the RCPT being judged by the chain */
+	bool discard;            /* a module said DISCARD */
+	bool hold;               /* a module said HOLD */
+	bool env_dirty;          /* recipients changed after the envelope was written */
+	struct msg_view *msg;    /* the message as filters see it (msg_edit.c) */
+	void **slots;            /* per-module transaction state */
 	/* message transfer */
 	bool in_bdat;            /* BDAT used: DATA refused */
 	int fd;                  /* incoming queue file, -1 when none */
@@ -99,6 +116,11 @@ struct petrel_session {
 	int errors;              /* protocol errors, for the error limit */
 	int ncmds[SMTP_AUTH + 1];
 	struct petrel_session *prev, *next;
+	struct chain_run run;
+	bool pending;            /* a hook is suspended: input waits */
+	bool in_process;         /* inside session_process() */
+	void **slots;            /* per-module session state */
+	char *auth_user;         /* after AUTH (submission) */
 	bool read_paused;
 	bool closing_after_commit;
 };

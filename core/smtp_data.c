@@ -12,7 +12,9 @@
  * is acknowledged until spool_commit() says the file is durable.
  */
 #include "smtp_server.h"
+#include "filter_chain.h"
 #include "log.h"
+#include "msg_edit.h"
 #include "spool.h"
 
 #include <errno.h>
@@ -233,14 +235,18 @@ static void commit_done(void *arg, int ok, const char *err)
 	struct petrel_txn *t = s->txn;
 	struct server *srv = s->srv;
 	if (ok) {
-		log_info("%s: client=%s, from=<%s>, size=%llu, nrcpt=%d (queue active)", t->qid,
-		         s->peer_name, t->sender.str, (unsigned long long)t->size, t->nrcpt);
+		log_info("%s: client=%s, from=<%s>, size=%llu, nrcpt=%d (%s)", t->qid,
+		         s->peer_name, t->sender.str, (unsigned long long)t->size, t->nrcpt,
+		         t->hold ? "held" : "queue active");
 		srv->counter_accepted++;
 		if (s->fd >= 0)
 			session_reply(s, "250 2.0.0 Ok: queued as %s", t->qid);
 		t->qm->size = t->size;
-		queue_add(srv->queue, t->qm);
-		t->qm = NULL;
+		chain_queued(s, t);
+		if (!t->hold) {
+			queue_add(srv->queue, t->qm);
+			t->qm = NULL;
+		}
 	} else {
 		log_error("%s: cannot queue message: %s", t->qid, err);
 		if (s->fd >= 0)
@@ -262,41 +268,77 @@ static void commit_done(void *arg, int ok, const char *err)
 		(void)session_flush(s);  /* may free s */
 }
 
+static void refuse(struct petrel_session *s, const char *reply)
+{
+	struct petrel_txn *t = s->txn;
+	log_info("%s: reject: %s from %s: %s; from=<%s> size=%llu", t->qid,
+	         t->in_bdat ? "BDAT" : "DATA", s->peer_name, reply, t->sender.str,
+	         (unsigned long long)t->size);
+	session_reply(s, "%s", reply);
+	txn_free(s);     /* removes the incomplete file */
+	s->state = S_CMD;
+}
+
 void data_end(struct petrel_session *s)
 {
 	struct petrel_txn *t = s->txn;
 	struct config *cfg = s->srv->cfg;
-	const char *refuse = NULL;
-	char buf[512];
+	const char *why = NULL, *err;
 	if (!t->too_big)
 		wbuf_flush(t);
 	if (t->too_big)
-		refuse = "552 5.3.4 Error: message file too big";
+		why = "552 5.3.4 Error: message file too big";
 	else if (t->bare)
-		refuse = "554 5.5.2 Error: bare <CR> or <LF> in message content";
+		why = "554 5.5.2 Error: bare <CR> or <LF> in message content";
 	else if (t->received > cfg->hopcount_limit)
-		refuse = "554 5.4.6 Error: too many hops (mail loop?)";
+		why = "554 5.4.6 Error: too many hops (mail loop?)";
 	else if (t->io_error)
-		refuse = "451 4.3.0 Error: queue file write error";
-	if (!refuse) {
-		int v = chain_eom(s, t);
-		if (v == PETREL_REJECT || v == PETREL_TEMPFAIL) {
-			snprintf(buf, sizeof buf, "%s", t->reply[0] ? t->reply
-			         : v == PETREL_REJECT ? "550 5.7.1 Message rejected" : "451 4.7.1 Try again later");
-			refuse = buf;
-		}
+		why = "451 4.3.0 Error: queue file write error";
+	if (why) {
+		refuse(s, why);
+		return;
 	}
-	if (refuse) {
-		log_info("%s: reject: %s from %s: %s; from=<%s> size=%llu", t->qid,
-		         t->in_bdat ? "BDAT" : "DATA", s->peer_name, refuse, t->sender.str,
-		         (unsigned long long)t->size);
-		session_reply(s, "%s", refuse);
-		txn_free(s);     /* removes the incomplete file */
+	if (chain_wants_message(s) && msg_load(t, &err) < 0) {
+		log_error("%s: cannot read the message back for filters: %s", t->qid, err);
+		refuse(s, "451 4.3.0 Error: queue file read error");
+		return;
+	}
+	chain_start(s, STEP_MESSAGE);
+}
+
+void message_done(struct petrel_session *s, int v)
+{
+	struct petrel_txn *t = s->txn;
+	const char *err;
+	char buf[512];
+	if (v == PETREL_REJECT || v == PETREL_TEMPFAIL) {
+		snprintf(buf, sizeof buf, "%s", t->reply[0] ? t->reply
+		         : v == PETREL_REJECT ? "550 5.7.1 Message rejected" : "451 4.7.1 Try again later");
+		refuse(s, buf);
+		return;
+	}
+	int pending = 0;
+	for (int i = 0; i < t->qm->ndests; i++)
+		pending += t->qm->dests[i].status == Q_PENDING;
+	if (t->discard || !pending) {
+		log_info("%s: discard: from %s: %s; from=<%s> size=%llu nrcpt=%d", t->qid, s->peer_name,
+		         t->discard ? "by filter" : "no recipients left", t->sender.str,
+		         (unsigned long long)t->size, t->nrcpt);
+		session_reply(s, "250 2.0.0 Ok: queued as %s", t->qid);
+		txn_free(s);
 		s->state = S_CMD;
 		return;
 	}
+	if (msg_rewrite(t, s->srv->spool, &err) < 0) {
+		log_error("%s: cannot apply filter changes: %s", t->qid, err);
+		refuse(s, "451 4.3.0 Error: queue file write error");
+		return;
+	}
+	msg_free(t);
+	if (t->hold)
+		log_info("%s: hold: by filter; from=<%s>", t->qid, t->sender.str);
 	s->state = S_COMMIT;
 	int fd = t->fd;
 	t->fd = -1;
-	spool_commit(s->srv->spool, t->qid, fd, commit_done, s);
+	spool_commit(s->srv->spool, t->qid, fd, t->hold, commit_done, s);
 }

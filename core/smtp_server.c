@@ -13,7 +13,9 @@
  * with per-command counts.
  */
 #include "smtp_server.h"
+#include "filter_chain.h"
 #include "log.h"
+#include "msg_edit.h"
 #include "queue.h"
 #include "spool.h"
 
@@ -110,9 +112,13 @@ void txn_free(struct petrel_session *s)
 	struct petrel_txn *t = s->txn;
 	if (!t)
 		return;
+	chain_txn_end(s, t);
+	msg_free(t);
 	if (t->fd >= 0)
 		spool_abort(s->srv->spool, t->qid, t->fd);
 	addr_clear(&t->sender);
+	addr_clear(&t->cur_rcpt);
+	free(t->slots);
 	for (int i = 0; i < t->nrcpt; i++)
 		addr_clear(&t->rcpts[i]);
 	free(t->rcpts);
@@ -121,47 +127,6 @@ void txn_free(struct petrel_session *s)
 	free(t);
 	s->txn = NULL;
 }
-
-/* --- the hook chain: the listener's stage, then the filters --- */
-
-static const struct petrel_hooks *chain_at(struct petrel_session *s, int i, void **state)
-{
-	struct module *m;
-	const struct petrel_hooks *h;
-	if (i == 0) {
-		m = s->l->stage;
-		h = m ? m->desc->stage : NULL;
-	} else {
-		m = s->srv->filters[i - 1];
-		h = m->desc->filter;
-	}
-	*state = m ? m->state : NULL;
-	return h;
-}
-
-#define CHAIN_RUN(s, field, ...) do { \
-	for (int i_ = 0; i_ <= (s)->srv->nfilters; i_++) { \
-		void *st_; \
-		const struct petrel_hooks *h_ = chain_at((s), i_, &st_); \
-		if (!h_ || !h_->field) \
-			continue; \
-		int v_ = h_->field(st_, __VA_ARGS__); \
-		if (v_ == PETREL_ACCEPT) \
-			break; \
-		if (v_ == PETREL_REJECT || v_ == PETREL_TEMPFAIL) \
-			return v_; \
-	} \
-	return PETREL_CONTINUE; \
-} while (0)
-
-static int chain_connect(struct petrel_session *s) { CHAIN_RUN(s, connect, s); }
-static int chain_helo(struct petrel_session *s, const char *h) { CHAIN_RUN(s, helo, s, h); }
-static int chain_mail(struct petrel_session *s, struct petrel_txn *t) { CHAIN_RUN(s, mail, t, &t->sender); }
-static int chain_rcpt(struct petrel_session *s, struct petrel_txn *t, struct petrel_addr *a)
-{
-	CHAIN_RUN(s, rcpt, t, a);
-}
-int chain_eom(struct petrel_session *s, struct petrel_txn *t) { CHAIN_RUN(s, eom, t); }
 
 /* Reply for a REJECT/TEMPFAIL verdict: the module's text or a default. */
 static void verdict_reply(struct petrel_session *s, char *set, int v, const char *what)
@@ -199,15 +164,19 @@ static void do_helo(struct petrel_session *s, const struct smtp_cmd *c)
 	free(s->helo);
 	s->helo = xstrdup(c->arg);
 	s->esmtp = c->verb == SMTP_EHLO;
-	int v = chain_helo(s, s->helo);
+	chain_start(s, STEP_HELO);
+}
+
+static void helo_done(struct petrel_session *s, int v)
+{
 	if (v == PETREL_REJECT || v == PETREL_TEMPFAIL) {
 		verdict_reply(s, s->reply, v, "HELO");
-		log_reject(s, smtp_verb_name(c->verb), NULL);
+		log_reject(s, s->esmtp ? "EHLO" : "HELO", NULL);
 		xfree(&s->helo);
 		return;
 	}
 	const char *host = s->srv->cfg->hostname;
-	if (c->verb == SMTP_HELO) {
+	if (!s->esmtp) {
 		session_reply(s, "250 %s", host);
 		return;
 	}
@@ -246,9 +215,13 @@ static void do_mail(struct petrel_session *s, const struct smtp_cmd *c)
 	t->body = c->body;
 	t->qm = qmsg_new(t->qid, t->sender.str, 0);
 	s->txn = t;
-	int v = chain_mail(s, t);
+	chain_start(s, STEP_MAIL);
+}
+
+static void mail_done(struct petrel_session *s, int v)
+{
 	if (v == PETREL_REJECT || v == PETREL_TEMPFAIL) {
-		verdict_reply(s, t->reply, v, "Sender address");
+		verdict_reply(s, s->txn->reply, v, "Sender address");
 		log_reject(s, "MAIL", NULL);
 		txn_free(s);
 		return;
@@ -275,29 +248,28 @@ static void do_rcpt(struct petrel_session *s, const struct smtp_cmd *c)
 		session_reply(s, "553 5.6.7 Error: UTF-8 address requires the SMTPUTF8 parameter on MAIL");
 		return;
 	}
-	struct petrel_addr a;
-	addr_set(&a, &c->addr);
-	if (!a.domain[0]) {
+	struct petrel_addr *a = &t->cur_rcpt;
+	addr_clear(a);
+	addr_set(a, &c->addr);
+	if (!a->domain[0]) {
 		/* <Postmaster> (RFC 5321 4.5.1): the first local domain's. */
 		struct config *cfg = s->srv->cfg;
-		free(a.domain);
-		free(a.str);
-		a.domain = xstrdup(cfg->ndomains ? cfg->domains[0] : cfg->hostname);
-		a.str = xasprintf("postmaster@%s", a.domain);
-		free(a.local);
-		a.local = xstrdup("postmaster");
+		free(a->domain);
+		free(a->str);
+		a->domain = xstrdup(cfg->ndomains ? cfg->domains[0] : cfg->hostname);
+		a->str = xasprintf("postmaster@%s", a->domain);
+		free(a->local);
+		a->local = xstrdup("postmaster");
 	}
-	int v = chain_rcpt(s, t, &a);
-	if (v == PETREL_REJECT || v == PETREL_TEMPFAIL) {
-		verdict_reply(s, t->reply, v, "Recipient address");
-		log_reject(s, "RCPT", a.str);
-		addr_clear(&a);
-		return;
-	}
+	chain_start(s, STEP_RCPT);
+}
+
+int session_route(struct petrel_session *s, struct petrel_txn *t, struct petrel_addr *a)
+{
 	struct module *router = s->srv->router;
-	struct petrel_route r = { .txn = t, .rcpt = &a, .srv = s->srv };
+	struct petrel_route r = { .txn = t, .rcpt = a, .srv = s->srv };
 	int ndest_before = t->qm->ndests;
-	int rr = router->desc->router->route(router->state, &r, &a);
+	int rr = router->desc->router->route(router->state, &r, a);
 	if (rr == PETREL_ROUTE_OK && r.added == 0)
 		rr = PETREL_ROUTE_TEMPFAIL;
 	if (rr != PETREL_ROUTE_OK) {
@@ -305,19 +277,65 @@ static void do_rcpt(struct petrel_session *s, const struct smtp_cmd *c)
 		while (t->qm->ndests > ndest_before) {
 			struct qdest *d = &t->qm->dests[--t->qm->ndests];
 			free(d->transport); free(d->address); free(d->orig);
-			free(d->local); free(d->domain);
+			free(d->local); free(d->domain); free(d->last_error);
 		}
+	}
+	return rr;
+}
+
+static void rcpt_done(struct petrel_session *s, int v)
+{
+	struct petrel_txn *t = s->txn;
+	struct petrel_addr *a = &t->cur_rcpt;
+	if (v == PETREL_REJECT || v == PETREL_TEMPFAIL) {
+		verdict_reply(s, t->reply, v, "Recipient address");
+		log_reject(s, "RCPT", a->str);
+		addr_clear(a);
+		return;
+	}
+	int rr = session_route(s, t, a);
+	if (rr != PETREL_ROUTE_OK) {
 		if (rr == PETREL_ROUTE_UNKNOWN)
-			session_reply(s, "550 5.1.1 <%s>: Recipient address rejected: User unknown", a.str);
+			session_reply(s, "550 5.1.1 <%s>: Recipient address rejected: User unknown", a->str);
 		else
-			session_reply(s, "451 4.3.0 <%s>: Temporary lookup failure", a.str);
-		log_reject(s, "RCPT", a.str);
-		addr_clear(&a);
+			session_reply(s, "451 4.3.0 <%s>: Temporary lookup failure", a->str);
+		log_reject(s, "RCPT", a->str);
+		addr_clear(a);
 		return;
 	}
 	t->rcpts = xrealloc(t->rcpts, (size_t)(t->nrcpt + 1) * sizeof *t->rcpts);
-	t->rcpts[t->nrcpt++] = a;
+	t->rcpts[t->nrcpt++] = *a;
+	memset(a, 0, sizeof *a);
 	session_reply(s, "250 2.1.5 Ok");
+}
+
+static void connect_done(struct petrel_session *s, int v)
+{
+	struct server *srv = s->srv;
+	if (v == PETREL_REJECT || v == PETREL_TEMPFAIL) {
+		if (s->reply[0])
+			session_reply(s, "%s", s->reply);
+		else
+			session_reply(s, v == PETREL_REJECT ? "554 5.7.1 Service refused"
+			                                    : "421 4.7.1 Service temporarily unavailable");
+		log_reject(s, "CONNECT", NULL);
+		s->state = S_CLOSING;
+		return;
+	}
+	session_reply(s, "220 %s ESMTP petrel", srv->cfg->hostname);
+}
+
+void step_done(struct petrel_session *s, enum chain_step step, int v)
+{
+	switch (step) {
+	case STEP_CONNECT: connect_done(s, v); break;
+	case STEP_HELO: helo_done(s, v); break;
+	case STEP_MAIL: mail_done(s, v); break;
+	case STEP_RCPT: rcpt_done(s, v); break;
+	case STEP_MESSAGE: message_done(s, v); break;
+	}
+	if (!s->in_process)
+		session_process(s);     /* resumed: carry on with buffered input */
 }
 
 static int need_rcpt(struct petrel_session *s)
@@ -493,8 +511,9 @@ static int take_line(struct petrel_session *s)
 
 void session_process(struct petrel_session *s)
 {
+	s->in_process = true;
 	for (;;) {
-		if (s->fd < 0 || s->state == S_CLOSING || s->state == S_COMMIT)
+		if (s->fd < 0 || s->state == S_CLOSING || s->state == S_COMMIT || s->pending)
 			break;
 		if (s->errors >= ERROR_LIMIT) {
 			session_reply(s, "421 4.7.0 %s Error: too many errors", s->srv->cfg->hostname);
@@ -528,6 +547,7 @@ void session_process(struct petrel_session *s)
 			}
 		}
 	}
+	s->in_process = false;
 	/* Back-pressure: stop reading while a client floods us during commit. */
 	s->read_paused = s->in.len > INPUT_PAUSE;
 	if (!s->in.len)
@@ -542,7 +562,7 @@ static void on_timeout(struct ev_loop *loop, void *arg)
 {
 	(void)loop;
 	struct petrel_session *s = arg;
-	if (s->state == S_COMMIT) {       /* our turn, not the client's */
+	if (s->state == S_COMMIT || s->pending) {   /* our turn, not the client's */
 		session_set_timer(s);
 		return;
 	}
@@ -637,7 +657,12 @@ static void session_close(struct petrel_session *s, const char *why)
 	}
 	if (s->state == S_COMMIT)
 		return;     /* commit_done() finishes the job: the message is queued */
+	ev_timer_stop(srv->loop, &s->run.timer);
+	s->pending = false;
 	txn_free(s);
+	chain_session_end(s);
+	free(s->slots);
+	free(s->auth_user);
 	if (s->prev)
 		s->prev->next = s->next;
 	else
@@ -680,6 +705,7 @@ void session_accept(struct server *srv, struct listener *l, int fd)
 	peer_format(s);
 	s->may_relay = config_may_relay(srv->cfg, (struct sockaddr *)&s->peer);
 	ev_timer_init(&s->timer, on_timeout, s);
+	ev_timer_init(&s->run.timer, NULL, s);
 	s->next = srv->sessions;
 	if (s->next)
 		s->next->prev = s;
@@ -692,19 +718,13 @@ void session_accept(struct server *srv, struct listener *l, int fd)
 		session_flush(s);
 		return;
 	}
-	int v = chain_connect(s);
-	if (v == PETREL_REJECT || v == PETREL_TEMPFAIL) {
-		if (s->reply[0])
-			session_reply(s, "%s", s->reply);
-		else
-			session_reply(s, v == PETREL_REJECT ? "554 5.7.1 Service refused"
-			                                    : "421 4.7.1 Service temporarily unavailable");
-		log_reject(s, "CONNECT", NULL);
-		s->state = S_CLOSING;
-		session_flush(s);
+	s->in_process = true;       /* step_done must not process yet */
+	chain_start(s, STEP_CONNECT);
+	s->in_process = false;
+	if (s->pending) {
+		session_set_timer(s);
 		return;
 	}
-	session_reply(s, "220 %s ESMTP petrel", srv->cfg->hostname);
 	session_set_timer(s);
 	session_flush(s);
 }

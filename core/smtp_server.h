@@ -25,7 +25,9 @@ int data_consume(struct petrel_session *s);
 int bdat_consume(struct petrel_session *s);
 void data_end(struct petrel_session *s);           /* checks, hooks, commit */
 
-/* Hook chain (smtp_server.c). */
-int chain_eom(struct petrel_session *s, struct petrel_txn *t);
+/* The message step is decided (smtp_data.c). */
+void message_done(struct petrel_session *s, int verdict);
+/* Route a recipient into t's envelope; a petrel_route_result. */
+int session_route(struct petrel_session *s, struct petrel_txn *t, struct petrel_addr *a);
 
 #endif

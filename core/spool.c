@@ -27,6 +27,7 @@
 struct commit {
 	char qid[QID_MAX];
 	int fd;
+	bool hold;
 	spool_done_fn *done;
 	void *arg;
 	int ok;
@@ -36,7 +37,7 @@ struct commit {
 
 struct spool {
 	char *dir;
-	int incoming_fd, queue_fd;
+	int incoming_fd, queue_fd, hold_fd;
 	struct ev_loop *loop;
 	pthread_t thread;
 	pthread_mutex_t lock;
@@ -84,7 +85,7 @@ void spool_new_qid(struct spool *sp, char qid[QID_MAX])
 
 int spool_create(struct spool *sp, const char *qid, const char **err)
 {
-	int fd = openat(sp->incoming_fd, qid, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+	int fd = openat(sp->incoming_fd, qid, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
 	if (fd < 0)
 		*err = strerror(errno);
 	return fd;
@@ -110,6 +111,41 @@ void spool_envelope(struct buf *b, struct qmsg *m)
 	m->msg_off = (off_t)b->len;
 }
 
+static int write_all(int fd, const char *p, size_t n)
+{
+	while (n) {
+		ssize_t w = write(fd, p, n);
+		if (w < 0) {
+			if (errno == EINTR)
+				continue;
+			return -1;
+		}
+		p += w;
+		n -= (size_t)w;
+	}
+	return 0;
+}
+
+int spool_replace(struct spool *sp, const char *qid, const char *head, size_t head_len,
+                  const char *body, size_t body_len, const char **err)
+{
+	char tmp[QID_MAX + 8];
+	snprintf(tmp, sizeof tmp, "%s.new", qid);
+	int fd = openat(sp->incoming_fd, tmp, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+	if (fd < 0) {
+		*err = strerror(errno);
+		return -1;
+	}
+	if (write_all(fd, head, head_len) < 0 || write_all(fd, body, body_len) < 0 ||
+	    renameat(sp->incoming_fd, tmp, sp->incoming_fd, qid) < 0) {
+		*err = strerror(errno);
+		close(fd);
+		(void)unlinkat(sp->incoming_fd, tmp, 0);
+		return -1;
+	}
+	return fd;
+}
+
 /* --- the committer --- */
 
 static void commit_batch(struct spool *sp, struct commit *list)
@@ -127,14 +163,18 @@ static void commit_batch(struct spool *sp, struct commit *list)
 	for (struct commit *c = list; c; c = c->next) {
 		if (!c->ok)
 			continue;
-		if (renameat2(sp->incoming_fd, c->qid, sp->queue_fd, c->qid, RENAME_NOREPLACE) < 0) {
+		if (renameat2(sp->incoming_fd, c->qid, c->hold ? sp->hold_fd : sp->queue_fd, c->qid,
+		              RENAME_NOREPLACE) < 0) {
 			c->ok = 0;
 			snprintf(c->err, sizeof c->err, "rename into queue: %s", strerror(errno));
 		} else {
 			renamed++;
 		}
 	}
-	if (renamed && fsync(sp->queue_fd) < 0) {
+	int held = 0;
+	for (struct commit *c = list; c; c = c->next)
+		held += c->ok && c->hold;
+	if ((renamed > held && fsync(sp->queue_fd) < 0) || (held && fsync(sp->hold_fd) < 0)) {
 		/* The renames may or may not survive a crash: refuse them all.  A
 		 * message that does survive is delivered once more than asked. */
 		for (struct commit *c = list; c; c = c->next)
@@ -200,9 +240,11 @@ static void on_committed(struct ev_loop *loop, int fd, int mask, void *arg)
 	}
 }
 
-void spool_commit(struct spool *sp, const char *qid, int fd, spool_done_fn *done, void *arg)
+void spool_commit(struct spool *sp, const char *qid, int fd, bool hold, spool_done_fn *done,
+                  void *arg)
 {
 	struct commit *c = xcalloc(1, sizeof *c);
+	c->hold = hold;
 	snprintf(c->qid, sizeof c->qid, "%s", qid);
 	c->fd = fd;
 	c->done = done;
@@ -267,14 +309,17 @@ struct spool *spool_open(const char *dir, struct ev_loop *loop, struct buf *errs
 	sp->loop = loop;
 	sp->incoming_fd = open_subdir(dir, "incoming", errs);
 	sp->queue_fd = open_subdir(dir, "queue", errs);
+	sp->hold_fd = open_subdir(dir, "hold", errs);
 	int cfd = open_subdir(dir, "corrupt", errs);
 	if (cfd >= 0)
 		close(cfd);
-	if (sp->incoming_fd < 0 || sp->queue_fd < 0 || cfd < 0) {
+	if (sp->incoming_fd < 0 || sp->queue_fd < 0 || sp->hold_fd < 0 || cfd < 0) {
 		if (sp->incoming_fd >= 0)
 			close(sp->incoming_fd);
 		if (sp->queue_fd >= 0)
 			close(sp->queue_fd);
+		if (sp->hold_fd >= 0)
+			close(sp->hold_fd);
 		free(sp->dir);
 		free(sp);
 		return NULL;
@@ -316,6 +361,7 @@ void spool_close(struct spool **spp)
 	close(sp->efd);
 	close(sp->incoming_fd);
 	close(sp->queue_fd);
+	close(sp->hold_fd);
 	pthread_mutex_destroy(&sp->lock);
 	pthread_cond_destroy(&sp->cond);
 	free(sp->dir);

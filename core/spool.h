@@ -4,6 +4,8 @@
  * Layout under the spool directory:
  *   incoming/QID   a message being received (deleted if incomplete)
  *   queue/QID      a committed message: envelope, then the message
+ *   hold/QID       a committed message a filter put on hold (not delivered
+ *                  until an operator moves it to queue/: petrelctl release)
  *   corrupt/QID    a queue file that could not be read (kept for a human)
  *
  * A queue file is an envelope of text lines, then the message exactly as
@@ -30,6 +32,8 @@
 #include "mem.h"
 #include "queue.h"
 
+#include <stdbool.h>
+
 struct spool;
 
 struct spool *spool_open(const char *dir, struct ev_loop *loop, struct buf *errs);
@@ -49,7 +53,15 @@ void spool_envelope(struct buf *b, struct qmsg *m);
 typedef void spool_done_fn(void *arg, int ok, const char *err);
 /* Sync and publish incoming/QID; fd is closed by the spool.  done() runs
  * on the loop thread after the message is durable (ok=1) or failed. */
-void spool_commit(struct spool *sp, const char *qid, int fd, spool_done_fn *done, void *arg);
+void spool_commit(struct spool *sp, const char *qid, int fd, bool hold, spool_done_fn *done,
+                  void *arg);
+
+/* Replace incoming/QID by a file holding head then body (a filter changed
+ * the envelope or headers).  Returns the new file's fd (read-write), or -1
+ * with *err; the old file is untouched on failure. */
+int spool_replace(struct spool *sp, const char *qid, const char *head, size_t head_len,
+                  const char *body, size_t body_len, const char **err)
+	__attribute__((warn_unused_result));
 int spool_commits_pending(const struct spool *sp);
 
 /* Paths, for the queue and recovery. */

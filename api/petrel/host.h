@@ -21,6 +21,22 @@ typedef struct petrel_addr petrel_addr;
 typedef struct petrel_conf petrel_conf;
 typedef struct petrel_route petrel_route;
 typedef struct petrel_delivery petrel_delivery;
+typedef struct petrel_part petrel_part;
+
+/* MIME malformation flags (host->part_flags). */
+#define PETREL_MIME_BAD_BOUNDARY 0x01  /* closing boundary missing */
+#define PETREL_MIME_NO_BOUNDARY  0x02  /* multipart without boundary */
+#define PETREL_MIME_BAD_BASE64   0x04
+#define PETREL_MIME_BAD_QP       0x08
+#define PETREL_MIME_TOO_DEEP     0x10
+#define PETREL_MIME_TOO_MANY     0x20
+#define PETREL_MIME_BAD_HEADER   0x40
+#define PETREL_MIME_BAD_ENCODING 0x80
+
+typedef void petrel_timer_fn(void *arg);
+typedef void petrel_fd_fn(int fd, int events, void *arg);
+#define PETREL_FD_READ  1
+#define PETREL_FD_WRITE 2
 
 enum petrel_log_grade { PETREL_LOG_INFO = 0, PETREL_LOG_WARN, PETREL_LOG_ERROR };
 
@@ -84,6 +100,69 @@ struct petrel_host {
 	const char *(*delivery_domain)(petrel_delivery *d);
 	ssize_t (*delivery_read)(petrel_delivery *d, void *buf, size_t size);
 	void (*delivery_status)(petrel_delivery *d, const char *fmt, ...) PETREL_PRINTF(2, 3);
+
+	/* Per-module state slots, one per session and one per transaction,
+	 * NULL at first.  'self' is the petrel_conf given to init().  Free
+	 * what you store in the txn_end / session_end hooks. */
+	void **(*session_slot)(petrel_session *s, petrel_conf *self);
+	void **(*txn_slot)(petrel_txn *t, petrel_conf *self);
+
+	/* Suspending a hook: call suspend(session) in the hook (for a txn:
+	 * host->txn_session(t)), return PETREL_PENDING,
+	 * and later call resume(id, verdict) on the loop thread (from a timer
+	 * or fd callback).  If 'pending_timeout' passes first the chain
+	 * tempfails (451 4.7.1) and resume() returns -1.  Nothing else happens
+	 * in that session meanwhile; other sessions go on. */
+	unsigned long long (*suspend)(petrel_session *s);
+	int (*resume)(petrel_conf *self, unsigned long long id, int verdict);
+
+	/* Timers and fd watches on the event loop (callbacks on the loop).
+	 * A timer fires once; cancel returns -1 if it already fired. */
+	unsigned long long (*timer_add)(petrel_conf *self, unsigned long long ms,
+	                                petrel_timer_fn *fn, void *arg);
+	int (*timer_cancel)(petrel_conf *self, unsigned long long id);
+	int (*fd_watch)(petrel_conf *self, int fd, int events, petrel_fd_fn *fn, void *arg); /* 0: unwatch */
+
+	/* The message's top-level header section (headers, part, eom hooks).
+	 * Index i from 0 to header_count()-1, in order.  name as written;
+	 * value unfolded; decoded: RFC 2047 encoded-words as UTF-8. */
+	int (*header_count)(petrel_txn *t);
+	const char *(*header_name)(petrel_txn *t, int i);
+	const char *(*header_value)(petrel_txn *t, int i);
+	const char *(*header_decoded)(petrel_txn *t, int i);
+	/* Changes, applied when the message is queued: add appends a header
+	 * at the end of the header section (the top for prepend);
+	 * change/remove act on the n-th (from 0) header of that name, or on
+	 * all of them when n < 0.  Return 0, or -1 on a bad name or value. */
+	int (*header_add)(petrel_txn *t, const char *name, const char *value, int prepend);
+	int (*header_change)(petrel_txn *t, const char *name, int n, const char *value);
+	int (*header_remove)(petrel_txn *t, const char *name, int n);
+
+	/* Recipients: add routes a new recipient through the router (as if
+	 * it were given at RCPT, without the stage's checks); remove drops an
+	 * accepted one (address as given at RCPT; NULL: all of them).  A
+	 * message left with no recipient is discarded.  Return 0 or -1. */
+	int (*rcpt_add)(petrel_txn *t, const char *address);
+	int (*rcpt_remove)(petrel_txn *t, const char *address);
+	int (*rcpt_count)(petrel_txn *t);
+	const char *(*rcpt_address)(petrel_txn *t, int i);
+
+	/* MIME parts (part hook).  Strings are "" when absent. */
+	int (*part_index)(petrel_part *p);          /* 0: the message itself */
+	int (*part_depth)(petrel_part *p);
+	int (*part_is_multipart)(petrel_part *p);
+	const char *(*part_content_type)(petrel_part *p);  /* lower-case type/subtype */
+	const char *(*part_filename)(petrel_part *p);      /* decoded, UTF-8 */
+	const char *(*part_disposition)(petrel_part *p);   /* lower-case */
+	unsigned (*part_flags)(petrel_part *p);            /* PETREL_MIME_* */
+	/* The decoded body (base64/quoted-printable undone), valid until the
+	 * hook returns. */
+	const char *(*part_body)(petrel_part *p, size_t *len);
+
+	/* Session facts. */
+	const char *(*session_auth_user)(petrel_session *s);  /* NULL if not authenticated */
+	const char *(*txn_client_helo)(petrel_txn *t);
+	unsigned long long (*txn_size)(petrel_txn *t);      /* message bytes, at eom */
 	/* api 1.0 ends here; new functions are appended. */
 };
 

@@ -36,8 +36,13 @@
 enum petrel_verdict {
 	PETREL_CONTINUE = 0,  /* no objection; the next module decides */
 	PETREL_ACCEPT = 1,    /* accept; skip the rest of the chain for this step */
-	PETREL_REJECT = 2,    /* permanent refusal (5xx); see host->reply */
-	PETREL_TEMPFAIL = 3,  /* temporary refusal (4xx); see host->reply */
+	PETREL_REJECT = 2,    /* permanent refusal (5xx); see host->txn_reply */
+	PETREL_TEMPFAIL = 3,  /* temporary refusal (4xx); see host->txn_reply */
+	PETREL_DISCARD = 4,   /* accept with 250 and drop the message (logged) */
+	PETREL_HOLD = 5,      /* accept with 250 and keep it in the spool, held,
+	                       * until an operator releases it (petrelctl) */
+	PETREL_PENDING = 6,   /* the hook waits on I/O or a timer: it has called
+	                       * host->suspend() and will call host->resume() */
 };
 
 /* Setting types for a module's configuration block. */
@@ -60,16 +65,39 @@ struct petrel_setting {
 
 /*
  * Hooks run for a listener's stage module first, then for each module in
- * the filter chain, in configuration order.  Any hook may be NULL.
- * A REJECT or TEMPFAIL stops the step; the reply set with host->reply is
- * sent (a default one if none was set).  ACCEPT skips the rest of the chain.
+ * the filter chain (the listener's 'filters', else the top-level one), in
+ * configuration order.  Any hook may be NULL.
+ *
+ * REJECT or TEMPFAIL stops the step and the reply set with host->txn_reply
+ * (or host->session_reply) is sent, a default one if none was set.
+ * ACCEPT skips the rest of the chain for this step.  DISCARD and HOLD are
+ * decisions about the whole message: they take effect at end of message
+ * (the client still gets 250), whichever hook returned them.
+ * PENDING: see host->suspend.
+ *
+ * The message hooks (headers, part, eom) run after the final dot, before
+ * the message is queued: the client waits for their verdict.
  */
 struct petrel_hooks {
 	int (*connect)(void *state, petrel_session *s);
 	int (*helo)(void *state, petrel_session *s, const char *helo);
+	/* After AUTH: user is the login, success 1 or 0.  Verdict: REJECT or
+	 * TEMPFAIL turns a success into a refusal. */
+	int (*auth)(void *state, petrel_session *s, const char *user, int success);
 	int (*mail)(void *state, petrel_txn *t, petrel_addr *sender);
 	int (*rcpt)(void *state, petrel_txn *t, petrel_addr *rcpt);
-	int (*eom)(void *state, petrel_txn *t);   /* message complete, before it is queued */
+	/* The top-level header section is complete: host->header_* read it. */
+	int (*headers)(void *state, petrel_txn *t);
+	/* Each MIME part in document order (the message itself is part 0). */
+	int (*part)(void *state, petrel_txn *t, petrel_part *p);
+	int (*eom)(void *state, petrel_txn *t);   /* message complete, before queueing */
+	/* The message is queued (durable; verdict ignored).  Not called for
+	 * refused or discarded messages. */
+	void (*queued)(void *state, petrel_txn *t);
+	/* The transaction or session ends (queued, refused, RSET, disconnect):
+	 * free what the module keeps in its slots. */
+	void (*txn_end)(void *state, petrel_txn *t);
+	void (*session_end)(void *state, petrel_session *s);
 	/* api 1.0 ends here; new hooks are appended. */
 };
 
@@ -111,6 +139,8 @@ struct petrel_module {
 	 * block (may be empty).  Store private state in *state.  Return 0, or
 	 * -1 after reporting the problem with host->conf_error(). */
 	int (*init)(const struct petrel_host *host, petrel_conf *conf, void **state);
+	/* 'conf' also identifies the module to the host for the rest of its
+	 * life: pass it to host->session_slot / host->txn_slot. */
 	void (*fini)(void *state);
 	const struct petrel_hooks *stage;        /* usable as a listener stage */
 	const struct petrel_hooks *filter;       /* usable in the filter chain */

@@ -42,7 +42,7 @@ TOP = os.path.dirname(os.path.dirname(HERE))
 
 PETRELD = os.environ.get("PETRELD") or os.path.join(TOP, "core", "petreld")
 MODULE_PATH = os.environ.get("PETREL_MODULE_PATH") or ":".join(
-    os.path.join(TOP, "modules", m) for m in ("mta", "maildir", "router"))
+    os.path.join(TOP, "modules", m) for m in ("mta", "maildir", "router", "regex"))
 SCALE = float(os.environ.get("PETREL_TIMEOUT_SCALE") or "1")
 HOSTNAME = "mx.test"
 DEFAULT_SIZE_LIMIT = 10240000
@@ -199,16 +199,38 @@ def _free_port():
         s.close()
 
 
+def _listen_addrs(port):
+    """Local addresses (hex, as in /proc/net/tcp*) LISTENing on port."""
+    out = []
+    for name in ("/proc/net/tcp", "/proc/net/tcp6"):
+        try:
+            with open(name) as f:
+                for line in f.readlines()[1:]:
+                    fields = line.split()
+                    addr, _, p = fields[1].rpartition(":")
+                    if int(p, 16) == port and fields[3] == "0A":
+                        out.append(addr)
+        except OSError:
+            if name.endswith("tcp"):
+                raise
+    return out
+
+
+LOOPBACK_HEX = ("0100007F", "00000000000000000000000001000000")
+
+
 def _listening(port):
-    """True when some socket LISTENs on 127.0.0.1:port (or 0.0.0.0)."""
-    want = {"0100007F:%04X" % port, "00000000:%04X" % port}
+    """True when some socket LISTENs on 127.0.0.1:port.
+
+    A listener on any other address (0.0.0.0, ::, ...) breaks the rule that
+    the tests listen on loopback only: that is an error."""
     try:
-        with open("/proc/net/tcp") as f:
-            for line in f.readlines()[1:]:
-                fields = line.split()
-                if fields[1] in want and fields[3] == "0A":
-                    return True
-        return False
+        addrs = _listen_addrs(port)
+        bad = [a for a in addrs if a not in LOOPBACK_HEX]
+        if bad:
+            raise DaemonError("petreld listens on a non-loopback address "
+                              "(hex %s) for port %d" % (bad, port))
+        return "0100007F" in addrs
     except OSError:
         # no /proc: fall back on a connect (the daemon sees a short session)
         try:
@@ -388,12 +410,26 @@ class Daemon:
                 except Exception:
                     self.keep = True
                     raise
+            self.assert_no_sanitizer_report()
             if not self.keep:
                 shutil.rmtree(self.dir, ignore_errors=True)
         else:
             self.keep = True
             self._terminate_quietly()
         return False
+
+    SANITIZER_MARKS = ("ERROR: AddressSanitizer", "ERROR: LeakSanitizer",
+                       "runtime error:", "WARNING: ThreadSanitizer")
+
+    def assert_no_sanitizer_report(self):
+        """In a sanitizer build, any report in the daemon's log fails the
+        test (the exit code already catches most; this catches the rest)."""
+        text = self.log_text()
+        for mark in self.SANITIZER_MARKS:
+            if mark in text:
+                self.keep = True
+                raise AssertionError("sanitizer report in petreld log (%s): %s"
+                                     % (mark, self.logfile))
 
     # -- observation -------------------------------------------------------
 

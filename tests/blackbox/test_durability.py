@@ -251,6 +251,103 @@ def test_kill9_mid_load():
         d.stop()
 
 
+def test_kill9_mid_load_three_recipients():
+    # per-recipient state survives a crash: every recipient of every acked
+    # message gets it, whichever recipients were done at the kill
+    rcpts = ["rcpt-one@localhost", "rcpt-two@localhost",
+             "rcpt-three@example.test"]
+    with Daemon() as d:
+        load = Load(d.port, sessions=6, per_session=100000)
+        load.rcpt = None
+
+        def worker(w, load=load):
+            stage, token = None, None
+            try:
+                s = smtplib.SMTP(petrel.HOST, d.port,
+                                 local_hostname="load.test", timeout=T(30))
+                s.ehlo()
+                for i in range(100000):
+                    if load.stop.is_set():
+                        break
+                    token = "m%02d-%04d" % (w, i)
+                    stage = "data"
+                    try:
+                        code, resp = s.mail("a@localhost")
+                        for r in rcpts:
+                            code, resp = s.rcpt(r)
+                        code, resp = s.data(token_message(token))
+                    except smtplib.SMTPDataError as e:
+                        code, resp = e.smtp_code, e.smtp_error
+                    m = petrel.QID_RE.search(resp)
+                    if code != 250 or not m:
+                        raise smtplib.SMTPResponseException(code, resp)
+                    stage = None
+                    with load.lock:
+                        load.acked[m.group(1).decode()] = token
+            except Exception as e:  # noqa: B902
+                with load.lock:
+                    if stage:
+                        load.in_flight[token] = "no reply"
+                    if not load.stop.is_set():
+                        load.errors.append((w, repr(e)))
+
+        load.threads = [petrel.start_thread(worker, w) for w in range(6)]
+        load.wait_acked(60)
+        d.kill9()
+        load.stop.set()
+        load.join(timeout=60)
+        d.start()
+        deadline = time.monotonic() + T(60)
+        while True:
+            missing = []
+            for r in rcpts:
+                user, dom = r.split("@")
+                have = {petrel.qid_of_file(x)
+                        for x in d.delivered(user, dom)}
+                missing += ["%s:%s" % (q, r) for q in load.acked
+                            if q not in have]
+            if not missing:
+                break
+            assert time.monotonic() < deadline, \
+                "%d acked (message, recipient) pairs never delivered, e.g. %s" \
+                % (len(missing), missing[:5])
+            time.sleep(0.1)
+        wait_stable(d, quiet=1.0)
+        dups = 0
+        for r in rcpts:
+            user, dom = r.split("@")
+            qids = [petrel.qid_of_file(x) for x in d.delivered(user, dom)]
+            dups += len(qids) - len(set(qids))
+            for q in set(qids) - set(load.acked):
+                tok = None
+                for x in d.delivered(user, dom):
+                    if petrel.qid_of_file(x) == q:
+                        m = TOKEN_RE.search(x)
+                        tok = m.group(1).decode() if m else None
+                assert tok in load.in_flight, \
+                    "%s got %s (%s), never acked nor in flight" % (r, q, tok)
+        diag("acked %d messages x %d recipients; duplicate deliveries %d"
+             % (len(load.acked), len(rcpts), dups))
+        d.stop()
+
+
+def test_clean_restart_does_not_redeliver():
+    with Daemon() as d:
+        with d.client() as c:
+            c.ehlo()
+            for i in range(10):
+                c.send_mail("a@localhost", ["user@localhost"],
+                            token_message("r%02d" % i))
+        d.wait_delivered("user", 10)
+        for _ in range(2):
+            d.restart()
+            wait_stable(d, quiet=0.5)
+        n = len(d.delivered("user"))
+        assert n == 10, "%d files after two restarts, want 10" % n
+        assert not [p for p in d.spool_files() if "/incoming/" in p], \
+            d.spool_files()
+
+
 def test_kill9_right_after_ack():
     with Daemon() as d:
         acked = {}
@@ -320,6 +417,22 @@ def test_sigterm_idle_session_gets_421():
             c.expect_closed()
         finally:
             c2.close()
+
+
+def test_sigterm_during_data():
+    # a session in the middle of DATA gets 421 4.3.2 promptly (the daemon
+    # does not wait for the data to end), and its message is not delivered
+    with Daemon() as d, d.client() as c:
+        c.ehlo()
+        c.cmd("MAIL FROM:<a@localhost>", 250)
+        c.cmd("RCPT TO:<cut@localhost>", 250)
+        c.cmd("DATA", 354)
+        c.send(b"Subject: cut short\r\n\r\nsome text\r\n")
+        d.stop()                   # exit code 0 within the stop timeout
+        c.expect(421, "4.3.2", what="session in DATA at SIGTERM")
+        d.start()
+        wait_stable(d, quiet=0.5)
+        assert not d.delivered("cut"), "interrupted message delivered"
 
 
 def test_restart_keeps_mail():

@@ -63,6 +63,32 @@ def test_whole_session_pipelined_with_quit():
         d.wait_delivered("user", 1)
 
 
+def test_next_transaction_pipelined_after_final_dot():
+    # RFC 2920: after the end of data, the next MAIL/RCPT/DATA may follow
+    # in the same packet
+    m1, m2 = make_message("first"), make_message("second")
+    with Daemon() as d, d.client() as c:
+        c.ehlo()
+        c.send(b"MAIL FROM:<a@localhost>\r\nRCPT TO:<user@localhost>\r\n"
+               b"DATA\r\n")
+        for r, code in zip(c.replies(3), (250, 250, 354)):
+            check(r, code)
+        c.send(petrel.dot_stuff(m1) + b".\r\n"
+               b"MAIL FROM:<b@localhost>\r\nRCPT TO:<other@localhost>\r\n"
+               b"DATA\r\n")
+        q1 = c.expect(250, "2.0.0", what="end of first message").qid
+        c.expect(250, what="second MAIL")
+        c.expect(250, what="second RCPT")
+        c.expect(354, what="second DATA")
+        c.send(petrel.dot_stuff(m2) + b".\r\nQUIT\r\n")
+        q2 = c.expect(250, "2.0.0", what="end of second message").qid
+        c.expect(221)
+        assert_delivery(d.wait_delivered("user", 1)[0], "a@localhost",
+                        "user@localhost", m1, q1)
+        assert_delivery(d.wait_delivered("other", 1)[0], "b@localhost",
+                        "other@localhost", m2, q2)
+
+
 def test_commands_pipelined_after_data_rejected():
     with Daemon() as d, d.client() as c:
         c.ehlo()
@@ -112,6 +138,19 @@ def test_bdat_crlf_split_across_chunks():
         r = c.expect(250, "2.0.0")
         assert_delivery(d.wait_delivered("user", 1)[0], "a@localhost",
                         "user@localhost", part1 + part2, r.qid)
+
+
+def test_bdat_without_final_newline():
+    # BDAT carries the octets as they are: no CRLF is added at the end
+    msg = b"Subject: no newline\r\n\r\nlast line without CRLF"
+    with Daemon() as d, d.client() as c:
+        c.ehlo()
+        c.cmd("MAIL FROM:<a@localhost>", 250)
+        c.cmd("RCPT TO:<user@localhost>", 250)
+        c.send(b"BDAT %d LAST\r\n" % len(msg) + msg)
+        r = c.expect(250, "2.0.0")
+        assert_delivery(d.wait_delivered("user", 1)[0], "a@localhost",
+                        "user@localhost", msg, r.qid)
 
 
 def test_bdat_zero_last():

@@ -64,6 +64,16 @@ def test_bad_syntax():
         c.cmd("RCPT TO:<user@localhost>", 250)
 
 
+def test_helo_ehlo_without_domain():
+    with Daemon() as d, d.client() as c:
+        r = c.cmd("EHLO")
+        assert r.code == 501 and r.enh == "5.5.2", r
+        r = c.cmd("HELO")
+        assert r.code == 501 and r.enh == "5.5.2", r
+        c.cmd("MAIL FROM:<a@localhost>", 503, "5.5.1")
+        c.cmd("EHLO client.test", 250)
+
+
 def test_unknown_mail_parameter():
     with Daemon() as d, d.client() as c:
         c.ehlo()
@@ -169,6 +179,28 @@ def test_data_over_limit():
         assert not d.delivered("big")
 
 
+def test_bdat_over_limit():
+    # the size limit holds for BDAT as for DATA (RFC 3030 section 4.1)
+    with Daemon(settings={"message_size_limit": 20000}) as d, \
+            d.client() as c:
+        c.ehlo()
+        c.cmd("MAIL FROM:<a@localhost>", 250)
+        c.cmd("RCPT TO:<big@localhost>", 250)
+        chunk = b"Subject: big\r\n\r\n" + (b"x" * 70 + b"\r\n") * 200
+        c.send(b"BDAT %d\r\n" % len(chunk) + chunk)
+        r = c.reply()
+        if r.code == 250:      # refused at the second chunk at the latest
+            c.send(b"BDAT %d LAST\r\n" % len(chunk) + chunk)
+            r = c.reply()
+        check(r, 552, "5.3.4", "BDAT over the size limit")
+        c.cmd("RSET", 250)
+        small = make_message("small")
+        qid = c.send_mail("a@localhost", ["small@localhost"], small)
+        petrel.assert_delivery(d.wait_delivered("small", 1)[0], "a@localhost",
+                               "small@localhost", small, qid)
+        d.assert_nothing_more(1, grace=0.5)
+
+
 def test_idle_timeout():
     with Daemon(settings={"smtp_timeout": 2}) as d, d.client() as c:
         c.ehlo()
@@ -178,6 +210,16 @@ def test_idle_timeout():
         c.expect_closed(timeout=5)
         waited = time.monotonic() - t0
         assert waited >= 1.5, "421 came after %.1fs, before the timeout" % waited
+
+
+def test_idle_timeout_with_partial_line():
+    # a command started but never ended with CRLF is idle all the same
+    with Daemon(settings={"smtp_timeout": 2}) as d, d.client() as c:
+        c.ehlo()
+        c.send(b"NOOP")
+        r = c.reply(timeout=15)
+        check(r, 421, "4.4.2", "idle timeout in a partial line")
+        c.expect_closed(timeout=5)
 
 
 def test_data_phase_timeout():
@@ -224,6 +266,35 @@ def test_too_many_received_headers():
         c.send_mail("a@localhost", ["ok@localhost"], ok)
         d.wait_delivered("ok", 1)
         d.assert_nothing_more(1, grace=0.3)
+
+
+def test_received_lines_in_body_not_counted():
+    # only Received: header fields count as hops, not body lines
+    body = "".join("Received: from body%d.test by x; in the body\n" % i
+                   for i in range(150))
+    msg = make_message("quoted hops", body)
+    with Daemon() as d:
+        qid = petrel.send_one(d.port, "a@localhost", "hops@localhost", msg)
+        petrel.assert_delivery(d.wait_delivered("hops", 1)[0], "a@localhost",
+                               "hops@localhost", msg, qid)
+
+
+def test_slow_client_does_not_block_others():
+    with Daemon() as d, d.client() as slow:
+        slow.ehlo()
+        slow.cmd("MAIL FROM:<a@localhost>", 250)
+        slow.cmd("RCPT TO:<slow@localhost>", 250)
+        slow.cmd("DATA", 354)
+        slow.send(b"Subject: slow\r\n\r\npart")
+        with d.client() as half:          # a half-written command, too
+            half.send(b"EHLO half")
+            for i in range(3):
+                petrel.send_one(d.port, "a@localhost", "fast@localhost",
+                                make_message("fast %d" % i))
+            d.wait_delivered("fast", 3)
+        slow.send(b" two\r\n.\r\n")
+        slow.expect(250, "2.0.0")
+        d.wait_delivered("slow", 1)
 
 
 def test_100_received_headers_accepted():

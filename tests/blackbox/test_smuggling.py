@@ -9,6 +9,7 @@ run none of the smuggled commands, and deliver nothing.
 
 import os
 import sys
+import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import petrel  # noqa: E402
@@ -35,13 +36,20 @@ SMUGGLED = (b"MAIL FROM:<evil@localhost>\r\n"
             b"smuggled body\r\n")
 
 
-def smuggle(seq):
+def smuggle(seq, split=False, prefix=b"Subject: innocent\r\n\r\nbody"):
     with Daemon() as d, d.client() as c:
         c.ehlo()
         c.cmd("MAIL FROM:<a@localhost>", 250)
         c.cmd("RCPT TO:<victim@localhost>", 250)
         c.cmd("DATA", 354)
-        c.send(b"Subject: innocent\r\n\r\nbody" + seq + SMUGGLED + b".\r\n")
+        if split:
+            # packet boundary right before the fake terminator's dot
+            i = seq.index(b".")
+            c.send(prefix + seq[:i])
+            time.sleep(0.1)
+            c.send(seq[i:] + SMUGGLED + b".\r\n")
+        else:
+            c.send(prefix + seq + SMUGGLED + b".\r\n")
         r = c.reply()
         check(r, 554, "5.5.2", "end of DATA with fake terminator %r" % seq)
         # no further replies: the smuggled commands were never executed
@@ -68,6 +76,28 @@ def _make(name, seq):
 
 for _name, _seq in FAKE_TERMINATORS:
     globals()["test_smuggle_" + _name] = _make(_name, _seq)
+
+
+def test_smuggle_split_packets_crlf_dot_lf():
+    smuggle(b"\r\n.\n", split=True)
+
+
+def test_smuggle_split_packets_lf_dot_crlf():
+    smuggle(b"\n.\r\n", split=True)
+
+
+def test_smuggle_split_packets_crlf_dot_cr():
+    smuggle(b"\r\n.\r", split=True)
+
+
+def test_smuggle_at_start_of_data_dot_lf():
+    # the start of the data counts as after a CRLF: ".\n" there is not an
+    # end either
+    smuggle(b".\n", prefix=b"")
+
+
+def test_smuggle_at_start_of_data_dot_cr():
+    smuggle(b".\r", prefix=b"")
 
 
 def test_bare_lf_line_in_body_refused():
@@ -102,7 +132,6 @@ def test_dot_stuffing_is_undone():
 
 def test_terminator_split_across_packets():
     # CRLF.CRLF split over several packets still ends DATA exactly once
-    import time
     msg = make_message("split")
     with Daemon() as d, d.client() as c:
         c.ehlo()
