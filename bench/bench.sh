@@ -19,7 +19,8 @@ TOP=$(cd "$HERE/.." && pwd -P)
 MESSAGES=10000
 SESSIONS=20
 SIZE=1024
-PETRELD="$TOP/core/petreld"
+PETRELD="$TOP/_build/default/core/petreld"
+REGEX_RULES=0    # -r N: run petrel with the regex filter and N generated rules
 RUN_PETREL=1
 RUN_POSTFIX=1
 MATRIX=0
@@ -41,7 +42,10 @@ usage: $ME [-n MESSAGES] [-s SESSIONS] [-z SIZE_BYTES] [-p PETRELD]
   -n MESSAGES    messages to send per run (default 10000)
   -s SESSIONS    parallel SMTP sessions (default 20)
   -z SIZE_BYTES  message body size, smtp-source -l (default 1024)
-  -p PETRELD     petreld binary (default: <repo top>/core/petreld)
+  -p PETRELD     petreld binary (default: <repo top>/_build/default/core/petreld);
+                 modules are taken from the same build directory
+  -r RULES       petrel runs the regex filter with RULES generated rules
+                 (modules/regex/gen-rules.py), to measure what a filter costs
   --no-postfix   do not run the Postfix comparison
   --no-petrel    run only the Postfix half
   --matrix       run messages=10000 (or -n) x sessions {1,20,50}
@@ -62,6 +66,7 @@ while [ $# -gt 0 ]; do
     -s) SESSIONS=${2:?}; shift 2 ;;
     -z) SIZE=${2:?}; shift 2 ;;
     -p) PETRELD=${2:?}; shift 2 ;;
+    -r) REGEX_RULES=${2:?}; shift 2 ;;
     --no-postfix) RUN_POSTFIX=0; shift ;;
     --no-petrel) RUN_PETREL=0; shift ;;
     --matrix) MATRIX=1; shift ;;
@@ -293,14 +298,22 @@ bench_petrel() {
   conf=$tmp/petrel.conf
   log=$tmp/petreld.log
   mkdir -p "$tmp/spool" "$tmp/mail"
+  local filters="" regex="" b
+  if [ "$REGEX_RULES" -gt 0 ]; then
+    python3 "$TOP/modules/regex/gen-rules.py" "$REGEX_RULES" >"$tmp/regex.rules"
+    filters='filters = [ "regex" ];'
+    regex="regex = { rules = \"$tmp/regex.rules\"; };"
+  fi
   cat >"$conf" <<EOF
 hostname = "bench.localhost";
 spool = "$tmp/spool";
 listeners = ( { listen = "127.0.0.1:$port"; stage = "mta"; } );
 domains = [ "localhost" ];
-modules = { maildir = { root = "$tmp/mail/%d/%u"; }; };
+$filters
+modules = { maildir = { root = "$tmp/mail/%d/%u"; }; $regex };
 EOF
-  PETREL_MODULE_PATH="$TOP/modules/mta:$TOP/modules/maildir:$TOP/modules/router" \
+  b=$(dirname "$(dirname "$PETRELD")")
+  PETREL_MODULE_PATH="$b/modules/mta:$b/modules/maildir:$b/modules/router:$b/modules/regex" \
     "$PETRELD" -f -c "$conf" </dev/null >>"$log" 2>&1 &
   PETREL_PID=$!
   if ! wait_smtp "$port" 30 "$PETREL_PID"; then

@@ -74,6 +74,22 @@ static void pending_timeout(struct ev_loop *loop, void *arg)
 	step_done(s, s->run.step, PETREL_TEMPFAIL);
 }
 
+/* DISCARD/HOLD: for the transaction, or before MAIL for every message of
+ * the session. */
+static void mark(struct petrel_session *s, int v)
+{
+	if (s->txn) {
+		if (v == PETREL_DISCARD)
+			s->txn->discard = true;
+		else
+			s->txn->hold = true;
+	} else if (v == PETREL_DISCARD) {
+		s->discard_all = true;
+	} else {
+		s->hold_all = true;
+	}
+}
+
 /* Run from r->mod on; returns when decided (step_done called) or pending. */
 static void chain_run(struct petrel_session *s)
 {
@@ -99,11 +115,8 @@ static void chain_run(struct petrel_session *s)
 			}
 			if (v == PETREL_ACCEPT)
 				break;
-			if ((v == PETREL_DISCARD || v == PETREL_HOLD) && s->txn) {
-				if (v == PETREL_DISCARD)
-					s->txn->discard = true;
-				else
-					s->txn->hold = true;
+			if (v == PETREL_DISCARD || v == PETREL_HOLD) {
+				mark(s, v);
 				if (r->step == STEP_MESSAGE) {
 					step_done(s, r->step, PETREL_CONTINUE);
 					return;
@@ -164,12 +177,7 @@ int chain_resume(struct server *srv, unsigned long long id, int verdict)
 		break;
 	case PETREL_DISCARD:
 	case PETREL_HOLD:
-		if (s->txn) {
-			if (verdict == PETREL_DISCARD)
-				s->txn->discard = true;
-			else
-				s->txn->hold = true;
-		}
+		mark(s, verdict);
 		if (s->run.step == STEP_MESSAGE) {
 			step_done(s, s->run.step, PETREL_CONTINUE);
 		} else {

@@ -486,4 +486,5 @@ const struct petrel_host petrel_host_v1 = {
 	.session_auth_user = h_session_auth_user,
 	.txn_client_helo = h_txn_client_helo,
 	.txn_size = h_txn_size,
+	.part_charset = part_charset,
 };

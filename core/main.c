@@ -210,6 +210,10 @@ int main(int argc, char **argv)
 	srv->cfg = config_load(file, &errs);
 	if (srv->cfg)
 		(void)load_modules(srv, &errs);    /* errors are in errs */
+	if (srv->cfg && srv->cfg->user && !getpwnam(srv->cfg->user)) {
+		config_setting_t *u = config_lookup(&srv->cfg->cfg, "user");
+		config_error_at(srv->cfg, u, &errs, "no such user '%s'", srv->cfg->user);
+	}
 	if (errs.len) {
 		fputs(errs.data, stderr);
 		modules_free(&srv->mods);

@@ -1013,22 +1013,35 @@ static void end_header(struct parser *ps, size_t line, size_t next)
 	ps->cur = -1;
 }
 
-/* End the open part: its header at line (if still in it), its body at e. */
-static void close_cur(struct parser *ps, size_t line, size_t e)
+/* The body ends at e; an empty body right before a boundary starts at e
+ * too, so that no part reaches beyond its parent's end. */
+static void end_body(const struct parser *ps, struct mime_part *p, size_t e)
+{
+	size_t b = off_of(ps, p->body);
+	if (e < b)
+		p->body = ps->msg + e, b = e;
+	p->body_len = e - b;
+}
+
+/* End the open part at e (before the line end that belongs to the
+ * boundary); a part still in its header is all header. */
+static void close_cur(struct parser *ps, size_t e)
 {
 	if (ps->cur < 0)
 		return;
 	struct mime_part *p = &ps->m->parts[ps->cur];
+	size_t h = off_of(ps, p->head);
 	if (ps->in_header) {
-		p->head_len = line - off_of(ps, p->head);
-		p->body = ps->msg + line;
+		if (e < h)              /* empty, right before the boundary */
+			p->head = ps->msg + e, h = e;
+		p->head_len = e - h;
+		p->body = p->head + p->head_len;
 		p->body_len = 0;
 		p->flags |= MIME_BAD_HEADER;
 		if (analyze(p, in_digest(ps)))
 			p->multipart = true, p->flags |= MIME_BAD_BOUNDARY;
 	} else {
-		size_t b = off_of(ps, p->body);
-		p->body_len = e > b ? e - b : 0;
+		end_body(ps, p, e);
 		check_body(p);
 	}
 	ps->cur = -1;
@@ -1039,8 +1052,7 @@ static void pop(struct parser *ps, size_t e)
 {
 	struct frame *f = &ps->fr[--ps->nfr];
 	struct mime_part *p = &ps->m->parts[f->part];
-	size_t b = off_of(ps, p->body);
-	p->body_len = e > b ? e - b : 0;
+	end_body(ps, p, e);
 	if (!f->epilogue || !f->nchildren)
 		p->flags |= MIME_BAD_BOUNDARY;
 }
@@ -1072,7 +1084,7 @@ static void on_boundary(struct parser *ps, int k, bool closing, size_t line, siz
 	size_t e = line;        /* the line end before the boundary is part of it */
 	if (e > 0 && ps->msg[e - 1] == '\n' && --e > 0 && ps->msg[e - 1] == '\r')
 		e--;
-	close_cur(ps, line, e);
+	close_cur(ps, e);
 	while (ps->nfr > k + 1)
 		pop(ps, e);
 	struct frame *f = &ps->fr[k];
@@ -1110,7 +1122,7 @@ int mime_parse(const char *msg, size_t len, struct mime_message *out)
 			end_header(&ps, pos, next);
 		pos = next;
 	}
-	close_cur(&ps, ps.len, ps.len);
+	close_cur(&ps, ps.len);
 	while (ps.nfr)
 		pop(&ps, ps.len);
 	for (int i = 0; i < out->nparts; i++)

@@ -353,6 +353,7 @@ int part_is_multipart(struct petrel_part *p) { return p->mp->multipart; }
 const char *part_content_type(struct petrel_part *p) { return p->mp->content_type; }
 const char *part_filename(struct petrel_part *p) { return p->mp->filename; }
 const char *part_disposition(struct petrel_part *p) { return p->mp->disposition; }
+const char *part_charset(struct petrel_part *p) { return p->mp->charset; }
 
 unsigned part_flags(struct petrel_part *p)
 {

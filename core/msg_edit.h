@@ -39,6 +39,7 @@ int part_is_multipart(struct petrel_part *p);
 const char *part_content_type(struct petrel_part *p);
 const char *part_filename(struct petrel_part *p);
 const char *part_disposition(struct petrel_part *p);
+const char *part_charset(struct petrel_part *p);
 unsigned part_flags(struct petrel_part *p);
 const char *part_body(struct petrel_part *p, size_t *len);
 

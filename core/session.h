@@ -118,6 +118,8 @@ struct petrel_session {
 	struct petrel_session *prev, *next;
 	struct chain_run run;
 	bool pending;            /* a hook is suspended: input waits */
+	bool discard_all;        /* DISCARD at connect/HELO: every message */
+	bool hold_all;           /* HOLD at connect/HELO: every message */
 	bool in_process;         /* inside session_process() */
 	void **slots;            /* per-module session state */
 	char *auth_user;         /* after AUTH (submission) */

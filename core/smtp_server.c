@@ -214,6 +214,8 @@ static void do_mail(struct petrel_session *s, const struct smtp_cmd *c)
 	t->smtputf8 = c->smtputf8;
 	t->body = c->body;
 	t->qm = qmsg_new(t->qid, t->sender.str, 0);
+	t->discard = s->discard_all;
+	t->hold = s->hold_all;
 	s->txn = t;
 	chain_start(s, STEP_MAIL);
 }

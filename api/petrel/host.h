@@ -163,6 +163,7 @@ struct petrel_host {
 	const char *(*session_auth_user)(petrel_session *s);  /* NULL if not authenticated */
 	const char *(*txn_client_helo)(petrel_txn *t);
 	unsigned long long (*txn_size)(petrel_txn *t);      /* message bytes, at eom */
+	const char *(*part_charset)(petrel_part *p);        /* lower-case, "" if none */
 	/* api 1.0 ends here; new functions are appended. */
 };
 

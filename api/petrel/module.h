@@ -72,7 +72,8 @@ struct petrel_setting {
  * (or host->session_reply) is sent, a default one if none was set.
  * ACCEPT skips the rest of the chain for this step.  DISCARD and HOLD are
  * decisions about the whole message: they take effect at end of message
- * (the client still gets 250), whichever hook returned them.
+ * (the client still gets 250), whichever hook returned them; returned at
+ * connect or HELO they apply to every message of the session.
  * PENDING: see host->suspend.
  *
  * The message hooks (headers, part, eom) run after the final dot, before
