@@ -19,7 +19,7 @@ TOP=$(cd "$HERE/.." && pwd -P)
 MESSAGES=10000
 SESSIONS=20
 SIZE=1024
-PETRELD="$TOP/_build/default/core/petreld"
+PETRELD="$TOP/_build/default/src/petreld"
 REGEX_RULES=0    # -r N: run petrel with the regex filter and N generated rules
 RUN_PETREL=1
 RUN_POSTFIX=1
@@ -42,7 +42,7 @@ usage: $ME [-n MESSAGES] [-s SESSIONS] [-z SIZE_BYTES] [-p PETRELD]
   -n MESSAGES    messages to send per run (default 10000)
   -s SESSIONS    parallel SMTP sessions (default 20)
   -z SIZE_BYTES  message body size, smtp-source -l (default 1024)
-  -p PETRELD     petreld binary (default: <repo top>/_build/default/core/petreld);
+  -p PETRELD     petreld binary (default: <repo top>/_build/default/src/petreld);
                  modules are taken from the same build directory
   -r RULES       petrel runs the regex filter with RULES generated rules
                  (modules/regex/gen-rules.py), to measure what a filter costs

@@ -9,7 +9,7 @@ set -e
 top=$(cd "$(dirname "$0")/.." && pwd)
 sh "$top/tools/install-deps.sh"
 b="$top/_build/default"
-if [ ! -x "$b/core/petreld" ] || [ "$top/configure.ac" -nt "$b/Makefile" ]; then
+if [ ! -x "$b/src/petreld" ] || [ "$top/configure.ac" -nt "$b/Makefile" ]; then
   [ -x "$top/configure" ] || "$top/autogen.sh"
   mkdir -p "$b"
   (cd "$b" && "$top/configure" -q)
@@ -18,4 +18,4 @@ make -s -C "$b" -j"$(nproc)"
 PETREL_MODULE_PATH="$b/modules/mta:$b/modules/router:$b/modules/maildir"
 export PETREL_MODULE_PATH
 echo "petreld: listening on 127.0.0.1:2525; try: swaks --server 127.0.0.1:2525 --to someone@localhost" >&2
-exec "$b/core/petreld" -f "$@"
+exec "$b/src/petreld" -f "$@"

@@ -16,7 +16,7 @@ Security rule: every daemon started here listens on 127.0.0.1 only, and every
 connection goes to 127.0.0.1.
 
 Environment:
-  PETRELD              the daemon binary (default <top>/core/petreld)
+  PETRELD              the daemon binary (default <top>/_build/default/src/petreld)
   PETREL_MODULE_PATH   module path (default <top>/modules/{mta,maildir,router})
   PETREL_TIMEOUT_SCALE multiply every timeout (e.g. 3 under valgrind/ASan)
   PETREL_KEEP=1        keep every temp dir (else kept only on failure)
@@ -40,9 +40,13 @@ HOST = "127.0.0.1"          # the only address anything here talks to
 HERE = os.path.dirname(os.path.abspath(__file__))
 TOP = os.path.dirname(os.path.dirname(HERE))
 
-PETRELD = os.environ.get("PETRELD") or os.path.join(TOP, "core", "petreld")
+PETRELD = os.environ.get("PETRELD") or os.path.join(TOP, "_build", "default", "src", "petreld")
+# modules are found beside the daemon's build: <builddir>/modules/<name>
+BUILDDIR = os.path.dirname(os.path.dirname(os.path.abspath(PETRELD)))
 MODULE_PATH = os.environ.get("PETREL_MODULE_PATH") or ":".join(
-    os.path.join(TOP, "modules", m) for m in ("mta", "maildir", "router", "regex"))
+    [os.path.join(BUILDDIR, "modules", m)
+     for m in ("mta", "maildir", "router", "regex", "ratelimit")]
+    + [os.path.join(BUILDDIR, "tests", "modules")])
 SCALE = float(os.environ.get("PETREL_TIMEOUT_SCALE") or "1")
 HOSTNAME = "mx.test"
 DEFAULT_SIZE_LIMIT = 10240000

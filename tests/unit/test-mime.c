@@ -44,7 +44,7 @@ static bool differs(char *why, size_t n, int i, const char *what, const char *go
 {
 	if (!want || !strcmp(got, want))
 		return false;
-	snprintf(why, n, "part %d %s '%s', want '%s'", i, what, got, want);
+	snprintf(why, n, "part %d %s '%.300s', want '%.300s'", i, what, got, want);
 	return true;
 }
 
@@ -448,7 +448,7 @@ static void check_msg_case(const struct msg_case *c)
 {
 	struct buf in = {0}, body = {0}, want = {0};
 	struct mime_message m;
-	char why[256] = "";
+	char why[1024] = "";
 	if (c->build)
 		c->build(&in);
 	else

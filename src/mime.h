@@ -68,7 +68,9 @@ struct mime_part {
 	int parent;                /* index of the enclosing multipart, -1 for the message */
 	int depth;                 /* 0 for the message, parent's + 1 */
 	bool multipart;            /* container: its children follow it in parts[] */
-	const char *head;          /* raw header block (with its final line end, without the empty line) */
+	const char *head;          /* raw header block: its lines with their line ends, not the
+	                              empty line after them (nor, for a part cut short by a
+	                              boundary, the line end that belongs to the boundary) */
 	size_t head_len;
 	const char *body;          /* raw (encoded) body, in the message buffer */
 	size_t body_len;
@@ -88,7 +90,8 @@ struct mime_part {
 struct mime_message {
 	struct mime_part *parts;
 	int nparts;
-	unsigned flags;            /* OR of all parts' flags */
+	unsigned flags;            /* OR of all parts' flags (MIME_TOO_MANY is on the multipart
+	                              that lost children) */
 };
 
 /* Parse msg[0..len).  Always fills *out (at least parts[0]) and returns

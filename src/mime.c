@@ -568,7 +568,8 @@ static void add_span(struct buf *out, const struct pspan *sp)
 	add(out, sp->s + run, sp->n - run);
 }
 
-/* File attribute attr=val under plain, star (name*=) or seg[] (name*N[*]=). */
+/* If attr names the wanted parameter, keep val as its plain form, its
+ * RFC 2231 single form (name*=) or segment N (name*N= / name*N*=). */
 static void classify(const char *attr, size_t alen, const char *name, const struct pspan *val,
                      struct pspan *plain, struct pspan *star, struct pspan *seg)
 {
@@ -619,8 +620,8 @@ static void join_segments(const struct pspan *seg, size_t n, struct buf *out)
 		size_t len = tmp.len;
 		if (k == 0 && (q1 = memchr(s, '\'', len)) &&
 		    (q2 = memchr(q1 + 1, '\'', len - (size_t)(q1 + 1 - s)))) {
-			cs = s, cslen = (size_t)(q1 - s);
-			cs = xstrndup(cs, cslen);
+			cslen = (size_t)(q1 - s);
+			cs = xstrndup(s, cslen);
 			len -= (size_t)(q2 + 1 - s);
 			s = q2 + 1;
 		}
@@ -1000,8 +1001,12 @@ static void end_header(struct parser *ps, size_t line, size_t next)
 	p->head_len = line - off_of(ps, p->head);
 	p->body = ps->msg + next;
 	ps->in_header = false;
-	if (!analyze(p, in_digest(ps)) || ps->nfr == MIME_MAX_DEPTH)
+	if (!analyze(p, in_digest(ps)))
 		return;
+	if (ps->nfr == MIME_MAX_DEPTH) {        /* cannot happen: analyze checks depth */
+		p->flags |= MIME_TOO_DEEP;
+		return;
+	}
 	struct frame *f = &ps->fr[ps->nfr++];
 	*f = (struct frame){
 		.part = ps->cur,
