@@ -79,7 +79,7 @@ static const struct setting settings[] = {
 	  .help = "seconds to wait for the next command (default 300)" },
 	{ .name = "data_timeout", .type = T_INT, .offset = OFF(data_timeout), .min = 1, .max = 86400,
 	  .help = "seconds allowed for a whole DATA or BDAT transfer (default 600)" },
-	{ .name = "queue_lifetime", .type = T_INT, .offset = OFF(queue_lifetime), .min = 60,
+	{ .name = "queue_lifetime", .type = T_INT, .offset = OFF(queue_lifetime), .min = 1,
 	  .max = 60 * 86400, .help = "seconds a deferred message is retried before it bounces (default 5 days)" },
 	{ .name = "retry_initial", .type = T_INT, .offset = OFF(retry_initial), .min = 1, .max = 86400,
 	  .help = "seconds before the first retry of a deferred delivery (default 300); doubles each time" },

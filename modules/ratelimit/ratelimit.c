@@ -311,13 +311,12 @@ static int ratelimit_init(const struct petrel_host *host, petrel_conf *conf, voi
 	const char *slash = strrchr(rl->state_file, '/');
 	char *dir = strndup(rl->state_file, slash == rl->state_file ? 1 : (size_t)(slash - rl->state_file));
 	struct stat st;
-	int dir_ok = dir && stat(dir, &st) == 0 && S_ISDIR(st.st_mode);
-	if (!dir_ok)
-		host->conf_error(conf, "state_file", "'%s': directory %s does not exist",
-		                 rl->state_file, dir ? dir : "?");
+	/* Only a warning: the spool, a natural home for it, is created by
+	 * the daemon after init() on a first start. */
+	if (dir && (stat(dir, &st) < 0 || !S_ISDIR(st.st_mode)))
+		host->log(PETREL_LOG_WARN, "ratelimit: state_file %s: directory %s does not exist "
+		          "(yet): counters are not saved until it does", rl->state_file, dir);
 	free(dir);
-	if (!dir_ok)
-		return -1;
 	int n = host->conf_list_count(conf, "limits");
 	for (int i = 0; i < n; i++) {
 		const char *s = host->conf_list_string(conf, "limits", i);

@@ -264,6 +264,26 @@ def test_missing_and_corrupt_state_file():
         mail_refused(d, "a@localhost")
 
 
+def test_state_dir_created_later():
+    # a missing directory is a warning, saving is retried until it works
+    d = rl_daemon(["sender 2/hour"], start=False)
+    later = os.path.join(d.dir, "later")
+    d.state = os.path.join(later, "ratelimit.state")
+    d.config_text = d.config_text.replace(os.path.join(d.dir, "ratelimit.state"), d.state)
+    with open(d.conf, "w") as f:
+        f.write(d.config_text)
+    with d:
+        d.start()
+        d.wait_log(r"ratelimit: state_file .*later/ratelimit\.state: directory .* does not exist")
+        send(d, "a@localhost")
+        d.wait_log(r"ratelimit: cannot save counters: .*later/ratelimit\.state\.tmp")
+        os.mkdir(later)
+        send(d, "a@localhost")
+        d.restart()
+        assert os.path.exists(d.state)
+        mail_refused(d, "a@localhost")
+
+
 # ---------------------------------------------------------------------------
 # configuration errors
 

@@ -1,0 +1,106 @@
+#!/usr/bin/env python3
+"""Temporary delivery failures: the message stays queued, is retried, and
+is delivered once the problem is gone; it survives a restart while
+deferred; `petrelctl flush` retries at once; after queue_lifetime it
+bounces.  A mailbox name that would leave the maildir root bounces.
+
+The failure is made the way a root-run test can: a plain file stands where
+the recipient's maildir directory must be created (ENOTDIR)."""
+
+import glob
+import os
+import subprocess
+import sys
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import petrel  # noqa: E402
+from petrel import Daemon, make_message  # noqa: E402
+
+TOP = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+PETRELCTL = os.path.join(os.environ.get("PETREL_SRCDIR") or TOP, "tools", "petrelctl")
+
+
+def block_mailbox(d, user):
+    os.makedirs(os.path.join(d.mail, "localhost"), exist_ok=True)
+    path = os.path.join(d.mail, "localhost", user)
+    with open(path, "w") as f:
+        f.write("not a directory\n")
+    return path
+
+
+def queued(d):
+    return os.listdir(os.path.join(d.spool, "queue"))
+
+
+def send(d, rcpt, subject):
+    with d.client() as c:
+        c.ehlo()
+        return c.send_mail("a@localhost", [rcpt], make_message(subject=subject))
+
+
+def test_deferred_then_delivered_on_retry():
+    with Daemon(settings={"retry_initial": 1, "retry_max": 1}) as d:
+        blocker = block_mailbox(d, "user")
+        qid = send(d, "user@localhost", "retry me")
+        d.wait_log(r"%s: to=<user@localhost>.*status=deferred" % qid)
+        assert queued(d) == [qid], queued(d)
+        os.unlink(blocker)
+        files = d.wait_delivered("user", 1, timeout=15)
+        assert qid.encode() in files[0]
+        d.wait_log(r"%s: removed" % qid)
+        assert queued(d) == []
+        d.assert_nothing_more(1, grace=1.5)
+
+
+def test_deferred_survives_restart():
+    with Daemon(settings={"retry_initial": 3600}) as d:
+        blocker = block_mailbox(d, "user")
+        qid = send(d, "user@localhost", "survive")
+        d.wait_log(r"%s: to=<user@localhost>.*status=deferred" % qid)
+        d.stop()
+        assert queued(d) == [qid]
+        os.unlink(blocker)
+        d.start()                      # recovery delivers it at start
+        files = d.wait_delivered("user", 1, timeout=15)
+        assert qid.encode() in files[0]
+
+
+def test_petrelctl_flush_retries_now():
+    with Daemon(settings={"retry_initial": 3600}) as d:
+        blocker = block_mailbox(d, "user")
+        qid = send(d, "user@localhost", "flush")
+        d.wait_log(r"%s: to=<user@localhost>.*status=deferred" % qid)
+        os.unlink(blocker)
+        time.sleep(0.3)
+        assert d.delivered("user") == []       # the retry is an hour away
+        r = subprocess.run(["sh", PETRELCTL, "-s", d.spool, "flush"],
+                           stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=20)
+        assert r.returncode == 0, r.stdout
+        files = d.wait_delivered("user", 1, timeout=15)
+        assert qid.encode() in files[0]
+        d.wait_log(r"queue rescan: 0 new, 1 deferred")
+
+
+def test_expired_message_bounces():
+    with Daemon(settings={"retry_initial": 1, "retry_max": 1, "queue_lifetime": 2}) as d:
+        block_mailbox(d, "user")
+        qid = send(d, "user@localhost", "expire")
+        d.wait_log(r"%s: to=<user@localhost>.*status=bounced \(message expired" % qid,
+                   timeout=20)
+        d.wait_log(r"%s: removed" % qid)
+        assert queued(d) == []
+
+
+def test_unsafe_mailbox_names_bounce():
+    with Daemon() as d:
+        for rcpt in ['"../../escape"@localhost', '".hidden"@localhost']:
+            qid = send(d, rcpt, "unsafe")
+            d.wait_log(r"%s: to=<.*>.*status=bounced \(mailbox name" % qid)
+        assert glob.glob(os.path.join(d.dir, "escape*")) == []
+        assert not os.path.exists(os.path.join(d.mail, "escape"))
+        assert not os.path.exists(os.path.join(d.mail, "localhost", ".hidden"))
+
+
+if __name__ == "__main__":
+    petrel.main()
