@@ -170,14 +170,14 @@ static int h_route_add(petrel_route *r, const char *transport, const char *addre
 {
 	if (!transport || !*transport || strchr(transport, '\t') || strchr(transport, '\n'))
 		return -1;
-	struct qmsg *m = r->txn->qm;
+	struct qmsg *m = r->qm;
 	for (int i = 0; i < m->ndests; i++)
 		if (!strcmp(m->dests[i].transport, transport) && !strcasecmp(m->dests[i].address, address)) {
 			r->added++;       /* already a destination: deliver once */
 			return 0;
 		}
-	if (!qmsg_add_dest(r->txn->qm, transport, address, r->rcpt->str)) {
-		log_warn("%s: router gave an invalid address <%s>", r->txn->qid, address);
+	if (!qmsg_add_dest(m, transport, address, r->rcpt->str)) {
+		log_warn("%s: router gave an invalid address <%s>", m->qid, address);
 		return -1;
 	}
 	r->added++;

@@ -208,25 +208,28 @@ int main(int argc, char **argv)
 	struct buf errs = {0};
 	struct server srv_storage = {0}, *srv = &srv_storage;
 	srv->cfg = config_load(file, &errs);
+	/* modules may set timers in init(): the loop exists before them */
+	srv->loop = ev_loop_new();
+	srv->mods.srv = srv;
 	if (srv->cfg)
 		(void)load_modules(srv, &errs);    /* errors are in errs */
 	if (srv->cfg && srv->cfg->user && !getpwnam(srv->cfg->user)) {
 		config_setting_t *u = config_lookup(&srv->cfg->cfg, "user");
 		config_error_at(srv->cfg, u, &errs, "no such user '%s'", srv->cfg->user);
 	}
-	if (errs.len) {
-		fputs(errs.data, stderr);
+	if (errs.len || check) {
+		int bad = errs.len != 0;
+		if (bad)
+			fputs(errs.data, stderr);
+		else
+			printf("%s: configuration is valid\n", srv->cfg->file);
 		modules_free(&srv->mods);
-		config_free(&srv->cfg);
-		buf_free(&errs);
-		return 1;
-	}
-	if (check) {
-		printf("%s: configuration is valid\n", srv->cfg->file);
-		modules_free(&srv->mods);
+		module_timers_free(srv);
 		free(srv->filters);
 		config_free(&srv->cfg);
-		return 0;
+		ev_loop_free(&srv->loop);
+		buf_free(&errs);
+		return bad;
 	}
 	struct config *cfg = srv->cfg;
 	sigset_t mask;
@@ -245,7 +248,6 @@ int main(int argc, char **argv)
 	}
 	if (!foreground && daemon(0, 0) < 0)
 		log_fatal("daemon: %m");
-	srv->loop = ev_loop_new();
 	if (listeners_open(srv, &errs) < 0 || drop_privileges(cfg, &errs) < 0 ||
 	    !(srv->spool = spool_open(cfg->spool, srv->loop, &errs))) {
 		fputs(errs.data ? errs.data : "start-up failed\n", stderr);

@@ -146,13 +146,15 @@ struct module *module_get(struct modules *m, struct config *cfg, const char *nam
 	mod->handle = h;
 	mod->path = strchr(name, '/') ? xstrdup(name) : NULL;
 	char *bpath = xasprintf("modules.%s", d->name);
-	mod->conf = (struct petrel_conf){ .cfg = cfg, .index = m->n, .block = config_lookup(&cfg->cfg, bpath),
+	mod->conf = (struct petrel_conf){ .srv = m->srv, .cfg = cfg, .index = m->n,
+	                                  .block = config_lookup(&cfg->cfg, bpath),
 	                                  .modname = d->name, .errs = errs };
 	free(bpath);
 	m->v = xrealloc(m->v, (size_t)(m->n + 1) * sizeof *m->v);
 	m->v[m->n++] = mod;
 	if (check_block(mod, cfg, errs) < 0)
 		return NULL;
+	mod->inited = true;
 	if (d->init && (d->init(&petrel_host_v1, &mod->conf, &mod->state) < 0 || mod->conf.failed)) {
 		if (!mod->conf.failed)
 			where_error(cfg, where, errs, d->name, "module '%s' failed to initialise", d->name);
@@ -165,7 +167,7 @@ void modules_free(struct modules *m)
 {
 	for (int i = 0; i < m->n; i++) {
 		struct module *mod = m->v[i];
-		if (mod->desc->fini)
+		if (mod->inited && mod->desc->fini)
 			mod->desc->fini(mod->state);
 		lt_dlclose(mod->handle);
 		free(mod->path);

@@ -32,6 +32,7 @@ struct module {
 	const struct petrel_module *desc;
 	void *handle;              /* lt_dlhandle */
 	void *state;
+	bool inited;               /* init() ran: fini() is owed */
 	struct petrel_conf conf;
 	char *path;
 };
@@ -39,6 +40,7 @@ struct module {
 struct modules {
 	struct module **v;
 	int n;
+	struct server *srv;        /* handed to each module before its init() */
 };
 
 /*

@@ -9,6 +9,7 @@
  * message with deferred destinations gets a retry timer.
  */
 #include "queue.h"
+#include "bounce.h"
 #include "delivery.h"
 #include "log.h"
 #include "mem.h"
@@ -39,6 +40,7 @@ struct queue {
 struct job {
 	struct qmsg *m;
 	struct module **mods;   /* per destination; NULL: transport missing */
+	struct buf headers;     /* the message's header section, for a bounce */
 };
 
 static double now_f(void)
@@ -87,6 +89,10 @@ static void deliver_work(void *arg)
 		}
 		if (r != PETREL_DEFER) {
 			char st = r == PETREL_DELIVERED ? Q_DELIVERED : Q_BOUNCED;
+			if (st == Q_BOUNCED) {
+				free(d->last_error);
+				d->last_error = xstrdup(dl.status);
+			}
 			if (pwrite(fd, &st, 1, d->status_off) != 1)
 				log_error("%s: cannot record delivery status: %m", m->qid);
 			d->status = st;
@@ -101,6 +107,11 @@ static void deliver_work(void *arg)
 		log_info("%s: to=<%s>%s, relay=%s, delay=%.2f, status=%s (%s)", m->qid, d->address,
 		         orig, d->transport, now_f() - m->arrival_precise, result_word(r), dl.status);
 	}
+	bool bounced = false;
+	for (int i = 0; i < m->ndests; i++)
+		bounced |= m->dests[i].status == Q_BOUNCED && !m->dests[i].reported;
+	if (bounced)
+		bounce_capture_headers(fd, m, &j->headers);
 	close(fd);
 	if (!pending) {
 		if (unlink(path) < 0)
@@ -141,13 +152,17 @@ static void retry_due(struct ev_loop *loop, void *arg)
 static void expire(struct qmsg *m)
 {
 	char path[4096];
+	struct buf headers = {0};
 	int fd = spool_queue_path(m->srv->spool, m->qid, path, sizeof path) == 0
 	             ? open(path, O_RDWR | O_CLOEXEC) : -1;
+	if (fd >= 0 && m->sender[0])
+		bounce_capture_headers(fd, m, &headers);
 	for (int i = 0; i < m->ndests; i++) {
 		struct qdest *d = &m->dests[i];
 		if (d->status != Q_PENDING)
 			continue;
 		d->status = Q_BOUNCED;
+		d->expired = true;
 		if (fd >= 0 && pwrite(fd, "B", 1, d->status_off) != 1)
 			log_error("%s: cannot record bounce: %m", m->qid);
 		log_info("%s: to=<%s>, relay=%s, status=bounced (message expired after %d attempts: %s)",
@@ -156,6 +171,8 @@ static void expire(struct qmsg *m)
 	}
 	if (fd >= 0)
 		close(fd);
+	bounce_send(m->srv, m, &headers);
+	buf_free(&headers);
 	if (unlink(path) == 0)
 		log_info("%s: removed", m->qid);
 }
@@ -165,6 +182,8 @@ static void deliver_done(void *arg)
 	struct job *j = arg;
 	struct qmsg *m = j->m;
 	struct queue *q = m->srv->queue;
+	bounce_send(m->srv, m, &j->headers);
+	buf_free(&j->headers);
 	free(j->mods);
 	free(j);
 	q->active--;

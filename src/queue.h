@@ -33,7 +33,9 @@ struct qdest {
 	char *domain;
 	char status;         /* enum qstatus, mirrored in the file */
 	off_t status_off;    /* where the status byte is in the queue file */
-	char *last_error;    /* last deferral reason, for the bounce */
+	char *last_error;    /* last deferral or bounce reason, for the report */
+	bool expired;        /* bounced because queue_lifetime passed */
+	bool reported;       /* the sender was told (or cannot be) */
 };
 
 struct qmsg {

@@ -23,7 +23,7 @@ struct petrel_addr {
 };
 
 struct petrel_route {
-	struct petrel_txn *txn;
+	struct qmsg *qm;           /* the envelope that receives destinations */
 	struct petrel_addr *rcpt;
 	struct server *srv;
 	int added;
@@ -54,6 +54,7 @@ struct petrel_txn {
 	struct petrel_addr sender;
 	struct petrel_addr *rcpts;
 	int nrcpt;
+	int nrefused;            /* RCPTs refused (for "no valid recipients") */
 	struct qmsg *qm;         /* the envelope being built: dests from routing */
 	bool has_size;
 	uint64_t declared_size;

@@ -269,7 +269,7 @@ static void do_rcpt(struct petrel_session *s, const struct smtp_cmd *c)
 int session_route(struct petrel_session *s, struct petrel_txn *t, struct petrel_addr *a)
 {
 	struct module *router = s->srv->router;
-	struct petrel_route r = { .txn = t, .rcpt = a, .srv = s->srv };
+	struct petrel_route r = { .qm = t->qm, .rcpt = a, .srv = s->srv };
 	int ndest_before = t->qm->ndests;
 	int rr = router->desc->router->route(router->state, &r, a);
 	if (rr == PETREL_ROUTE_OK && r.added == 0)
@@ -293,6 +293,7 @@ static void rcpt_done(struct petrel_session *s, int v)
 		verdict_reply(s, t->reply, v, "Recipient address");
 		log_reject(s, "RCPT", a->str);
 		addr_clear(a);
+		t->nrefused++;
 		return;
 	}
 	int rr = session_route(s, t, a);
@@ -303,6 +304,7 @@ static void rcpt_done(struct petrel_session *s, int v)
 			session_reply(s, "451 4.3.0 <%s>: Temporary lookup failure", a->str);
 		log_reject(s, "RCPT", a->str);
 		addr_clear(a);
+		t->nrefused++;
 		return;
 	}
 	t->rcpts = xrealloc(t->rcpts, (size_t)(t->nrcpt + 1) * sizeof *t->rcpts);
@@ -340,17 +342,23 @@ void step_done(struct petrel_session *s, enum chain_step step, int v)
 		session_process(s);     /* resumed: carry on with buffered input */
 }
 
+/* The reply when DATA/BDAT come without an accepted recipient, or NULL. */
+static const char *no_rcpt_reply(struct petrel_session *s)
+{
+	if (!s->txn)
+		return "503 5.5.1 Error: need MAIL command";
+	if (!s->txn->nrcpt)
+		return s->txn->nrefused ? "554 5.5.1 Error: no valid recipients"
+		                        : "503 5.5.1 Error: need RCPT command";
+	return NULL;
+}
+
 static int need_rcpt(struct petrel_session *s)
 {
-	if (!s->txn) {
-		session_reply(s, "503 5.5.1 Error: need MAIL command");
-		return -1;
-	}
-	if (!s->txn->nrcpt) {
-		session_reply(s, "503 5.5.1 Error: need RCPT command");
-		return -1;
-	}
-	return 0;
+	const char *r = no_rcpt_reply(s);
+	if (r)
+		session_reply(s, "%s", r);
+	return r ? -1 : 0;
 }
 
 static void do_data(struct petrel_session *s)
@@ -385,12 +393,8 @@ static void do_bdat(struct petrel_session *s, const struct smtp_cmd *c)
 	s->bdat_last = c->last;
 	s->bdat_discard = false;
 	s->state = S_BDAT;
-	const char *fail = NULL;
-	if (!s->txn)
-		fail = "503 5.5.1 Error: need MAIL command";
-	else if (!s->txn->nrcpt)
-		fail = "503 5.5.1 Error: need RCPT command";
-	else if (!s->txn->in_bdat && data_begin(s, &err) < 0)
+	const char *fail = no_rcpt_reply(s);
+	if (!fail && !s->txn->in_bdat && data_begin(s, &err) < 0)
 		fail = "451 4.3.0 Error: queue file write error";
 	if (fail) {
 		/* RFC 3030: the chunk is still read, and thrown away. */

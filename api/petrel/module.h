@@ -138,7 +138,9 @@ struct petrel_module {
 	const struct petrel_setting *settings;   /* NULL or ended by PETREL_SET_END */
 	/* Called once after loading, with the module's own configuration
 	 * block (may be empty).  Store private state in *state.  Return 0, or
-	 * -1 after reporting the problem with host->conf_error(). */
+	 * -1 after reporting the problem with host->conf_error().  Timers and
+	 * fd watches may be set here already.  fini() is called only for a
+	 * module whose init() ran (also when it failed: free what it took). */
 	int (*init)(const struct petrel_host *host, petrel_conf *conf, void **state);
 	/* 'conf' also identifies the module to the host for the rest of its
 	 * life: pass it to host->session_slot / host->txn_slot. */

@@ -20,11 +20,17 @@
  *   core may change its structs freely.
  *
  * HISTORY (newest first; every bump gets a dated line)
- *   1.0  2026-11-29  first API: descriptor, settings table, stage/filter
- *                    hooks (connect, helo, mail, rcpt, eom), router,
- *                    transport (blocking deliver on a worker thread),
- *                    host: log, config, session/txn/address/delivery
- *                    accessors, reply.
+ *   1.0  2026-11-29  first API: descriptor, settings table; stage/filter
+ *                    hooks connect, helo, auth, mail, rcpt, headers, part,
+ *                    eom, queued, txn_end, session_end; verdicts continue,
+ *                    accept, reject, tempfail, discard, hold, pending;
+ *                    router and transport (blocking deliver on a worker
+ *                    thread); host: log, config getters and errors,
+ *                    session/txn/address accessors, replies, routing,
+ *                    delivery accessors, per-module session and txn slots,
+ *                    suspend/resume, timers, fd watches, header read and
+ *                    edit, recipient add/remove, MIME part accessors
+ *                    (part_charset last).
  */
 #ifndef PETREL_VERSION_H
 #define PETREL_VERSION_H

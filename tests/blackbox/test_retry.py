@@ -92,6 +92,53 @@ def test_expired_message_bounces():
         assert queued(d) == []
 
 
+def assert_dsn(raw, qid, rcpt, status, subject):
+    """The report the sender finds in their mailbox (RFC 3464)."""
+    import email
+    from email import policy
+    assert raw.startswith(b"Return-Path: <>\n"), raw[:80]
+    msg = email.message_from_bytes(raw, policy=policy.compat32)
+    assert msg["Subject"] == "Undelivered Mail Returned to Sender", msg["Subject"]
+    assert msg.get_content_type() == "multipart/report", msg.get_content_type()
+    assert msg.get_param("report-type") == "delivery-status"
+    parts = msg.get_payload()
+    assert [p.get_content_type() for p in parts] == \
+        ["text/plain", "message/delivery-status", "text/rfc822-headers"], parts
+    report = raw.decode("utf-8", "replace")
+    assert "X-Petrel-Queue-ID: %s" % qid in report
+    assert "Final-Recipient: rfc822; %s" % rcpt in report
+    assert "Action: failed" in report
+    assert "Status: %s" % status in report
+    assert "Subject: %s" % subject in report       # the original's headers
+
+
+def test_bounce_reaches_the_sender():
+    with Daemon() as d:
+        qid = send(d, '"../x"@localhost', "will bounce")
+        files = d.wait_delivered("a", 1, timeout=15)
+        assert_dsn(files[0], qid, '"../x"@localhost', "5.0.0", "will bounce")
+        d.wait_log(r"%s: sender non-delivery notification: \w+" % qid)
+        d.assert_nothing_more(1, grace=0.5)      # nothing else arrived anywhere
+
+
+def test_expired_message_bounce_says_4_4_7():
+    with Daemon(settings={"retry_initial": 1, "retry_max": 1, "queue_lifetime": 2}) as d:
+        block_mailbox(d, "user")
+        qid = send(d, "user@localhost", "expiring")
+        files = d.wait_delivered("a", 1, timeout=20)
+        assert_dsn(files[0], qid, "user@localhost", "4.4.7", "expiring")
+
+
+def test_no_bounce_to_null_sender():
+    with Daemon() as d:
+        with d.client() as c:
+            c.ehlo()
+            qid = c.send_mail("", ['"../y"@localhost'], make_message(subject="from <>"))
+        d.wait_log(r"%s: no bounce: the sender is <>" % qid)
+        time.sleep(0.5)
+        assert d.all_delivered_files() == [], d.all_delivered_files()
+
+
 def test_unsafe_mailbox_names_bounce():
     with Daemon() as d:
         for rcpt in ['"../../escape"@localhost', '".hidden"@localhost']:

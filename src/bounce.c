@@ -1,0 +1,176 @@
+/*
+ * bounce.c - delivery status notifications to the sender (see bounce.h).
+ */
+#include "bounce.h"
+#include "log.h"
+#include "module_load.h"
+#include "server.h"
+#include "session.h"
+#include "spool.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#define HEADERS_MAX (64 * 1024)
+
+void bounce_capture_headers(int fd, const struct qmsg *m, struct buf *out)
+{
+	char chunk[8192];
+	off_t pos = m->msg_off;
+	while (out->len < HEADERS_MAX) {
+		ssize_t n = pread(fd, chunk, sizeof chunk, pos);
+		if (n <= 0)
+			break;
+		buf_add(out, chunk, (size_t)n);
+		pos += n;
+		char *end = strstr(out->data, "\r\n\r\n");
+		if (end) {
+			out->len = (size_t)(end - out->data) + 2;
+			out->data[out->len] = 0;
+			return;
+		}
+	}
+	if (out->len > HEADERS_MAX) {
+		out->len = HEADERS_MAX;
+		out->data[out->len] = 0;
+	}
+}
+
+static void rfc5322_date(char *buf, size_t size, time_t t)
+{
+	struct tm tm;
+	localtime_r(&t, &tm);
+	strftime(buf, size, "%a, %d %b %Y %H:%M:%S %z", &tm);
+}
+
+static void compose(struct server *srv, const struct qmsg *m, const char *qid,
+                    const struct buf *headers, struct buf *b)
+{
+	const char *host = srv->cfg->hostname;
+	char date[64], arrival[64];
+	rfc5322_date(date, sizeof date, time(NULL));
+	rfc5322_date(arrival, sizeof arrival, m->arrival);
+	buf_addf(b, "Received: by %s (petrel) id %s; %s\r\n", host, qid, date);
+	buf_addf(b, "From: MAILER-DAEMON@%s (Mail Delivery System)\r\n", host);
+	buf_addf(b, "To: <%s>\r\n", m->sender);
+	buf_adds(b, "Subject: Undelivered Mail Returned to Sender\r\n");
+	buf_addf(b, "Date: %s\r\nMessage-ID: <%s.bounce@%s>\r\n", date, qid, host);
+	buf_adds(b, "Auto-Submitted: auto-replied\r\nMIME-Version: 1.0\r\n");
+	buf_addf(b, "Content-Type: multipart/report; report-type=delivery-status;\r\n"
+	            "\tboundary=\"%s/%s\"\r\n\r\n", qid, host);
+	buf_adds(b, "This is a MIME-encapsulated message.\r\n\r\n");
+	buf_addf(b, "--%s/%s\r\nContent-Description: Notification\r\n"
+	            "Content-Type: text/plain; charset=utf-8\r\n\r\n", qid, host);
+	buf_addf(b, "This is the mail system at host %s.\r\n\r\n"
+	            "Your message (queue id %s) could not be delivered to one or more\r\n"
+	            "recipients. It is attached below.\r\n\r\n", host, m->qid);
+	for (int i = 0; i < m->ndests; i++) {
+		const struct qdest *d = &m->dests[i];
+		if (d->status == Q_BOUNCED && !d->reported)
+			buf_addf(b, "<%s>: %s\r\n", d->address, d->last_error ? d->last_error : "failed");
+	}
+	buf_addf(b, "\r\n--%s/%s\r\nContent-Description: Delivery report\r\n"
+	            "Content-Type: message/delivery-status\r\n\r\n", qid, host);
+	buf_addf(b, "Reporting-MTA: dns; %s\r\nX-Petrel-Queue-ID: %s\r\nArrival-Date: %s\r\n",
+	         host, m->qid, arrival);
+	for (int i = 0; i < m->ndests; i++) {
+		const struct qdest *d = &m->dests[i];
+		if (d->status != Q_BOUNCED || d->reported)
+			continue;
+		buf_addf(b, "\r\nFinal-Recipient: rfc822; %s\r\n", d->address);
+		if (strcmp(d->orig, d->address))
+			buf_addf(b, "Original-Recipient: rfc822; %s\r\n", d->orig);
+		buf_addf(b, "Action: failed\r\nStatus: %s\r\nDiagnostic-Code: X-Petrel; %s\r\n",
+		         d->expired ? "4.4.7" : "5.0.0", d->last_error ? d->last_error : "failed");
+	}
+	buf_addf(b, "\r\n--%s/%s\r\nContent-Description: Undelivered Message Headers\r\n"
+	            "Content-Type: text/rfc822-headers\r\n\r\n", qid, host);
+	if (headers->len)
+		buf_add(b, headers->data, headers->len);
+	buf_addf(b, "\r\n--%s/%s--\r\n", qid, host);
+}
+
+static void bounce_committed(void *arg, int ok, const char *err)
+{
+	struct qmsg *b = arg;
+	struct server *srv = b->srv;
+	if (!ok) {
+		log_error("%s: bounce could not be queued: %s", b->qid, err);
+		qmsg_free(&b);
+		return;
+	}
+	log_info("%s: from=<>, size=%llu, nrcpt=1 (queue active)", b->qid,
+	         (unsigned long long)b->size);
+	queue_add(srv->queue, b);
+}
+
+void bounce_send(struct server *srv, struct qmsg *m, const struct buf *headers)
+{
+	int n = 0;
+	for (int i = 0; i < m->ndests; i++)
+		n += m->dests[i].status == Q_BOUNCED && !m->dests[i].reported;
+	if (!n)
+		return;
+	if (!m->sender[0]) {
+		log_info("%s: no bounce: the sender is <>", m->qid);
+		goto reported;
+	}
+	char qid[QID_MAX];
+	spool_new_qid(srv->spool, qid);
+	struct qmsg *b = qmsg_new(qid, "", time(NULL));
+	b->srv = srv;
+	struct petrel_addr a = { .str = m->sender };
+	if (addr_split(m->sender, &a.local, &a.domain) < 0) {
+		log_warn("%s: no bounce: sender <%s> is not an address", m->qid, m->sender);
+		qmsg_free(&b);
+		goto reported;
+	}
+	struct petrel_route r = { .qm = b, .rcpt = &a, .srv = srv };
+	int rr = srv->router->desc->router->route(srv->router->state, &r, &a);
+	free(a.local);
+	free(a.domain);
+	if (rr != PETREL_ROUTE_OK || !b->ndests) {
+		log_warn("%s: no bounce: sender <%s> cannot be routed", m->qid, m->sender);
+		qmsg_free(&b);
+		goto reported;
+	}
+	const char *err;
+	int fd = spool_create(srv->spool, qid, &err);
+	if (fd < 0) {
+		log_error("%s: bounce for %s not written: %s", qid, m->qid, err);
+		qmsg_free(&b);
+		goto reported;
+	}
+	struct buf body = {0}, file = {0};
+	compose(srv, m, qid, headers, &body);
+	spool_envelope(&file, b);
+	buf_add(&file, body.data, body.len);
+	b->size = body.len;
+	size_t off = 0;
+	while (off < file.len) {
+		ssize_t w = write(fd, file.data + off, file.len - off);
+		if (w < 0 && errno == EINTR)
+			continue;
+		if (w <= 0)
+			break;
+		off += (size_t)w;
+	}
+	buf_free(&body);
+	buf_free(&file);
+	if (off != (size_t)b->size + (size_t)b->msg_off) {
+		log_error("%s: bounce for %s not written: %m", qid, m->qid);
+		spool_abort(srv->spool, qid, fd);
+		qmsg_free(&b);
+		goto reported;
+	}
+	log_info("%s: sender non-delivery notification: %s", m->qid, qid);
+	spool_commit(srv->spool, qid, fd, false, bounce_committed, b);
+reported:
+	for (int i = 0; i < m->ndests; i++)
+		if (m->dests[i].status == Q_BOUNCED)
+			m->dests[i].reported = true;
+}

@@ -1,0 +1,28 @@
+/*
+ * bounce.h - delivery status notifications (RFC 3464) to the sender.
+ *
+ * When destinations of a message bounce (permanent failure, or queue
+ * lifetime reached), the sender gets one report listing them, with the
+ * original header section attached.  Never to the null sender <>: a
+ * bounce of a bounce is only logged.  The report is itself a queued
+ * message from <>, written and committed through the spool like any other
+ * (durable before it is scheduled), and routed by the router.
+ */
+#ifndef PETREL_BOUNCE_H
+#define PETREL_BOUNCE_H
+
+#include "mem.h"
+#include "queue.h"
+
+struct server;
+
+/* Read the header section of a queued message (for the report); fd is
+ * the queue file.  Returns a new buffer (possibly empty). */
+void bounce_capture_headers(int fd, const struct qmsg *m, struct buf *out);
+
+/* Send the sender a report about m's destinations with status
+ * Q_BOUNCED that have not been reported yet; 'headers' from
+ * bounce_capture_headers.  Loop thread. */
+void bounce_send(struct server *srv, struct qmsg *m, const struct buf *headers);
+
+#endif
