@@ -114,7 +114,7 @@ static void deliver_work(void *arg)
 		bounce_capture_headers(fd, m, &j->headers);
 	close(fd);
 	if (!pending) {
-		if (unlink(path) < 0)
+		if (spool_retire(srv->spool, m->qid) < 0)
 			log_error("%s: cannot remove queue file: %m", m->qid);
 		else
 			log_info("%s: removed", m->qid);
@@ -173,7 +173,7 @@ static void expire(struct qmsg *m)
 		close(fd);
 	bounce_send(m->srv, m, &headers);
 	buf_free(&headers);
-	if (unlink(path) == 0)
+	if (spool_retire(m->srv->spool, m->qid) == 0)
 		log_info("%s: removed", m->qid);
 }
 

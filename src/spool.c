@@ -14,7 +14,9 @@
 #include "log.h"
 
 #include <errno.h>
+#include <dirent.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -35,9 +37,15 @@ struct commit {
 	struct commit *next;
 };
 
+#define FREE_MAX 4096  /* queue files kept for reuse */
+
 struct spool {
 	char *dir;
-	int incoming_fd, queue_fd, hold_fd;
+	int incoming_fd, queue_fd, hold_fd, free_fd;
+	pthread_mutex_t free_lock;     /* the free list: workers add, the loop takes */
+	unsigned *free_names;          /* free/N */
+	int nfree;
+	unsigned free_counter;
 	struct ev_loop *loop;
 	pthread_t thread;
 	pthread_mutex_t lock;
@@ -85,10 +93,75 @@ void spool_new_qid(struct spool *sp, char qid[QID_MAX])
 
 int spool_create(struct spool *sp, const char *qid, const char **err)
 {
+	unsigned n = 0;
+	bool reuse = false;
+	pthread_mutex_lock(&sp->free_lock);
+	if (sp->nfree) {
+		n = sp->free_names[--sp->nfree];
+		reuse = true;
+	}
+	pthread_mutex_unlock(&sp->free_lock);
+	if (reuse) {
+		char name[16];
+		snprintf(name, sizeof name, "%u", n);
+		if (renameat2(sp->free_fd, name, sp->incoming_fd, qid, RENAME_NOREPLACE) == 0) {
+			int fd = openat(sp->incoming_fd, qid, O_RDWR | O_TRUNC | O_CLOEXEC);
+			if (fd >= 0)
+				return fd;
+			(void)unlinkat(sp->incoming_fd, qid, 0);
+		}
+		/* fall through to a new file */
+	}
 	int fd = openat(sp->incoming_fd, qid, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
 	if (fd < 0)
 		*err = strerror(errno);
 	return fd;
+}
+
+int spool_retire(struct spool *sp, const char *qid)
+{
+	pthread_mutex_lock(&sp->free_lock);
+	bool keep = sp->nfree < FREE_MAX;
+	unsigned n = keep ? ++sp->free_counter : 0;
+	pthread_mutex_unlock(&sp->free_lock);
+	if (keep) {
+		char name[16];
+		snprintf(name, sizeof name, "%u", n);
+		if (renameat(sp->queue_fd, qid, sp->free_fd, name) == 0) {
+			pthread_mutex_lock(&sp->free_lock);
+			sp->free_names[sp->nfree++] = n;
+			pthread_mutex_unlock(&sp->free_lock);
+			return 0;
+		}
+		if (errno == ENOENT)
+			return -1;
+	}
+	return unlinkat(sp->queue_fd, qid, 0);
+}
+
+/* At start: files in free/ are reused (their old contents are never read). */
+static void free_scan(struct spool *sp)
+{
+	int fd = dup(sp->free_fd);
+	DIR *d = fd >= 0 ? fdopendir(fd) : NULL;
+	struct dirent *de;
+	while (d && (de = readdir(d))) {
+		char *end;
+		unsigned long n = strtoul(de->d_name, &end, 10);
+		if (de->d_name[0] == '.' || *end || n == 0 || n > UINT_MAX)
+			continue;
+		if (sp->nfree < FREE_MAX) {
+			sp->free_names[sp->nfree++] = (unsigned)n;
+			if (n > sp->free_counter)
+				sp->free_counter = (unsigned)n;
+		} else {
+			(void)unlinkat(sp->free_fd, de->d_name, 0);
+		}
+	}
+	if (d)
+		closedir(d);
+	else if (fd >= 0)
+		close(fd);
 }
 
 void spool_abort(struct spool *sp, const char *qid, int fd)
@@ -310,10 +383,13 @@ struct spool *spool_open(const char *dir, struct ev_loop *loop, struct buf *errs
 	sp->incoming_fd = open_subdir(dir, "incoming", errs);
 	sp->queue_fd = open_subdir(dir, "queue", errs);
 	sp->hold_fd = open_subdir(dir, "hold", errs);
+	sp->free_fd = open_subdir(dir, "free", errs);
 	int cfd = open_subdir(dir, "corrupt", errs);
 	if (cfd >= 0)
 		close(cfd);
-	if (sp->incoming_fd < 0 || sp->queue_fd < 0 || sp->hold_fd < 0 || cfd < 0) {
+	if (sp->incoming_fd < 0 || sp->queue_fd < 0 || sp->hold_fd < 0 || sp->free_fd < 0 || cfd < 0) {
+		if (sp->free_fd >= 0)
+			close(sp->free_fd);
 		if (sp->incoming_fd >= 0)
 			close(sp->incoming_fd);
 		if (sp->queue_fd >= 0)
@@ -338,6 +414,9 @@ struct spool *spool_open(const char *dir, struct ev_loop *loop, struct buf *errs
 		log_fatal("spool eventfd: %s", err);
 	pthread_mutex_init(&sp->lock, NULL);
 	pthread_cond_init(&sp->cond, NULL);
+	pthread_mutex_init(&sp->free_lock, NULL);
+	sp->free_names = xcalloc(FREE_MAX, sizeof *sp->free_names);
+	free_scan(sp);
 	if (pthread_create(&sp->thread, NULL, committer_main, sp) != 0)
 		log_fatal("pthread_create failed");
 	return sp;
@@ -362,6 +441,9 @@ void spool_close(struct spool **spp)
 	close(sp->incoming_fd);
 	close(sp->queue_fd);
 	close(sp->hold_fd);
+	close(sp->free_fd);
+	free(sp->free_names);
+	pthread_mutex_destroy(&sp->free_lock);
 	pthread_mutex_destroy(&sp->lock);
 	pthread_cond_destroy(&sp->cond);
 	free(sp->dir);

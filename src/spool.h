@@ -7,6 +7,10 @@
  *   hold/QID       a committed message a filter put on hold (not delivered
  *                  until an operator moves it to queue/: petrelctl release)
  *   corrupt/QID    a queue file that could not be read (kept for a human)
+ *   free/N         finished queue files kept for reuse: a new message takes
+ *                  one over (rename + truncate) instead of a new inode.
+ *                  Creating and deleting an inode per message is what costs
+ *                  most on a busy ext4; reuse makes the churn renames.
  *
  * A queue file is an envelope of text lines, then the message exactly as
  * received (CRLF lines, Received: header first):
@@ -44,6 +48,10 @@ void spool_new_qid(struct spool *sp, char qid[QID_MAX]);
 
 /* Create incoming/QID exclusively; returns the fd or -1 with *err. */
 int spool_create(struct spool *sp, const char *qid, const char **err);
+/* A message is done: its queue file goes to free/ for reuse (or is
+ * removed when enough are kept).  Any thread.  Returns 0 or -1 (errno). */
+int spool_retire(struct spool *sp, const char *qid);
+
 /* Drop an incomplete message: close fd, unlink incoming/QID. */
 void spool_abort(struct spool *sp, const char *qid, int fd);
 

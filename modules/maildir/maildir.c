@@ -9,6 +9,10 @@
  * Return-Path and Delivered-To; lines end in LF (the maildir convention
  * that Dovecot reads), converted from the CRLF of SMTP.
  *
+ * Group commit of the directory sync: deliveries into the same new/ at
+ * the same moment share one fsync of it.  A delivery is covered only by a
+ * sync that began after its rename; it waits for one, or runs it.
+ *
  * 'root' is a template: %d the domain, %u the local part (lower-cased),
  * %% a percent sign.  Local parts that could leave the root ('/', a
  * leading '.') are refused permanently.  Every other failure (permissions,
@@ -23,6 +27,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -31,8 +36,21 @@
 #include <sys/time.h>
 #include <unistd.h>
 
+#define DIRSYNC_SLOTS 64
+
+/* One directory's sync in progress, shared by concurrent deliveries. */
+struct dirsync {
+	pthread_mutex_t lock;
+	pthread_cond_t cond;
+	char path[PATH_MAX];
+	unsigned long long requested;  /* renames that need a sync */
+	unsigned long long done;       /* renames a finished sync covered */
+	int running;
+};
+
 struct maildir {
 	const struct petrel_host *host;
+	struct dirsync slots[DIRSYNC_SLOTS];
 	char *root;             /* absolute template */
 	char hostname[128];     /* with '/' and ':' escaped, as the spec asks */
 	atomic_uint counter;
@@ -46,6 +64,10 @@ static int md_init(const struct petrel_host *host, petrel_conf *conf, void **sta
 	md->host = host;
 	*state = md;
 	const char *root = "Maildir/%d/%u";
+	for (int i = 0; i < DIRSYNC_SLOTS; i++) {
+		pthread_mutex_init(&md->slots[i].lock, NULL);
+		pthread_cond_init(&md->slots[i].cond, NULL);
+	}
 	host->conf_string(conf, "root", &root);
 	if (!strstr(root, "%u")) {
 		host->conf_error(conf, "root", "'%s' must contain %%u (the local part)", root);
@@ -83,6 +105,10 @@ static void md_fini(void *state)
 {
 	struct maildir *md = state;
 	if (md) {
+		for (int i = 0; i < DIRSYNC_SLOTS; i++) {
+			pthread_mutex_destroy(&md->slots[i].lock);
+			pthread_cond_destroy(&md->slots[i].cond);
+		}
 		free(md->root);
 		free(md);
 	}
@@ -206,6 +232,68 @@ static int copy_message(const struct petrel_host *host, petrel_delivery *d, int 
 	return 0;
 }
 
+static int fsync_dir(const char *dir)
+{
+	int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (fd < 0)
+		return -1;
+	int r = fsync(fd);
+	int e = errno;
+	close(fd);
+	errno = e;
+	return r;
+}
+
+static unsigned hash_path(const char *s)
+{
+	unsigned h = 2166136261u;
+	for (; *s; s++)
+		h = (h ^ (unsigned char)*s) * 16777619u;
+	return h % DIRSYNC_SLOTS;
+}
+
+/* Make the rename just done in dir durable, sharing the sync with other
+ * deliveries into the same directory.  Returns 0 or -1 (errno set). */
+static int sync_new_dir(struct maildir *md, const char *dir)
+{
+	struct dirsync *ds = &md->slots[hash_path(dir)];
+	pthread_mutex_lock(&ds->lock);
+	if (strcmp(ds->path, dir) != 0) {
+		if (ds->running) {
+			/* another directory holds the slot: sync on our own */
+			pthread_mutex_unlock(&ds->lock);
+			return fsync_dir(dir);
+		}
+		snprintf(ds->path, sizeof ds->path, "%s", dir);
+		ds->requested = ds->done = 0;
+	}
+	unsigned long long want = ++ds->requested;
+	int r = 0;
+	while (ds->done < want) {
+		if (ds->running) {
+			pthread_cond_wait(&ds->cond, &ds->lock);
+			continue;
+		}
+		ds->running = 1;
+		unsigned long long covers = ds->requested;
+		pthread_mutex_unlock(&ds->lock);
+		r = fsync_dir(dir);
+		int e = errno;
+		pthread_mutex_lock(&ds->lock);
+		ds->running = 0;
+		if (r == 0)
+			ds->done = covers;
+		pthread_cond_broadcast(&ds->cond);
+		if (r < 0) {
+			pthread_mutex_unlock(&ds->lock);
+			errno = e;
+			return -1;
+		}
+	}
+	pthread_mutex_unlock(&ds->lock);
+	return 0;
+}
+
 static int md_deliver(void *state, petrel_delivery *d)
 {
 	struct maildir *md = state;
@@ -262,18 +350,14 @@ static int md_deliver(void *state, petrel_delivery *d)
 	}
 	char newdir[PATH_MAX + 16];
 	snprintf(newdir, sizeof newdir, "%s/new", dir);
-	int dfd = open(newdir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-	if (dfd < 0 || fsync(dfd) < 0) {
+	if (sync_new_dir(md, newdir) < 0) {
 		int e = errno;
-		if (dfd >= 0)
-			close(dfd);
 		/* The file is in new/ but may not survive a crash: deliver again
 		 * later rather than risk losing it (a duplicate at worst). */
 		unlink(new);
 		host->delivery_status(d, "maildir sync %s: %s", newdir, strerror(e));
 		return PETREL_DEFER;
 	}
-	close(dfd);
 	host->delivery_status(d, "delivered to maildir %s", dir);
 	return PETREL_DELIVERED;
 }

@@ -18,6 +18,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/types.h>
 #include <unistd.h>
 
 static const char *MSG = "Subject: hi\r\n\r\nbody\r\n";
@@ -145,6 +146,33 @@ int main(void)
 	tap_ok(count_dir(dir, "corrupt") == 2, "corrupt and truncated files moved to corrupt/");
 	for (int i = 0; i < n; i++)
 		qmsg_free(&out[i]);
+	free(out);
+
+	/* recycling: a finished queue file becomes the next incoming one */
+	tap_ok(spool_retire(sp, "AAA1") == 0, "retire a finished message");
+	tap_ok(count_dir(dir, "queue") == 0 && count_dir(dir, "free") == 1,
+	       "its file moves from queue/ to free/");
+	const char *cerr = NULL;
+	fd = spool_create(sp, "FFF6", &cerr);
+	struct stat st;
+	tap_ok(fd >= 0 && fstat(fd, &st) == 0 && st.st_size == 0,
+	       "create takes the free file over, truncated");
+	tap_ok(count_dir(dir, "free") == 0 && count_dir(dir, "incoming") == 1,
+	       "free/ is empty again, incoming/ holds the new message");
+	if (fd >= 0)
+		close(fd);
+	fd = spool_create(sp, "GGG7", &cerr);
+	tap_ok(fd >= 0 && count_dir(dir, "incoming") == 2, "with none free, a new file is made");
+	if (fd >= 0)
+		close(fd);
+	tap_ok(spool_retire(sp, "NOPE") < 0, "retiring a missing file fails");
+	/* a file left in free/ is never taken for mail */
+	char *fp = xasprintf("%s/free/99", dir);
+	fd = open(fp, O_WRONLY | O_CREAT, 0600);
+	tap_ok(fd >= 0 && write(fd, "PETREL-QUEUE 1\nQ 99\nE\n", 22) == 22, "old data in free/");
+	close(fd);
+	free(fp);
+	tap_ok(spool_recover(sp, &out, &n, &errs) == 0 && n == 0, "recovery ignores free/");
 	free(out);
 	free(inc);
 	free(bad);
