@@ -40,9 +40,14 @@ struct petrel_part {
 	bool decoded;
 };
 
+/* Messages up to this size are read into memory; larger ones are mapped
+ * (munmap in a threaded process costs a TLB shootdown on every CPU). */
+#define READ_MAX (1024 * 1024)
+
 struct msg_view {
 	char *map;
 	size_t map_len;
+	bool mapped;            /* map came from mmap (else from malloc) */
 	const char *msg;        /* the message inside the map */
 	size_t len;
 	struct hdr *hdrs;
@@ -129,12 +134,28 @@ int msg_load(struct petrel_txn *t, const char **err)
 	}
 	struct msg_view *v = xcalloc(1, sizeof *v);
 	v->map_len = (size_t)st.st_size;
-	if (v->map_len) {
+	if (v->map_len > READ_MAX) {
 		v->map = mmap(NULL, v->map_len, PROT_READ, MAP_SHARED, t->fd, 0);
 		if (v->map == MAP_FAILED) {
 			*err = strerror(errno);
 			free(v);
 			return -1;
+		}
+		v->mapped = true;
+	} else if (v->map_len) {
+		v->map = xmalloc(v->map_len);
+		size_t got = 0;
+		while (got < v->map_len) {
+			ssize_t n = pread(t->fd, v->map + got, v->map_len - got, (off_t)got);
+			if (n < 0 && errno == EINTR)
+				continue;
+			if (n <= 0) {
+				*err = n < 0 ? strerror(errno) : "queue file shorter than written";
+				free(v->map);
+				free(v);
+				return -1;
+			}
+			got += (size_t)n;
 		}
 	}
 	size_t off = (size_t)t->qm->msg_off;
@@ -154,8 +175,10 @@ void msg_free(struct petrel_txn *t)
 	struct msg_view *v = t->msg;
 	if (!v)
 		return;
-	if (v->map && v->map_len)
+	if (v->mapped)
 		munmap(v->map, v->map_len);
+	else
+		free(v->map);
 	for (int i = 0; i < v->nhdrs; i++) {
 		free(v->hdrs[i].name);
 		free(v->hdrs[i].value);
