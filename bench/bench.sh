@@ -310,6 +310,7 @@ spool = "$tmp/spool";
 listeners = ( { listen = "127.0.0.1:$port"; stage = "mta"; } );
 domains = [ "localhost" ];
 $filters
+${PETREL_EXTRA_CONF:-}
 modules = { maildir = { root = "$tmp/mail/%d/%u"; }; $regex };
 EOF
   b=$(dirname "$(dirname "$PETRELD")")

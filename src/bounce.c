@@ -2,6 +2,7 @@
  * bounce.c - delivery status notifications to the sender (see bounce.h).
  */
 #include "bounce.h"
+#include "fileio.h"
 #include "log.h"
 #include "module_load.h"
 #include "server.h"
@@ -150,18 +151,10 @@ void bounce_send(struct server *srv, struct qmsg *m, const struct buf *headers)
 	spool_envelope(&file, b);
 	buf_add(&file, body.data, body.len);
 	b->size = body.len;
-	size_t off = 0;
-	while (off < file.len) {
-		ssize_t w = write(fd, file.data + off, file.len - off);
-		if (w < 0 && errno == EINTR)
-			continue;
-		if (w <= 0)
-			break;
-		off += (size_t)w;
-	}
+	int wr = write_all(fd, file.data, file.len);
 	buf_free(&body);
 	buf_free(&file);
-	if (off != (size_t)b->size + (size_t)b->msg_off) {
+	if (wr < 0) {
 		log_error("%s: bounce for %s not written: %m", qid, m->qid);
 		spool_abort(srv->spool, qid, fd);
 		qmsg_free(&b);

@@ -3,6 +3,7 @@
  * msg_edit.h).
  */
 #include "msg_edit.h"
+#include "fileio.h"
 #include "log.h"
 #include "mime.h"
 #include "spool.h"
@@ -144,18 +145,12 @@ int msg_load(struct petrel_txn *t, const char **err)
 		v->mapped = true;
 	} else if (v->map_len) {
 		v->map = xmalloc(v->map_len);
-		size_t got = 0;
-		while (got < v->map_len) {
-			ssize_t n = pread(t->fd, v->map + got, v->map_len - got, (off_t)got);
-			if (n < 0 && errno == EINTR)
-				continue;
-			if (n <= 0) {
-				*err = n < 0 ? strerror(errno) : "queue file shorter than written";
-				free(v->map);
-				free(v);
-				return -1;
-			}
-			got += (size_t)n;
+		ssize_t got = pread_all(t->fd, v->map, v->map_len, 0);
+		if (got != (ssize_t)v->map_len) {
+			*err = got < 0 ? strerror(errno) : "queue file shorter than written";
+			free(v->map);
+			free(v);
+			return -1;
 		}
 	}
 	size_t off = (size_t)t->qm->msg_off;

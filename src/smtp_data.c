@@ -12,6 +12,7 @@
  * is acknowledged until spool_commit() says the file is durable.
  */
 #include "smtp_server.h"
+#include "fileio.h"
 #include "filter_chain.h"
 #include "log.h"
 #include "msg_edit.h"
@@ -30,19 +31,11 @@
 
 static void wbuf_flush(struct petrel_txn *t)
 {
-	size_t off = 0;
-	while (off < t->wbuf.len && !t->io_error) {
-		ssize_t n = write(t->fd, t->wbuf.data + off, t->wbuf.len - off);
-		if (n < 0) {
-			if (errno == EINTR)
-				continue;
-			log_error("%s: queue file write error: %m", t->qid);
-			t->io_error = true;
-			break;
-		}
-		off += (size_t)n;
+	if (!t->io_error && write_all(t->fd, t->wbuf.data, t->wbuf.len) < 0) {
+		log_error("%s: queue file write error: %m", t->qid);
+		t->io_error = true;
 	}
-	t->file_off += off;
+	t->file_off += t->wbuf.len;
 	buf_reset(&t->wbuf);
 }
 

@@ -11,6 +11,7 @@
 #define _GNU_SOURCE
 #endif
 #include "spool.h"
+#include "fileio.h"
 #include "log.h"
 
 #include <errno.h>
@@ -182,21 +183,6 @@ void spool_envelope(struct buf *b, struct qmsg *m)
 	}
 	buf_adds(b, "E\n");
 	m->msg_off = (off_t)b->len;
-}
-
-static int write_all(int fd, const char *p, size_t n)
-{
-	while (n) {
-		ssize_t w = write(fd, p, n);
-		if (w < 0) {
-			if (errno == EINTR)
-				continue;
-			return -1;
-		}
-		p += w;
-		n -= (size_t)w;
-	}
-	return 0;
 }
 
 int spool_replace(struct spool *sp, const char *qid, const char *head, size_t head_len,
