@@ -26,6 +26,7 @@ RUN_POSTFIX=1
 MATRIX=0
 REUSE=1          # smtp-source -d: several messages per SMTP session
 KEEP=0
+FRESH_FS=0       # --fresh-fs: each server run on a newly made ext4 (root, loop device)
 N_SET=0
 
 SMTP_SOURCE=${SMTP_SOURCE:-/usr/sbin/smtp-source}
@@ -52,6 +53,8 @@ usage: $ME [-n MESSAGES] [-s SESSIONS] [-z SIZE_BYTES] [-p PETRELD]
                  x size {1024,10240,102400}, print one table
   --reconnect    new SMTP connection per message (omit smtp-source -d)
   --keep         keep the temp dirs (spools, Maildirs, logs) for inspection
+  --fresh-fs     run each server on its own newly made ext4 (loop device, as
+                 root): runs stop paying for inodes earlier runs deleted
   -h, --help     this text
 
 Temp dirs are made with mktemp(1) and honour \$TMPDIR; put it on the disk you
@@ -72,6 +75,7 @@ while [ $# -gt 0 ]; do
     --matrix) MATRIX=1; shift ;;
     --reconnect) REUSE=0; shift ;;
     --keep) KEEP=1; shift ;;
+    --fresh-fs) FRESH_FS=1; shift ;;
     -h|--help) usage; exit 0 ;;
     *) echo "$ME: unknown argument: $1" >&2; usage >&2; exit 2 ;;
   esac
@@ -117,6 +121,7 @@ PETREL_PID=""
 PF_CONF=""          # config_directory of a running private Postfix
 PF_MASTER_PID=""
 TMPDIRS=()
+MOUNTS=()        # --fresh-fs: loop filesystems mounted on temp dirs
 
 # Stop a private Postfix instance and make sure none of its processes are
 # left: all Postfix daemons run in the session of master(8).
@@ -164,6 +169,11 @@ petrel_stop() {
 cleanup() {
   petrel_stop
   postfix_stop
+  local m
+  for m in "${MOUNTS[@]+"${MOUNTS[@]}"}"; do
+    if [ "$KEEP" = 1 ]; then say "kept mounted: $m ($m.img)"; continue; fi
+    umount "$m" 2>/dev/null || umount -l "$m" 2>/dev/null; rm -f -- "$m.img"
+  done
   if [ "$KEEP" = 1 ]; then
     [ ${#TMPDIRS[@]} -gt 0 ] && say "kept: ${TMPDIRS[*]}"
   else
@@ -286,6 +296,15 @@ run_load() {
 mktmp() {
   MKTMP=$(mktemp -d "${TMPDIR:-/tmp}/petrel-bench-$1.XXXXXX") || die "mktemp failed"
   TMPDIRS+=("$MKTMP")
+  if [ "$FRESH_FS" = 1 ]; then
+    # a new ext4 (mkfs defaults: with a journal) for this run alone, so no
+    # run pays for the inodes an earlier run created and deleted
+    local mode; mode=$(stat -c %a "$MKTMP")
+    truncate -s 8G "$MKTMP.img" && mkfs.ext4 -q -F "$MKTMP.img" &&
+      mount -o loop "$MKTMP.img" "$MKTMP" || die "--fresh-fs: cannot make or mount $MKTMP.img"
+    MOUNTS+=("$MKTMP")
+    chmod "$mode" "$MKTMP"
+  fi
 }
 
 # ---------------------------------------------------------------------------

@@ -27,6 +27,8 @@
 #include <sys/time.h>
 #include <unistd.h>
 
+#define SYNCERS 7   /* threads that wait on file syncs besides the committer */
+
 struct commit {
 	char qid[QID_MAX];
 	int fd;
@@ -59,6 +61,11 @@ struct spool {
 	uint64_t last_usec;
 	unsigned counter;
 	uint64_t batches, committed;   /* statistics, committer thread only */
+	/* the batch being synced, shared with the sync threads */
+	pthread_t syncers[SYNCERS];
+	pthread_cond_t sync_cond, synced_cond;
+	struct commit **batch;
+	int batch_n, batch_next, batch_done, batch_cap;
 };
 
 const char *spool_dir(const struct spool *sp)
@@ -207,14 +214,64 @@ int spool_replace(struct spool *sp, const char *qid, const char *head, size_t he
 
 /* --- the committer --- */
 
+/* Take the next file of the batch and sync it; false when none is left.
+ * Called with sp->lock held; drops it around the sync. */
+static bool sync_one(struct spool *sp)
+{
+	if (sp->batch_next >= sp->batch_n)
+		return false;
+	struct commit *c = sp->batch[sp->batch_next++];
+	pthread_mutex_unlock(&sp->lock);
+	c->ok = fdatasync(c->fd) == 0;
+	if (!c->ok)
+		snprintf(c->err, sizeof c->err, "sync: %s", strerror(errno));
+	pthread_mutex_lock(&sp->lock);
+	if (++sp->batch_done == sp->batch_n)
+		pthread_cond_signal(&sp->synced_cond);
+	return true;
+}
+
+static void *syncer_main(void *arg)
+{
+	struct spool *sp = arg;
+	pthread_mutex_lock(&sp->lock);
+	while (!sp->quit) {
+		if (!sync_one(sp))
+			pthread_cond_wait(&sp->sync_cond, &sp->lock);
+	}
+	pthread_mutex_unlock(&sp->lock);
+	return NULL;
+}
+
 static void commit_batch(struct spool *sp, struct commit *list)
 {
-	for (struct commit *c = list; c; c = c->next)
-		(void)sync_file_range(c->fd, 0, 0, SYNC_FILE_RANGE_WRITE);
+	int n = 0;
 	for (struct commit *c = list; c; c = c->next) {
-		c->ok = fdatasync(c->fd) == 0;
-		if (!c->ok)
-			snprintf(c->err, sizeof c->err, "sync: %s", strerror(errno));
+		(void)sync_file_range(c->fd, 0, 0, SYNC_FILE_RANGE_WRITE);
+		n++;
+	}
+	/* The files are synced concurrently: a journaling filesystem folds
+	 * concurrent syncs into one commit, where one after another would
+	 * each wait for their own. */
+	pthread_mutex_lock(&sp->lock);
+	if (n > sp->batch_cap) {
+		sp->batch_cap = n * 2;
+		sp->batch = xrealloc(sp->batch, (size_t)sp->batch_cap * sizeof *sp->batch);
+	}
+	n = 0;
+	for (struct commit *c = list; c; c = c->next)
+		sp->batch[n++] = c;
+	sp->batch_n = n;
+	sp->batch_next = sp->batch_done = 0;
+	if (n > 1)
+		pthread_cond_broadcast(&sp->sync_cond);
+	while (sync_one(sp))
+		;
+	while (sp->batch_done < sp->batch_n)
+		pthread_cond_wait(&sp->synced_cond, &sp->lock);
+	sp->batch_n = 0;
+	pthread_mutex_unlock(&sp->lock);
+	for (struct commit *c = list; c; c = c->next) {
 		close(c->fd);
 		c->fd = -1;
 	}
@@ -403,8 +460,13 @@ struct spool *spool_open(const char *dir, struct ev_loop *loop, struct buf *errs
 	pthread_mutex_init(&sp->free_lock, NULL);
 	sp->free_names = xcalloc(FREE_MAX, sizeof *sp->free_names);
 	free_scan(sp);
+	pthread_cond_init(&sp->sync_cond, NULL);
+	pthread_cond_init(&sp->synced_cond, NULL);
 	if (pthread_create(&sp->thread, NULL, committer_main, sp) != 0)
 		log_fatal("pthread_create failed");
+	for (int i = 0; i < SYNCERS; i++)
+		if (pthread_create(&sp->syncers[i], NULL, syncer_main, sp) != 0)
+			log_fatal("pthread_create failed");
 	return sp;
 }
 
@@ -418,6 +480,14 @@ void spool_close(struct spool **spp)
 	pthread_cond_broadcast(&sp->cond);
 	pthread_mutex_unlock(&sp->lock);
 	pthread_join(sp->thread, NULL);
+	pthread_mutex_lock(&sp->lock);
+	pthread_cond_broadcast(&sp->sync_cond);
+	pthread_mutex_unlock(&sp->lock);
+	for (int i = 0; i < SYNCERS; i++)
+		pthread_join(sp->syncers[i], NULL);
+	free(sp->batch);
+	pthread_cond_destroy(&sp->sync_cond);
+	pthread_cond_destroy(&sp->synced_cond);
 	on_committed(sp->loop, sp->efd, EV_READ, sp);
 	if (sp->batches)
 		log_info("spool: %llu messages committed in %llu group commits",
