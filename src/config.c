@@ -86,7 +86,7 @@ static const struct setting settings[] = {
 	{ .name = "retry_max", .type = T_INT, .offset = OFF(retry_max), .min = 1, .max = 86400,
 	  .help = "longest wait between retries, in seconds (default 4000)" },
 	{ .name = "delivery_workers", .type = T_INT, .offset = OFF(delivery_workers), .min = 1, .max = 256,
-	  .help = "threads that run blocking deliveries (default 16)" },
+	  .help = "threads that run blocking deliveries (default 32)" },
 	{ .name = "max_connections", .type = T_INT, .offset = OFF(max_connections), .min = 1,
 	  .max = 1000000, .help = "concurrent SMTP sessions accepted (default 10000)" },
 	{ .name = "pending_timeout", .type = T_INT, .offset = OFF(pending_timeout), .min = 1,
@@ -451,7 +451,7 @@ static void set_defaults(struct config *c)
 	c->queue_lifetime = 5 * 86400;
 	c->retry_initial = 300;
 	c->retry_max = 4000;
-	c->delivery_workers = 16;
+	c->delivery_workers = 32;
 	c->max_connections = 10000;
 	c->pending_timeout = 30;
 }
