@@ -30,7 +30,7 @@ const char config_default_text[] =
 	"domains = [ \"localhost\" ];\n"
 	"modules = { maildir = { root = \"petrel-data/mail/%d/%u\"; }; };\n";
 
-enum stype { T_STRING, T_INT, T_BOOL, T_STRLIST, T_LIST, T_GROUP };
+enum stype { T_STRING, T_INT, T_SIZE, T_BOOL, T_STRLIST, T_LIST, T_GROUP };
 
 struct setting;
 typedef int setter_fn(struct config *c, const struct setting *st, config_setting_t *s,
@@ -39,13 +39,16 @@ typedef int setter_fn(struct config *c, const struct setting *st, config_setting
 struct setting {
 	const char *name;
 	enum stype type;
-	size_t offset;          /* into struct config, for simple types */
-	long long min, max;     /* T_INT bounds */
+	size_t offset;          /* into struct config, for simple types: int (T_INT),
+	                         * uint64_t (T_SIZE), char * (T_STRING), char ** (T_STRLIST) */
+	size_t count;           /* T_STRLIST: where the int element count goes */
+	long long min, max;     /* T_INT and T_SIZE bounds */
 	setter_fn *set;         /* for the complex ones */
 	const char *help;
 };
 
 static setter_fn set_listeners, set_relay, set_domains, set_modules;
+static void free_strv(char ***v, int n);
 
 #define OFF(f) offsetof(struct config, f)
 
@@ -62,13 +65,13 @@ static const struct setting settings[] = {
 	  .help = "local domains: mail for them is delivered here" },
 	{ .name = "relay_networks", .type = T_STRLIST, .set = set_relay,
 	  .help = "client networks (CIDR) that may relay without AUTH; empty by default" },
-	{ .name = "filters", .type = T_STRLIST, .offset = OFF(filters),
+	{ .name = "filters", .type = T_STRLIST, .offset = OFF(filters), .count = OFF(nfilters),
 	  .help = "the filter chain: module names, in the order they run" },
 	{ .name = "router", .type = T_STRING, .offset = OFF(router),
 	  .help = "router module (default \"router\")" },
 	{ .name = "module_path", .type = T_STRING, .offset = OFF(module_path),
 	  .help = "colon-separated directories searched for modules (default: the installed moduledir)" },
-	{ .name = "message_size_limit", .type = T_INT, .offset = OFF(message_size_limit),
+	{ .name = "message_size_limit", .type = T_SIZE, .offset = OFF(message_size_limit),
 	  .min = 1024, .max = (long long)1 << 40,
 	  .help = "largest message accepted, in bytes (default 10240000)" },
 	{ .name = "recipient_limit", .type = T_INT, .offset = OFF(recipient_limit),
@@ -145,6 +148,7 @@ void config_error_at(const struct config *c, config_setting_t *s, struct buf *er
 static const char *type_word(enum stype t)
 {
 	static const char *w[] = { [T_STRING] = "a string", [T_INT] = "an integer",
+		[T_SIZE] = "an integer",
 		[T_BOOL] = "true or false", [T_STRLIST] = "a list of strings [ \"...\" ]",
 		[T_LIST] = "a list ( {...} )", [T_GROUP] = "a group { ... }" };
 	return w[t];
@@ -155,7 +159,8 @@ static bool type_ok(config_setting_t *s, enum stype t)
 	int ty = config_setting_type(s);
 	switch (t) {
 	case T_STRING: return ty == CONFIG_TYPE_STRING;
-	case T_INT: return ty == CONFIG_TYPE_INT || ty == CONFIG_TYPE_INT64;
+	case T_INT:
+	case T_SIZE: return ty == CONFIG_TYPE_INT || ty == CONFIG_TYPE_INT64;
 	case T_BOOL: return ty == CONFIG_TYPE_BOOL;
 	case T_STRLIST:
 		if (ty != CONFIG_TYPE_ARRAY && ty != CONFIG_TYPE_LIST)
@@ -476,21 +481,26 @@ static int apply(struct config *c, const struct setting *st, config_setting_t *s
 		}
 		return 0;
 	}
-	case T_INT: {
+	case T_INT:
+	case T_SIZE: {
 		long long v = config_setting_get_int64(s);
 		if (v < st->min || v > st->max) {
 			config_error_at(c, s, errs, "%lld is out of range (%lld to %lld)", v, st->min, st->max);
 			return -1;
 		}
-		if (st->offset == OFF(message_size_limit))
-			c->message_size_limit = (uint64_t)v;
+		if (st->type == T_SIZE)
+			*(uint64_t *)field = (uint64_t)v;
 		else
 			*(int *)field = (int)v;
 		return 0;
 	}
-	case T_STRLIST:
-		c->filters = strlist(s, &c->nfilters, false);
+	case T_STRLIST: {
+		char ***dst = field;
+		int *n = (int *)((char *)c + st->count);
+		free_strv(dst, *n);
+		*dst = strlist(s, n, false);
 		return 0;
+	}
 	default:
 		return 0;
 	}

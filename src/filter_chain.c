@@ -69,8 +69,11 @@ static void pending_timeout(struct ev_loop *loop, void *arg)
 	         s->txn ? s->txn->qid : s->peer_name, s->srv->cfg->pending_timeout);
 	s->run.pending_id = 0;
 	s->pending = false;
-	char *reply = s->txn ? s->txn->reply : s->reply;
-	snprintf(reply, 512, "451 4.7.1 Error: filter timed out, try again later");
+	static const char timed_out[] = "451 4.7.1 Error: filter timed out, try again later";
+	if (s->txn)
+		snprintf(s->txn->reply, sizeof s->txn->reply, "%s", timed_out);
+	else
+		snprintf(s->reply, sizeof s->reply, "%s", timed_out);
 	step_done(s, s->run.step, PETREL_TEMPFAIL);
 }
 

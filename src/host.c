@@ -374,9 +374,7 @@ static int h_rcpt_add(petrel_txn *t, const char *address)
 		return -1;
 	struct petrel_addr a = { .str = xstrdup(address), .local = local, .domain = domain };
 	if (session_route(t->s, t, &a) != PETREL_ROUTE_OK) {
-		free(a.str);
-		free(a.local);
-		free(a.domain);
+		addr_clear(&a);
 		return -1;
 	}
 	t->rcpts = xrealloc(t->rcpts, (size_t)(t->nrcpt + 1) * sizeof *t->rcpts);
@@ -395,10 +393,7 @@ static int h_rcpt_remove(petrel_txn *t, const char *address)
 			i++;
 			continue;
 		}
-		free(d->transport); free(d->address); free(d->orig);
-		free(d->local); free(d->domain); free(d->last_error);
-		memmove(d, d + 1, (size_t)(t->qm->ndests - i - 1) * sizeof *d);
-		t->qm->ndests--;
+		qmsg_drop_dest(t->qm, i);
 		removed++;
 	}
 	for (int i = 0; i < t->nrcpt;) {
@@ -407,7 +402,7 @@ static int h_rcpt_remove(petrel_txn *t, const char *address)
 			i++;
 			continue;
 		}
-		free(a->str); free(a->local); free(a->domain);
+		addr_clear(a);
 		memmove(a, a + 1, (size_t)(t->nrcpt - i - 1) * sizeof *a);
 		t->nrcpt--;
 		removed++;

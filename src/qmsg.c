@@ -56,20 +56,26 @@ struct qdest *qmsg_add_dest(struct qmsg *m, const char *transport, const char *a
 	return d;
 }
 
+void qmsg_drop_dest(struct qmsg *m, int i)
+{
+	struct qdest *d = &m->dests[i];
+	free(d->transport);
+	free(d->address);
+	free(d->orig);
+	free(d->local);
+	free(d->domain);
+	free(d->last_error);
+	memmove(d, d + 1, (size_t)(m->ndests - i - 1) * sizeof *d);
+	m->ndests--;
+}
+
 void qmsg_free(struct qmsg **mp)
 {
 	struct qmsg *m = *mp;
 	if (!m)
 		return;
-	for (int i = 0; i < m->ndests; i++) {
-		struct qdest *d = &m->dests[i];
-		free(d->transport);
-		free(d->address);
-		free(d->orig);
-		free(d->local);
-		free(d->domain);
-		free(d->last_error);
-	}
+	while (m->ndests)
+		qmsg_drop_dest(m, m->ndests - 1);
 	free(m->dests);
 	free(m->sender);
 	free(m);

@@ -187,7 +187,6 @@ static void deliver_done(void *arg)
 	free(j->mods);
 	free(j);
 	q->active--;
-	m->busy = false;
 	int pending = 0;
 	for (int i = 0; i < m->ndests; i++)
 		pending += m->dests[i].status == Q_PENDING;
@@ -230,7 +229,6 @@ static void kick(struct queue *q)
 			struct module *mod = module_find(&srv->mods, m->dests[i].transport);
 			j->mods[i] = mod && mod->desc->transport ? mod : NULL;
 		}
-		m->busy = true;
 		q->active++;
 		workers_submit(srv->workers, deliver_work, deliver_done, j);
 	}

@@ -48,7 +48,6 @@ struct qmsg {
 	off_t msg_off;       /* where the message starts in the file */
 	uint64_t size;       /* message bytes */
 	int attempts;
-	bool busy;           /* a worker has it */
 	struct ev_timer retry;
 	struct qmsg *next;   /* in the run list */
 	int qindex;          /* in the queue's table of held messages */
@@ -59,6 +58,8 @@ struct qmsg *qmsg_new(const char *qid, const char *sender, time_t arrival);
 /* Add a destination; address is split into local/domain.  Returns it. */
 struct qdest *qmsg_add_dest(struct qmsg *m, const char *transport, const char *address,
                             const char *orig);
+/* Remove destination i (its file record is the caller's business). */
+void qmsg_drop_dest(struct qmsg *m, int i);
 void qmsg_free(struct qmsg **m);
 
 struct queue;

@@ -56,10 +56,7 @@ struct petrel_txn {
 	int nrcpt;
 	int nrefused;            /* RCPTs refused (for "no valid recipients") */
 	struct qmsg *qm;         /* the envelope being built: dests from routing */
-	bool has_size;
-	uint64_t declared_size;
 	bool smtputf8;
-	enum smtp_body body;
 	char reply[512];         /* set by a module for REJECT/TEMPFAIL */
 	struct petrel_addr cur_rcpt;   /* the RCPT being judged by the chain */
 	bool discard;            /* a module said DISCARD */
@@ -72,7 +69,6 @@ struct petrel_txn {
 	int fd;                  /* incoming queue file, -1 when none */
 	struct buf wbuf;         /* bytes waiting to be written to fd */
 	uint64_t size;           /* message bytes received */
-	uint64_t file_off;       /* bytes written to the file */
 	enum data_state dstate;
 	bool in_headers;
 	char hdr_start[10];      /* first bytes of the current header line */
@@ -81,7 +77,6 @@ struct petrel_txn {
 	bool bare;               /* a bare CR or LF was seen */
 	bool too_big;
 	bool io_error;
-	uint64_t start_ms;
 };
 
 enum session_state {

@@ -35,7 +35,6 @@ static void wbuf_flush(struct petrel_txn *t)
 		log_error("%s: queue file write error: %m", t->qid);
 		t->io_error = true;
 	}
-	t->file_off += t->wbuf.len;
 	buf_reset(&t->wbuf);
 }
 
@@ -115,8 +114,7 @@ int data_begin(struct petrel_session *s, const char **err)
 	t->dstate = D_LINE_START;
 	t->in_headers = true;
 	t->hdr_len = 0;
-	t->start_ms = ev_now_ms();
-	s->data_deadline = t->start_ms + (uint64_t)s->srv->cfg->data_timeout * 1000;
+	s->data_deadline = ev_now_ms() + (uint64_t)s->srv->cfg->data_timeout * 1000;
 	return 0;
 }
 

@@ -21,6 +21,7 @@
 
 #include <arpa/inet.h>
 #include <errno.h>
+#include <stdarg.h>
 #include <fcntl.h>
 #include <netinet/in.h>
 #include <stdio.h>
@@ -100,7 +101,7 @@ static void addr_set(struct petrel_addr *a, const struct smtp_addr *sa)
 	a->domain = xstrdup(sa->null ? "" : sa->domain);
 }
 
-static void addr_clear(struct petrel_addr *a)
+void addr_clear(struct petrel_addr *a)
 {
 	xfree(&a->str);
 	xfree(&a->local);
@@ -128,32 +129,34 @@ void txn_free(struct petrel_session *s)
 	s->txn = NULL;
 }
 
-/* Reply for a REJECT/TEMPFAIL verdict: the module's text or a default. */
-static void verdict_reply(struct petrel_session *s, char *set, int v, const char *what)
+/* Refuse a command: send the reply and log it with the queue id. */
+__attribute__((format(printf, 4, 5)))
+static void reject(struct petrel_session *s, const char *cmd, const char *to,
+                   const char *fmt, ...)
 {
-	if (set[0])
-		session_reply(s, "%s", set);
-	else if (v == PETREL_REJECT)
-		session_reply(s, "550 5.7.1 %s rejected", what);
-	else
-		session_reply(s, "451 4.7.1 %s temporarily rejected, try again later", what);
-	set[0] = 0;
+	char reply[600];
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(reply, sizeof reply, fmt, ap);
+	va_end(ap);
+	session_reply(s, "%s", reply);
+	log_info("%s: reject: %s from %s: %s; from=<%s> to=<%s> helo=<%s>",
+	         s->txn ? s->txn->qid : "NOQUEUE", cmd, s->peer_name, reply,
+	         s->txn ? s->txn->sender.str : "", to ? to : "", s->helo ? s->helo : "");
 }
 
-static void log_reject(struct petrel_session *s, const char *cmd, const char *to)
+/* Refuse for a REJECT/TEMPFAIL verdict: the module's reply (set) or a
+ * default naming 'what'. */
+static void reject_verdict(struct petrel_session *s, char *set, int v, const char *what,
+                           const char *cmd, const char *to)
 {
-	/* the reply just queued is the last line of s->out */
-	const char *r = s->out.data ? s->out.data : "";
-	const char *last = r;
-	for (const char *p = r; p + 2 < r + s->out.len; p++)
-		if (p[0] == '\r' && p[1] == '\n')
-			last = p + 2;
-	int rl = (int)(s->out.len - (size_t)(last - r));
-	if (rl >= 2)
-		rl -= 2;
-	log_info("%s: reject: %s from %s: %.*s; from=<%s> to=<%s> helo=<%s>",
-	         s->txn ? s->txn->qid : "NOQUEUE", cmd, s->peer_name, rl, last,
-	         s->txn ? s->txn->sender.str : "", to ? to : "", s->helo ? s->helo : "");
+	if (set[0])
+		reject(s, cmd, to, "%s", set);
+	else if (v == PETREL_REJECT)
+		reject(s, cmd, to, "550 5.7.1 %s rejected", what);
+	else
+		reject(s, cmd, to, "451 4.7.1 %s temporarily rejected, try again later", what);
+	set[0] = 0;
 }
 
 /* --- commands --- */
@@ -170,8 +173,7 @@ static void do_helo(struct petrel_session *s, const struct smtp_cmd *c)
 static void helo_done(struct petrel_session *s, int v)
 {
 	if (v == PETREL_REJECT || v == PETREL_TEMPFAIL) {
-		verdict_reply(s, s->reply, v, "HELO");
-		log_reject(s, s->esmtp ? "EHLO" : "HELO", NULL);
+		reject_verdict(s, s->reply, v, "HELO", s->esmtp ? "EHLO" : "HELO", NULL);
 		xfree(&s->helo);
 		return;
 	}
@@ -199,9 +201,13 @@ static void do_mail(struct petrel_session *s, const struct smtp_cmd *c)
 		session_reply(s, "503 5.5.1 Error: nested MAIL command");
 		return;
 	}
+	if (c->body == SMTP_BODY_BINARYMIME) {
+		/* not advertised (RFC 3030): refuse rather than take binary data */
+		reject(s, "MAIL", NULL, "555 5.5.4 BODY=BINARYMIME is not supported");
+		return;
+	}
 	if (c->has_size && c->size > s->srv->cfg->message_size_limit) {
-		session_reply(s, "552 5.3.4 Message size exceeds fixed limit");
-		log_reject(s, "MAIL", NULL);
+		reject(s, "MAIL", NULL, "552 5.3.4 Message size exceeds fixed limit");
 		return;
 	}
 	struct petrel_txn *t = xcalloc(1, sizeof *t);
@@ -209,10 +215,7 @@ static void do_mail(struct petrel_session *s, const struct smtp_cmd *c)
 	t->fd = -1;
 	spool_new_qid(s->srv->spool, t->qid);
 	addr_set(&t->sender, &c->addr);
-	t->has_size = c->has_size;
-	t->declared_size = c->size;
 	t->smtputf8 = c->smtputf8;
-	t->body = c->body;
 	t->qm = qmsg_new(t->qid, t->sender.str, 0);
 	t->discard = s->discard_all;
 	t->hold = s->hold_all;
@@ -223,8 +226,7 @@ static void do_mail(struct petrel_session *s, const struct smtp_cmd *c)
 static void mail_done(struct petrel_session *s, int v)
 {
 	if (v == PETREL_REJECT || v == PETREL_TEMPFAIL) {
-		verdict_reply(s, s->txn->reply, v, "Sender address");
-		log_reject(s, "MAIL", NULL);
+		reject_verdict(s, s->txn->reply, v, "Sender address", "MAIL", NULL);
 		txn_free(s);
 		return;
 	}
@@ -276,11 +278,8 @@ int session_route(struct petrel_session *s, struct petrel_txn *t, struct petrel_
 		rr = PETREL_ROUTE_TEMPFAIL;
 	if (rr != PETREL_ROUTE_OK) {
 		/* drop any destinations a failing router added */
-		while (t->qm->ndests > ndest_before) {
-			struct qdest *d = &t->qm->dests[--t->qm->ndests];
-			free(d->transport); free(d->address); free(d->orig);
-			free(d->local); free(d->domain); free(d->last_error);
-		}
+		while (t->qm->ndests > ndest_before)
+			qmsg_drop_dest(t->qm, t->qm->ndests - 1);
 	}
 	return rr;
 }
@@ -290,8 +289,7 @@ static void rcpt_done(struct petrel_session *s, int v)
 	struct petrel_txn *t = s->txn;
 	struct petrel_addr *a = &t->cur_rcpt;
 	if (v == PETREL_REJECT || v == PETREL_TEMPFAIL) {
-		verdict_reply(s, t->reply, v, "Recipient address");
-		log_reject(s, "RCPT", a->str);
+		reject_verdict(s, t->reply, v, "Recipient address", "RCPT", a->str);
 		addr_clear(a);
 		t->nrefused++;
 		return;
@@ -299,10 +297,10 @@ static void rcpt_done(struct petrel_session *s, int v)
 	int rr = session_route(s, t, a);
 	if (rr != PETREL_ROUTE_OK) {
 		if (rr == PETREL_ROUTE_UNKNOWN)
-			session_reply(s, "550 5.1.1 <%s>: Recipient address rejected: User unknown", a->str);
+			reject(s, "RCPT", a->str, "550 5.1.1 <%s>: Recipient address rejected: User unknown",
+			       a->str);
 		else
-			session_reply(s, "451 4.3.0 <%s>: Temporary lookup failure", a->str);
-		log_reject(s, "RCPT", a->str);
+			reject(s, "RCPT", a->str, "451 4.3.0 <%s>: Temporary lookup failure", a->str);
 		addr_clear(a);
 		t->nrefused++;
 		return;
@@ -318,11 +316,10 @@ static void connect_done(struct petrel_session *s, int v)
 	struct server *srv = s->srv;
 	if (v == PETREL_REJECT || v == PETREL_TEMPFAIL) {
 		if (s->reply[0])
-			session_reply(s, "%s", s->reply);
+			reject(s, "CONNECT", NULL, "%s", s->reply);
 		else
-			session_reply(s, v == PETREL_REJECT ? "554 5.7.1 Service refused"
-			                                    : "421 4.7.1 Service temporarily unavailable");
-		log_reject(s, "CONNECT", NULL);
+			reject(s, "CONNECT", NULL, "%s", v == PETREL_REJECT ? "554 5.7.1 Service refused"
+			       : "421 4.7.1 Service temporarily unavailable");
 		s->state = S_CLOSING;
 		return;
 	}
@@ -373,8 +370,7 @@ static void do_data(struct petrel_session *s)
 	if (s->in.len) {
 		/* RFC 2920 3.1: DATA ends a command group; the client must wait
 		 * for 354.  Whatever follows cannot be trusted to be content. */
-		session_reply(s, "554 5.5.0 Error: improper command pipelining after DATA");
-		log_reject(s, "DATA", NULL);
+		reject(s, "DATA", NULL, "554 5.5.0 Error: improper command pipelining after DATA");
 		s->state = S_CLOSING;
 		return;
 	}

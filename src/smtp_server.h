@@ -15,6 +15,7 @@ void session_reply(struct petrel_session *s, const char *fmt, ...)
 bool session_flush(struct petrel_session *s);
 void session_process(struct petrel_session *s);   /* run buffered input */
 void txn_free(struct petrel_session *s);           /* end the transaction */
+void addr_clear(struct petrel_addr *a);            /* free its strings, zero it */
 void session_set_timer(struct petrel_session *s);
 
 /* smtp_data.c */

@@ -46,6 +46,7 @@ struct dirsync {
 	unsigned long long requested;  /* renames that need a sync */
 	unsigned long long done;       /* renames a finished sync covered */
 	int running;
+	int users;                     /* threads inside for this path */
 };
 
 struct maildir {
@@ -257,16 +258,20 @@ static unsigned hash_path(const char *s)
 static int sync_new_dir(struct maildir *md, const char *dir)
 {
 	struct dirsync *ds = &md->slots[hash_path(dir)];
+	if (strlen(dir) >= sizeof ds->path)
+		return fsync_dir(dir);     /* cannot be named exactly: no sharing */
 	pthread_mutex_lock(&ds->lock);
 	if (strcmp(ds->path, dir) != 0) {
-		if (ds->running) {
-			/* another directory holds the slot: sync on our own */
+		if (ds->users) {
+			/* another directory holds the slot: sync on our own (its
+			 * counters must never be read as covering this one) */
 			pthread_mutex_unlock(&ds->lock);
 			return fsync_dir(dir);
 		}
 		snprintf(ds->path, sizeof ds->path, "%s", dir);
 		ds->requested = ds->done = 0;
 	}
+	ds->users++;
 	unsigned long long want = ++ds->requested;
 	int r = 0;
 	while (ds->done < want) {
@@ -285,11 +290,13 @@ static int sync_new_dir(struct maildir *md, const char *dir)
 			ds->done = covers;
 		pthread_cond_broadcast(&ds->cond);
 		if (r < 0) {
+			ds->users--;
 			pthread_mutex_unlock(&ds->lock);
 			errno = e;
 			return -1;
 		}
 	}
+	ds->users--;
 	pthread_mutex_unlock(&ds->lock);
 	return 0;
 }

@@ -65,9 +65,9 @@ def test_1000_idle_sessions_under_16_mib():
         grew = after - before
         petrel.diag("%d idle sessions: VmRSS %d -> %d KiB, +%d KiB (%.0f bytes each)"
                     % (N, before // 1024, after // 1024, grew // 1024, grew / N))
-        if os.environ.get("ASAN_OPTIONS") is not None:
-            return
-        assert grew < LIMIT, "1000 idle sessions grew VmRSS by %d bytes" % grew
+    if os.environ.get("ASAN_OPTIONS") is not None:
+        petrel.skip("AddressSanitizer build: redzones and quarantine, bound not asserted")
+    assert grew < LIMIT, "1000 idle sessions grew VmRSS by %d bytes" % grew
 
 
 if __name__ == "__main__":

@@ -307,5 +307,13 @@ def test_100_received_headers_accepted():
                                "hops@localhost", msg, qid)
 
 
+def test_binarymime_not_advertised_is_refused():
+    # RFC 3030: BINARYMIME is not in our EHLO, so BODY=BINARYMIME is refused
+    with Daemon() as d, d.client() as c:
+        c.ehlo()
+        c.cmd("MAIL FROM:<a@localhost> BODY=BINARYMIME", 555, "5.5.4")
+        c.cmd("MAIL FROM:<a@localhost> BODY=8BITMIME", 250)
+
+
 if __name__ == "__main__":
     petrel.main()
