@@ -22,8 +22,10 @@ void bounce_capture_headers(int fd, const struct qmsg *m, struct buf *out)
 {
 	char chunk[8192];
 	off_t pos = m->msg_off;
-	while (out->len < HEADERS_MAX) {
-		ssize_t n = pread(fd, chunk, sizeof chunk, pos);
+	while (out->len < HEADERS_MAX && (uint64_t)pos < m->end) {
+		size_t want = m->end - (uint64_t)pos < sizeof chunk ? (size_t)(m->end - (uint64_t)pos)
+		                                                    : sizeof chunk;
+		ssize_t n = pread(fd, chunk, want, pos);
 		if (n <= 0)
 			break;
 		buf_add(out, chunk, (size_t)n);
@@ -140,7 +142,7 @@ void bounce_send(struct server *srv, struct qmsg *m, const struct buf *headers)
 		goto reported;
 	}
 	const char *err;
-	int fd = spool_create(srv->spool, qid, &err);
+	int fd = spool_create(srv->spool, b, &err);
 	if (fd < 0) {
 		log_error("%s: bounce for %s not written: %s", qid, m->qid, err);
 		qmsg_free(&b);
@@ -156,12 +158,12 @@ void bounce_send(struct server *srv, struct qmsg *m, const struct buf *headers)
 	buf_free(&file);
 	if (wr < 0) {
 		log_error("%s: bounce for %s not written: %m", qid, m->qid);
-		spool_abort(srv->spool, qid, fd);
+		spool_abort(srv->spool, b->slot, fd);
 		qmsg_free(&b);
 		goto reported;
 	}
 	log_info("%s: sender non-delivery notification: %s", m->qid, qid);
-	spool_commit(srv->spool, qid, fd, false, bounce_committed, b);
+	spool_commit(srv->spool, b, fd, false, bounce_committed, b);
 reported:
 	for (int i = 0; i < m->ndests; i++)
 		if (m->dests[i].status == Q_BOUNCED)

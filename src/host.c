@@ -201,6 +201,11 @@ static const char *h_delivery_domain(petrel_delivery *d) { return d->d->domain; 
 
 static ssize_t h_delivery_read(petrel_delivery *d, void *buf, size_t size)
 {
+	uint64_t left = d->m->end > (uint64_t)d->pos ? d->m->end - (uint64_t)d->pos : 0;
+	if (size > left)
+		size = (size_t)left;    /* a reused slot holds old bytes past the end */
+	if (size == 0)
+		return 0;
 	for (;;) {
 		ssize_t n = pread(d->fd, buf, size, d->pos);
 		if (n < 0 && errno == EINTR)

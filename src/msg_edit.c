@@ -128,13 +128,15 @@ int msg_load(struct petrel_txn *t, const char **err)
 {
 	if (t->msg)
 		return 0;
-	struct stat st;
-	if (fstat(t->fd, &st) < 0) {
+	/* written sequentially: the offset is the end (a reused slot may
+	 * hold old bytes past it) */
+	off_t end = lseek(t->fd, 0, SEEK_CUR);
+	if (end < 0) {
 		*err = strerror(errno);
 		return -1;
 	}
 	struct msg_view *v = xcalloc(1, sizeof *v);
-	v->map_len = (size_t)st.st_size;
+	v->map_len = (size_t)end;
 	if (v->map_len > READ_MAX) {
 		v->map = mmap(NULL, v->map_len, PROT_READ, MAP_SHARED, t->fd, 0);
 		if (v->map == MAP_FAILED) {
@@ -351,13 +353,14 @@ int msg_rewrite(struct petrel_txn *t, struct spool *sp, const char **err)
 	}
 	const char *body = t->msg->msg + t->msg->body_start;
 	size_t body_len = t->msg->len - t->msg->body_start;
-	int fd = spool_replace(sp, t->qid, b.data, b.len, body, body_len, err);
+	int old_slot;
+	int fd = spool_replace(sp, t->qm, &old_slot, b.data, b.len, body, body_len, err);
 	uint64_t newsize = b.len - (size_t)t->qm->msg_off + body_len;
 	buf_free(&b);
 	if (fd < 0)
 		return -1;
-	msg_free(t);
-	close(t->fd);
+	msg_free(t);      /* body pointed into the old file: unmap before it goes */
+	spool_abort(sp, old_slot, t->fd);
 	t->fd = fd;
 	t->size = newsize;
 	return 0;

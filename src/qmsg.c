@@ -38,6 +38,7 @@ struct qmsg *qmsg_new(const char *qid, const char *sender, time_t arrival)
 	m->sender = xstrdup(sender);
 	m->arrival = arrival;
 	m->arrival_precise = (double)arrival;
+	m->slot = -1;
 	ev_timer_init(&m->retry, NULL, m);
 	return m;
 }

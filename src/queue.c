@@ -63,7 +63,7 @@ static void deliver_work(void *arg)
 	struct qmsg *m = j->m;
 	struct server *srv = m->srv;
 	char path[4096];
-	if (spool_queue_path(srv->spool, m->qid, path, sizeof path) < 0)
+	if (spool_path(srv->spool, m, path, sizeof path) < 0)
 		return;
 	int fd = open(path, O_RDWR | O_CLOEXEC);
 	if (fd < 0) {
@@ -112,13 +112,13 @@ static void deliver_work(void *arg)
 		bounced |= m->dests[i].status == Q_BOUNCED && !m->dests[i].reported;
 	if (bounced)
 		bounce_capture_headers(fd, m, &j->headers);
-	close(fd);
 	if (!pending) {
-		if (spool_retire(srv->spool, m->qid) < 0)
+		if (spool_retire(srv->spool, m, fd) < 0)
 			log_error("%s: cannot remove queue file: %m", m->qid);
 		else
 			log_info("%s: removed", m->qid);
 	}
+	close(fd);
 }
 
 /* --- loop side --- */
@@ -153,7 +153,7 @@ static void expire(struct qmsg *m)
 {
 	char path[4096];
 	struct buf headers = {0};
-	int fd = spool_queue_path(m->srv->spool, m->qid, path, sizeof path) == 0
+	int fd = spool_path(m->srv->spool, m, path, sizeof path) == 0
 	             ? open(path, O_RDWR | O_CLOEXEC) : -1;
 	if (fd >= 0 && m->sender[0])
 		bounce_capture_headers(fd, m, &headers);
@@ -169,12 +169,12 @@ static void expire(struct qmsg *m)
 		         m->qid, d->address, d->transport, m->attempts,
 		         d->last_error ? d->last_error : "deferred");
 	}
-	if (fd >= 0)
-		close(fd);
 	bounce_send(m->srv, m, &headers);
 	buf_free(&headers);
-	if (spool_retire(m->srv->spool, m->qid) == 0)
+	if (spool_retire(m->srv->spool, m, fd) == 0)
 		log_info("%s: removed", m->qid);
+	if (fd >= 0)
+		close(fd);
 }
 
 static void deliver_done(void *arg)
@@ -279,7 +279,10 @@ void queue_rescan(struct queue *q)
 	int added = 0;
 	while (d && (de = readdir(d))) {
 		char *name = de->d_name;
-		if (name[0] == '.' || bsearch(&name, known, (size_t)nknown, sizeof *known, cmp_str))
+		int slot;
+		/* slots are the daemon's own; operators release files named by id */
+		if (name[0] == '.' || spool_slot_name(name, &slot) ||
+		    bsearch(&name, known, (size_t)nknown, sizeof *known, cmp_str))
 			continue;
 		const char *why = "cannot open";
 		int fd = strlen(name) < QID_MAX ? openat(dirfd(d), name, O_RDONLY | O_CLOEXEC) : -1;
@@ -290,6 +293,7 @@ void queue_rescan(struct queue *q)
 			log_warn("%s: not taken into the queue: %s", name, why);
 			continue;
 		}
+		m->slot = -1;
 		log_info("%s: released into the queue", name);
 		queue_add(q, m);
 		added++;

@@ -45,7 +45,9 @@ struct qmsg {
 	double arrival_precise;  /* for delay= in logs; not stored */
 	struct qdest *dests;
 	int ndests;
+	int slot;            /* queue/<slot>; -1: queue/<qid> (released from hold) */
 	off_t msg_off;       /* where the message starts in the file */
+	uint64_t end;        /* where the file's valid bytes end */
 	uint64_t size;       /* message bytes */
 	int attempts;
 	struct ev_timer retry;

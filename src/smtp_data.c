@@ -100,7 +100,7 @@ static void received_header(struct petrel_session *s, struct buf *b)
 int data_begin(struct petrel_session *s, const char **err)
 {
 	struct petrel_txn *t = s->txn;
-	t->fd = spool_create(s->srv->spool, t->qid, err);
+	t->fd = spool_create(s->srv->spool, t->qm, err);
 	if (t->fd < 0) {
 		log_error("%s: cannot create queue file: %s", t->qid, *err);
 		return -1;
@@ -331,5 +331,5 @@ void message_done(struct petrel_session *s, int v)
 	s->state = S_COMMIT;
 	int fd = t->fd;
 	t->fd = -1;
-	spool_commit(s->srv->spool, t->qid, fd, t->hold, commit_done, s);
+	spool_commit(s->srv->spool, t->qm, fd, t->hold, commit_done, s);
 }

@@ -116,7 +116,7 @@ void txn_free(struct petrel_session *s)
 	chain_txn_end(s, t);
 	msg_free(t);
 	if (t->fd >= 0)
-		spool_abort(s->srv->spool, t->qid, t->fd);
+		spool_abort(s->srv->spool, t->qm ? t->qm->slot : -1, t->fd);
 	addr_clear(&t->sender);
 	addr_clear(&t->cur_rcpt);
 	free(t->slots);

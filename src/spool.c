@@ -1,24 +1,28 @@
 /*
- * spool.c - queue files and the group commit (see spool.h).
+ * spool.c - queue slots and the group commit (see spool.h).
  *
- * The committer thread takes every commit waiting at the moment, starts
- * write-back of all their data at once, waits for each file, renames them
- * all into queue/, and syncs queue/ once.  Under load many sessions share
- * one directory sync and one journal commit; alone, a message costs what
- * it must (two syncs).  Results return to the loop through an eventfd.
+ * The committer thread takes every commit waiting at the moment, seals
+ * each file (length and CRC in its first line), starts write-back of all
+ * of them at once, and waits for their syncs on several threads, so that
+ * a journaling filesystem folds them into one commit.  A slot file that is
+ * reused needs no directory work; only a batch holding a slot made since
+ * the last directory sync syncs queue/ as well.  Results return to the
+ * loop through an eventfd.
  */
 #ifndef _GNU_SOURCE
 #define _GNU_SOURCE
 #endif
 #include "spool.h"
+#include "crc32c.h"
 #include "fileio.h"
 #include "log.h"
 
 #include <errno.h>
-#include <dirent.h>
 #include <fcntl.h>
+#include <inttypes.h>
 #include <limits.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -31,7 +35,9 @@
 
 struct commit {
 	char qid[QID_MAX];
+	int slot;
 	int fd;
+	uint64_t len;
 	bool hold;
 	spool_done_fn *done;
 	void *arg;
@@ -40,15 +46,17 @@ struct commit {
 	struct commit *next;
 };
 
-#define FREE_MAX 4096  /* queue files kept for reuse */
+#define FREE_MAX 4096                 /* free slots kept; more are removed */
+#define SLOT_KEEP_MAX (1024 * 1024)   /* a slot file larger than this is removed when done */
 
 struct spool {
 	char *dir;
-	int incoming_fd, queue_fd, hold_fd, free_fd;
-	pthread_mutex_t free_lock;     /* the free list: workers add, the loop takes */
-	unsigned *free_names;          /* free/N */
+	int queue_fd, hold_fd;
+	pthread_mutex_t free_lock;     /* the free slots: workers add, the loop takes */
+	int *free_slots;
 	int nfree;
-	unsigned free_counter;
+	int next_slot;                 /* above every slot number in use */
+	atomic_int created;            /* a slot file was made since queue/ was last synced */
 	struct ev_loop *loop;
 	pthread_t thread;
 	pthread_mutex_t lock;
@@ -73,9 +81,10 @@ const char *spool_dir(const struct spool *sp)
 	return sp->dir;
 }
 
-int spool_queue_path(const struct spool *sp, const char *qid, char *buf, size_t size)
+int spool_path(const struct spool *sp, const struct qmsg *m, char *buf, size_t size)
 {
-	int n = snprintf(buf, size, "%s/queue/%s", sp->dir, qid);
+	int n = m->slot >= 0 ? snprintf(buf, size, "%s/queue/%d", sp->dir, m->slot)
+	                     : snprintf(buf, size, "%s/queue/%s", sp->dir, m->qid);
 	return n < 0 || (size_t)n >= size ? -1 : 0;
 }
 
@@ -99,116 +108,220 @@ void spool_new_qid(struct spool *sp, char qid[QID_MAX])
 	}
 }
 
-int spool_create(struct spool *sp, const char *qid, const char **err)
+/* --- slots --- */
+
+void spool_slot_free(struct spool *sp, int slot)
 {
-	unsigned n = 0;
-	bool reuse = false;
 	pthread_mutex_lock(&sp->free_lock);
-	if (sp->nfree) {
-		n = sp->free_names[--sp->nfree];
-		reuse = true;
+	if (sp->nfree < FREE_MAX) {
+		sp->free_slots[sp->nfree++] = slot;
+		slot = -1;
 	}
 	pthread_mutex_unlock(&sp->free_lock);
-	if (reuse) {
+	if (slot >= 0) {            /* enough kept */
 		char name[16];
-		snprintf(name, sizeof name, "%u", n);
-		if (renameat2(sp->free_fd, name, sp->incoming_fd, qid, RENAME_NOREPLACE) == 0) {
-			int fd = openat(sp->incoming_fd, qid, O_RDWR | O_TRUNC | O_CLOEXEC);
-			if (fd >= 0)
-				return fd;
-			(void)unlinkat(sp->incoming_fd, qid, 0);
-		}
-		/* fall through to a new file */
+		snprintf(name, sizeof name, "%d", slot);
+		(void)unlinkat(sp->queue_fd, name, 0);
 	}
-	int fd = openat(sp->incoming_fd, qid, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
-	if (fd < 0)
-		*err = strerror(errno);
-	return fd;
 }
 
-int spool_retire(struct spool *sp, const char *qid)
+void spool_slot_seen(struct spool *sp, int slot)
 {
 	pthread_mutex_lock(&sp->free_lock);
-	bool keep = sp->nfree < FREE_MAX;
-	unsigned n = keep ? ++sp->free_counter : 0;
+	if (slot >= sp->next_slot)
+		sp->next_slot = slot + 1;
 	pthread_mutex_unlock(&sp->free_lock);
-	if (keep) {
-		char name[16];
-		snprintf(name, sizeof name, "%u", n);
-		if (renameat(sp->queue_fd, qid, sp->free_fd, name) == 0) {
-			pthread_mutex_lock(&sp->free_lock);
-			sp->free_names[sp->nfree++] = n;
-			pthread_mutex_unlock(&sp->free_lock);
-			return 0;
+}
+
+int spool_create(struct spool *sp, struct qmsg *m, const char **err)
+{
+	char name[16];
+	for (int tries = 0; tries < 1000; tries++) {
+		int slot = -1;
+		bool fresh = false;
+		pthread_mutex_lock(&sp->free_lock);
+		if (sp->nfree) {
+			slot = sp->free_slots[--sp->nfree];
+		} else if (sp->next_slot < INT_MAX) {
+			slot = sp->next_slot++;
+			fresh = true;
 		}
-		if (errno == ENOENT)
+		pthread_mutex_unlock(&sp->free_lock);
+		if (slot < 0)
+			break;
+		snprintf(name, sizeof name, "%d", slot);
+		int fd = fresh ? openat(sp->queue_fd, name, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600)
+		               : openat(sp->queue_fd, name, O_RDWR | O_CLOEXEC);
+		if (fd >= 0) {
+			if (fresh)
+				atomic_store(&sp->created, 1);
+			m->slot = slot;
+			return fd;
+		}
+		if (errno != EEXIST && errno != ENOENT) {
+			*err = strerror(errno);
+			if (!fresh)
+				spool_slot_free(sp, slot);
 			return -1;
-	}
-	return unlinkat(sp->queue_fd, qid, 0);
-}
-
-/* At start: files in free/ are reused (their old contents are never read). */
-static void free_scan(struct spool *sp)
-{
-	int fd = dup(sp->free_fd);
-	DIR *d = fd >= 0 ? fdopendir(fd) : NULL;
-	struct dirent *de;
-	while (d && (de = readdir(d))) {
-		char *end;
-		unsigned long n = strtoul(de->d_name, &end, 10);
-		if (de->d_name[0] == '.' || *end || n == 0 || n > UINT_MAX)
-			continue;
-		if (sp->nfree < FREE_MAX) {
-			sp->free_names[sp->nfree++] = (unsigned)n;
-			if (n > sp->free_counter)
-				sp->free_counter = (unsigned)n;
-		} else {
-			(void)unlinkat(sp->free_fd, de->d_name, 0);
 		}
+		/* a free slot gone missing, or a number someone else has: next */
 	}
-	if (d)
-		closedir(d);
-	else if (fd >= 0)
-		close(fd);
+	*err = "no queue slot available";
+	return -1;
 }
 
-void spool_abort(struct spool *sp, const char *qid, int fd)
+void spool_abort(struct spool *sp, int slot, int fd)
 {
+	if (slot < 0) {
+		if (fd >= 0)
+			close(fd);
+		return;
+	}
+	/* An incomplete message leaves nothing behind: its bytes go now. */
+	if (fd >= 0 && ftruncate(fd, 0) == 0) {
+		close(fd);
+		spool_slot_free(sp, slot);
+		return;
+	}
 	if (fd >= 0)
 		close(fd);
-	if (unlinkat(sp->incoming_fd, qid, 0) < 0 && errno != ENOENT)
-		log_error("%s: cannot remove incomplete message: %m", qid);
+	char name[16];
+	snprintf(name, sizeof name, "%d", slot);
+	if (unlinkat(sp->queue_fd, name, 0) < 0 && errno != ENOENT)
+		log_error("slot %d: cannot remove an incomplete message: %m", slot);
+}
+
+int spool_retire(struct spool *sp, const struct qmsg *m, int fd)
+{
+	if (m->slot < 0)
+		return unlinkat(sp->queue_fd, m->qid, 0);
+	char name[16];
+	snprintf(name, sizeof name, "%d", m->slot);
+	int own = -1;
+	if (fd < 0 && (fd = own = openat(sp->queue_fd, name, O_RDWR | O_CLOEXEC)) < 0)
+		return -1;
+	struct stat st;
+	int r = 0;
+	if (fstat(fd, &st) == 0 && st.st_size <= SLOT_KEEP_MAX) {
+		/* Not synced: if a crash loses the mark, the message is
+		 * delivered once more; nothing is lost. */
+		if (pwrite(fd, "F", 1, SPOOL_STATE_OFF) == 1)
+			spool_slot_free(sp, m->slot);
+		else
+			r = -1;
+	} else {
+		r = unlinkat(sp->queue_fd, name, 0);
+	}
+	if (own >= 0)
+		close(own);
+	return r;
+}
+
+/* --- the seal --- */
+
+enum { CRC_LINE, CRC_STATUS, CRC_MID, CRC_E, CRC_BODY };
+
+void spool_crc_feed(struct spool_crc *c, const char *p, size_t n)
+{
+	size_t i = 0;
+	while (i < n && c->st != CRC_BODY) {
+		char ch = p[i++];
+		switch (c->st) {
+		case CRC_LINE:
+			c->st = ch == 'D' ? CRC_STATUS : ch == 'E' ? CRC_E : ch == '\n' ? CRC_LINE : CRC_MID;
+			break;
+		case CRC_STATUS:
+			ch = 'P';
+			c->st = CRC_MID;
+			break;
+		case CRC_MID:
+			if (ch == '\n')
+				c->st = CRC_LINE;
+			break;
+		case CRC_E:
+			c->st = ch == '\n' ? CRC_BODY : CRC_MID;
+			break;
+		}
+		c->crc = crc32c(c->crc, &ch, 1);
+	}
+	if (i < n)
+		c->crc = crc32c(c->crc, p + i, n - i);
+}
+
+static void seal_line(char line[SPOOL_HDR_LEN], char state, uint64_t len, uint32_t crc)
+{
+	char tmp[SPOOL_HDR_LEN + 1];
+	snprintf(tmp, sizeof tmp, "PETREL-QUEUE 2 %c %016" PRIX64 " %08" PRIX32 "%*s\n", state, len, crc,
+	         SPOOL_HDR_LEN - 43, "");
+	memcpy(line, tmp, SPOOL_HDR_LEN);
+}
+
+void spool_seal_buf(char *file, size_t len, char state)
+{
+	struct spool_crc c = {0};
+	spool_crc_feed(&c, file + SPOOL_HDR_LEN, len - SPOOL_HDR_LEN);
+	seal_line(file, state, len, c.crc);
+}
+
+/* Read the file back (from the page cache) and write its seal line. */
+static int seal_file(struct commit *c)
+{
+	char chunk[65536];
+	struct spool_crc crc = {0};
+	uint64_t off = SPOOL_HDR_LEN;
+	if (c->len < SPOOL_HDR_LEN) {
+		errno = EINVAL;
+		return -1;
+	}
+	while (off < c->len) {
+		size_t want = c->len - off < sizeof chunk ? (size_t)(c->len - off) : sizeof chunk;
+		ssize_t n = pread_all(c->fd, chunk, want, (off_t)off);
+		if (n < 0)
+			return -1;
+		if ((size_t)n != want) {
+			errno = EIO;
+			return -1;
+		}
+		spool_crc_feed(&crc, chunk, want);
+		off += want;
+	}
+	char line[SPOOL_HDR_LEN];
+	seal_line(line, 'Q', c->len, crc.crc);
+	return pwrite(c->fd, line, sizeof line, 0) == (ssize_t)sizeof line ? 0 : -1;
 }
 
 void spool_envelope(struct buf *b, struct qmsg *m)
 {
-	buf_addf(b, "PETREL-QUEUE 1\nQ %s\nT %lld\nS %s\n", m->qid, (long long)m->arrival, m->sender);
+	char line[SPOOL_HDR_LEN];
+	size_t base = b->len;
+	seal_line(line, 'W', 0, 0);
+	buf_add(b, line, sizeof line);
+	buf_addf(b, "Q %s\nT %lld\nS %s\n", m->qid, (long long)m->arrival, m->sender);
 	for (int i = 0; i < m->ndests; i++) {
 		struct qdest *d = &m->dests[i];
-		d->status_off = (off_t)b->len + 1;
+		d->status_off = (off_t)(b->len - base) + 1;
 		buf_addf(b, "D%c\t%s\t%s\t%s\n", d->status, d->transport, d->address, d->orig);
 	}
 	buf_adds(b, "E\n");
-	m->msg_off = (off_t)b->len;
+	m->msg_off = (off_t)(b->len - base);
 }
 
-int spool_replace(struct spool *sp, const char *qid, const char *head, size_t head_len,
-                  const char *body, size_t body_len, const char **err)
+int spool_replace(struct spool *sp, struct qmsg *m, int *old_slot, const char *head,
+                  size_t head_len, const char *body, size_t body_len, const char **err)
 {
-	char tmp[QID_MAX + 8];
-	snprintf(tmp, sizeof tmp, "%s.new", qid);
-	int fd = openat(sp->incoming_fd, tmp, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+	int was = m->slot;
+	int fd = spool_create(sp, m, err);
 	if (fd < 0) {
-		*err = strerror(errno);
+		m->slot = was;
 		return -1;
 	}
-	if (write_all(fd, head, head_len) < 0 || write_all(fd, body, body_len) < 0 ||
-	    renameat(sp->incoming_fd, tmp, sp->incoming_fd, qid) < 0) {
+	if (write_all(fd, head, head_len) < 0 || write_all(fd, body, body_len) < 0) {
 		*err = strerror(errno);
-		close(fd);
-		(void)unlinkat(sp->incoming_fd, tmp, 0);
+		spool_abort(sp, m->slot, fd);
+		m->slot = was;
 		return -1;
 	}
+	*old_slot = was;
 	return fd;
 }
 
@@ -243,10 +356,22 @@ static void *syncer_main(void *arg)
 	return NULL;
 }
 
+/* A failed commit leaves nothing: the slot is emptied and free again. */
+static void commit_failed(struct spool *sp, struct commit *c)
+{
+	spool_abort(sp, c->slot, c->fd);
+	c->fd = -1;
+}
+
 static void commit_batch(struct spool *sp, struct commit *list)
 {
 	int n = 0;
 	for (struct commit *c = list; c; c = c->next) {
+		c->ok = seal_file(c) == 0;
+		if (!c->ok) {
+			snprintf(c->err, sizeof c->err, "seal: %s", strerror(errno));
+			continue;
+		}
 		(void)sync_file_range(c->fd, 0, 0, SYNC_FILE_RANGE_WRITE);
 		n++;
 	}
@@ -260,7 +385,8 @@ static void commit_batch(struct spool *sp, struct commit *list)
 	}
 	n = 0;
 	for (struct commit *c = list; c; c = c->next)
-		sp->batch[n++] = c;
+		if (c->ok)
+			sp->batch[n++] = c;
 	sp->batch_n = n;
 	sp->batch_next = sp->batch_done = 0;
 	if (n > 1)
@@ -271,39 +397,51 @@ static void commit_batch(struct spool *sp, struct commit *list)
 		pthread_cond_wait(&sp->synced_cond, &sp->lock);
 	sp->batch_n = 0;
 	pthread_mutex_unlock(&sp->lock);
+	/* A slot file made since the last time: its directory entry must be
+	 * durable too.  Every slot in this batch was made before it began. */
+	const char *dir_err = NULL;
+	if (atomic_exchange(&sp->created, 0) && fsync(sp->queue_fd) < 0)
+		dir_err = "sync queue directory";
+	/* Held messages leave the slots for hold/QID: both directories are
+	 * synced so that the message is in exactly one of them. */
+	int held = 0;
 	for (struct commit *c = list; c; c = c->next) {
-		close(c->fd);
-		c->fd = -1;
-	}
-	int renamed = 0;
-	for (struct commit *c = list; c; c = c->next) {
-		if (!c->ok)
+		if (!c->ok || !c->hold || dir_err)
 			continue;
-		if (renameat2(sp->incoming_fd, c->qid, c->hold ? sp->hold_fd : sp->queue_fd, c->qid,
-		              RENAME_NOREPLACE) < 0) {
+		char name[16];
+		snprintf(name, sizeof name, "%d", c->slot);
+		if (renameat2(sp->queue_fd, name, sp->hold_fd, c->qid, RENAME_NOREPLACE) < 0) {
 			c->ok = 0;
-			snprintf(c->err, sizeof c->err, "rename into queue: %s", strerror(errno));
+			snprintf(c->err, sizeof c->err, "move to hold: %s", strerror(errno));
 		} else {
-			renamed++;
+			c->slot = -1;
+			held++;
 		}
 	}
-	int held = 0;
-	for (struct commit *c = list; c; c = c->next)
-		held += c->ok && c->hold;
-	if ((renamed > held && fsync(sp->queue_fd) < 0) || (held && fsync(sp->hold_fd) < 0)) {
-		/* The renames may or may not survive a crash: refuse them all.  A
+	if (held && (fsync(sp->hold_fd) < 0 || fsync(sp->queue_fd) < 0))
+		dir_err = "sync hold directory";
+	if (dir_err) {
+		/* The files may or may not survive a crash: refuse them all.  A
 		 * message that does survive is delivered once more than asked. */
+		int e = errno;
 		for (struct commit *c = list; c; c = c->next)
 			if (c->ok) {
 				c->ok = 0;
-				snprintf(c->err, sizeof c->err, "sync queue directory: %s", strerror(errno));
+				snprintf(c->err, sizeof c->err, "%s: %s", dir_err, strerror(e));
 			}
 	}
-	for (struct commit *c = list; c; c = c->next)
-		if (!c->ok)
-			(void)unlinkat(sp->incoming_fd, c->qid, 0);
+	for (struct commit *c = list; c; c = c->next) {
+		if (!c->ok) {
+			if (c->slot < 0 && c->hold)     /* already in hold/: take it back */
+				(void)unlinkat(sp->hold_fd, c->qid, 0);
+			commit_failed(sp, c);
+		} else {
+			close(c->fd);
+			c->fd = -1;
+			sp->committed++;
+		}
+	}
 	sp->batches++;
-	sp->committed += (uint64_t)renamed;
 }
 
 static void *committer_main(void *arg)
@@ -356,13 +494,17 @@ static void on_committed(struct ev_loop *loop, int fd, int mask, void *arg)
 	}
 }
 
-void spool_commit(struct spool *sp, const char *qid, int fd, bool hold, spool_done_fn *done,
+void spool_commit(struct spool *sp, struct qmsg *m, int fd, bool hold, spool_done_fn *done,
                   void *arg)
 {
 	struct commit *c = xcalloc(1, sizeof *c);
 	c->hold = hold;
-	snprintf(c->qid, sizeof c->qid, "%s", qid);
+	snprintf(c->qid, sizeof c->qid, "%s", m->qid);
+	c->slot = m->slot;
 	c->fd = fd;
+	off_t end = lseek(fd, 0, SEEK_CUR);
+	c->len = end > 0 ? (uint64_t)end : 0;
+	m->end = c->len;
 	c->done = done;
 	c->arg = arg;
 	sp->pending++;
@@ -423,18 +565,12 @@ struct spool *spool_open(const char *dir, struct ev_loop *loop, struct buf *errs
 	struct spool *sp = xcalloc(1, sizeof *sp);
 	sp->dir = xstrdup(dir);
 	sp->loop = loop;
-	sp->incoming_fd = open_subdir(dir, "incoming", errs);
 	sp->queue_fd = open_subdir(dir, "queue", errs);
 	sp->hold_fd = open_subdir(dir, "hold", errs);
-	sp->free_fd = open_subdir(dir, "free", errs);
 	int cfd = open_subdir(dir, "corrupt", errs);
 	if (cfd >= 0)
 		close(cfd);
-	if (sp->incoming_fd < 0 || sp->queue_fd < 0 || sp->hold_fd < 0 || sp->free_fd < 0 || cfd < 0) {
-		if (sp->free_fd >= 0)
-			close(sp->free_fd);
-		if (sp->incoming_fd >= 0)
-			close(sp->incoming_fd);
+	if (sp->queue_fd < 0 || sp->hold_fd < 0 || cfd < 0) {
 		if (sp->queue_fd >= 0)
 			close(sp->queue_fd);
 		if (sp->hold_fd >= 0)
@@ -458,8 +594,7 @@ struct spool *spool_open(const char *dir, struct ev_loop *loop, struct buf *errs
 	pthread_mutex_init(&sp->lock, NULL);
 	pthread_cond_init(&sp->cond, NULL);
 	pthread_mutex_init(&sp->free_lock, NULL);
-	sp->free_names = xcalloc(FREE_MAX, sizeof *sp->free_names);
-	free_scan(sp);
+	sp->free_slots = xcalloc(FREE_MAX, sizeof *sp->free_slots);
 	pthread_cond_init(&sp->sync_cond, NULL);
 	pthread_cond_init(&sp->synced_cond, NULL);
 	if (pthread_create(&sp->thread, NULL, committer_main, sp) != 0)
@@ -494,11 +629,9 @@ void spool_close(struct spool **spp)
 		         (unsigned long long)sp->committed, (unsigned long long)sp->batches);
 	ev_fd_del(sp->loop, sp->efd);
 	close(sp->efd);
-	close(sp->incoming_fd);
 	close(sp->queue_fd);
 	close(sp->hold_fd);
-	close(sp->free_fd);
-	free(sp->free_names);
+	free(sp->free_slots);
 	pthread_mutex_destroy(&sp->free_lock);
 	pthread_mutex_destroy(&sp->lock);
 	pthread_cond_destroy(&sp->cond);

@@ -1,33 +1,43 @@
 /*
- * spool.h - the durable queue directory and its group commit.
+ * spool.h - the durable queue and its group commit.
  *
  * Layout under the spool directory:
- *   incoming/QID   a message being received (deleted if incomplete)
- *   queue/QID      a committed message: envelope, then the message
- *   hold/QID       a committed message a filter put on hold (not delivered
- *                  until an operator moves it to queue/: petrelctl release)
- *   corrupt/QID    a queue file that could not be read (kept for a human)
- *   free/N         finished queue files kept for reuse: a new message takes
- *                  one over (rename + truncate) instead of a new inode.
- *                  Creating and deleting an inode per message is what costs
- *                  most on a busy ext4; reuse makes the churn renames.
+ *   queue/N      a queue slot: a file reused for message after message
+ *                (N is a number, not a queue id; the id is inside)
+ *   queue/QID    a message released from hold/ by an operator
+ *   hold/QID     a message a filter put on hold (not delivered until an
+ *                operator moves it to queue/: petrelctl release)
+ *   corrupt/...  a queue file that failed its checks (kept for a human)
  *
- * A queue file is an envelope of text lines, then the message exactly as
- * received (CRLF lines, Received: header first):
- *   PETREL-QUEUE 1
+ * Why slots: a message costs one sync, of its own data.  A new file per
+ * message costs an inode, directory entries and a directory sync, i.e. a
+ * journal commit, on top of the data; a slot that is overwritten in place
+ * (same blocks, a size that does not change much) needs none of that, and
+ * an fdatasync of it is the data and a cache flush.  The price is that a
+ * slot cannot be trusted for being there: it is trusted for its seal.
+ *
+ * A queue file is a fixed 64-byte seal line, an envelope of text lines,
+ * then the message exactly as received (CRLF lines, Received: first):
+ *   PETREL-QUEUE 2 <state> <length, 16 hex> <crc32c, 8 hex>   (padded, \n)
  *   Q <qid>
  *   T <arrival, unix seconds>
  *   S <sender>                         (empty for <>)
  *   D<status>\t<transport>\t<address>\t<original recipient>   (one per destination)
  *   E
- * <status> is one byte, P (pending), D (delivered), B (bounced), rewritten
- * in place as deliveries finish.
+ * <state> is W (being written, never acknowledged), Q (sealed: committed)
+ * or F (free: delivered, the slot may be reused).  <length> is the file's
+ * valid length: a reused slot may hold old bytes past it.  The CRC covers
+ * the bytes after the seal line up to <length>, with every status byte
+ * counted as P.  <status> is one byte, P (pending), D (delivered), B
+ * (bounced), rewritten in place as deliveries finish.
  *
- * Durability (the promise behind "250"): spool_commit() returns through
- * its callback only after the file's data is synced, it is renamed into
- * queue/, and queue/ itself is synced.  A single committer thread does
- * this for every message waiting at once: one directory sync per batch,
- * however many sessions are in it (group commit).
+ * Durability (the promise behind "250"): spool_commit() calls back only
+ * after the sealed file is synced (and, for a slot file made since the
+ * last time, queue/ too).  Commits waiting at the same moment are synced
+ * together (group commit).  After a crash, recovery trusts a slot only if
+ * its seal says Q and its length and CRC match: a slot caught half
+ * written is free again, and one whose seal does not match is moved to
+ * corrupt/ with a log line.
  */
 #ifndef PETREL_SPOOL_H
 #define PETREL_SPOOL_H
@@ -37,6 +47,10 @@
 #include "queue.h"
 
 #include <stdbool.h>
+#include <stdint.h>
+
+#define SPOOL_HDR_LEN 64
+#define SPOOL_STATE_OFF 15    /* the state byte in the seal line */
 
 struct spool;
 
@@ -46,40 +60,64 @@ void spool_close(struct spool **sp);   /* waits for commits in flight */
 /* A new unique queue id (used at MAIL). */
 void spool_new_qid(struct spool *sp, char qid[QID_MAX]);
 
-/* Create incoming/QID exclusively; returns the fd or -1 with *err. */
-int spool_create(struct spool *sp, const char *qid, const char **err);
-/* A message is done: its queue file goes to free/ for reuse (or is
- * removed when enough are kept).  Any thread.  Returns 0 or -1 (errno). */
-int spool_retire(struct spool *sp, const char *qid);
+/* Take a slot for m (sets m->slot); returns its fd, at offset 0, or -1
+ * with *err.  The caller writes spool_envelope() then the message. */
+int spool_create(struct spool *sp, struct qmsg *m, const char **err);
+/* Drop an incomplete message: its bytes go, its slot is free again.
+ * Closes fd (when >= 0). */
+void spool_abort(struct spool *sp, int slot, int fd);
+/* A message is done: mark its slot free (or remove a file released from
+ * hold).  fd is the open queue file or -1.  Any thread.  0 or -1. */
+int spool_retire(struct spool *sp, const struct qmsg *m, int fd);
 
-/* Drop an incomplete message: close fd, unlink incoming/QID. */
-void spool_abort(struct spool *sp, const char *qid, int fd);
-
-/* Serialise the envelope of m into b, recording each status byte offset. */
+/* Serialise the envelope of m (unsealed seal line first) into b, recording
+ * each status byte offset and the message offset. */
 void spool_envelope(struct buf *b, struct qmsg *m);
 
 typedef void spool_done_fn(void *arg, int ok, const char *err);
-/* Sync and publish incoming/QID; fd is closed by the spool.  done() runs
- * on the loop thread after the message is durable (ok=1) or failed. */
-void spool_commit(struct spool *sp, const char *qid, int fd, bool hold, spool_done_fn *done,
+/* Seal and sync m's file, whose valid bytes end at fd's offset; the spool
+ * closes fd.  hold: it goes to hold/ instead.  done() runs on the loop
+ * thread after the message is durable (ok=1) or failed. */
+void spool_commit(struct spool *sp, struct qmsg *m, int fd, bool hold, spool_done_fn *done,
                   void *arg);
 
-/* Replace incoming/QID by a file holding head then body (a filter changed
- * the envelope or headers).  Returns the new file's fd (read-write), or -1
- * with *err; the old file is untouched on failure. */
-int spool_replace(struct spool *sp, const char *qid, const char *head, size_t head_len,
-                  const char *body, size_t body_len, const char **err)
+/* Write head then body to a new slot for m (a filter changed the envelope
+ * or headers).  Returns the new fd (read-write, offset at the end) and
+ * sets *old_slot to the slot the caller must spool_abort(); or -1 with
+ * *err, m unchanged. */
+int spool_replace(struct spool *sp, struct qmsg *m, int *old_slot, const char *head,
+                  size_t head_len, const char *body, size_t body_len, const char **err)
 	__attribute__((warn_unused_result));
 int spool_commits_pending(const struct spool *sp);
 
 /* Paths, for the queue and recovery. */
 const char *spool_dir(const struct spool *sp);
-int spool_queue_path(const struct spool *sp, const char *qid, char *buf, size_t size);
+int spool_path(const struct spool *sp, const struct qmsg *m, char *buf, size_t size);
 
-/* Recovery (spool_recover.c): clean incoming/, read every queue file and
- * return the messages still pending, in arrival order. */
+/* The checksum of a queue file's content (the bytes after the seal line),
+ * fed in pieces: status bytes of D lines count as P. */
+struct spool_crc {
+	uint32_t crc;
+	int st;
+};
+void spool_crc_feed(struct spool_crc *c, const char *p, size_t n);
+/* Fill in the seal line at the top of a whole queue file in memory. */
+void spool_seal_buf(char *file, size_t len, char state);
+
+/* Recovery (spool_recover.c): read every queue file, free what is not
+ * sealed, and return the messages still pending, in arrival order. */
 int spool_recover(struct spool *sp, struct qmsg ***out, int *n, struct buf *errs)
 	__attribute__((warn_unused_result));
+/* Read and check a sealed queue file; qid: the id it must hold, or NULL. */
 struct qmsg *spool_read_envelope(int fd, const char *qid, const char **why);
+/* The state byte of a queue file: 'W', 'Q', 'F'; 0 for an empty file;
+ * -1 when the seal line is not one. */
+int spool_read_state(int fd);
+
+/* Is this file name in queue/ a slot number (sets *slot)? */
+bool spool_slot_name(const char *name, int *slot);
+/* spool.c, for recovery: slots found at start. */
+void spool_slot_free(struct spool *sp, int slot);
+void spool_slot_seen(struct spool *sp, int slot);
 
 #endif

@@ -1,29 +1,103 @@
 /*
  * spool_recover.c - read queue files back: at start, after a crash.
  *
- * incoming/ holds only messages that never got "250": they are removed.
- * Every file in queue/ was acknowledged: its envelope is read, and it is
- * delivered to the destinations still pending.  A file whose envelope
- * cannot be read is moved to corrupt/ and logged, never deleted.
+ * A slot whose seal says W (being written) never got "250": its bytes are
+ * removed and the slot is free.  A sealed slot, or a file released from
+ * hold, was acknowledged: its length and checksum are checked, its
+ * envelope read, and it is delivered to the destinations still pending.
+ * A file that fails a check is moved to corrupt/ and logged, never
+ * deleted (after a power failure, a file sealed in the instant before the
+ * sync finished may land there too; it was never acknowledged).
  */
 #ifndef _GNU_SOURCE
 #define _GNU_SOURCE
 #endif
 #include "spool.h"
+#include "fileio.h"
 #include "log.h"
 
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
+
+int spool_read_state(int fd)
+{
+	char line[SPOOL_HDR_LEN];
+	ssize_t n = pread_all(fd, line, sizeof line, 0);
+	if (n == 0)
+		return 0;
+	if (n != (ssize_t)sizeof line || memcmp(line, "PETREL-QUEUE 2 ", 15) != 0 ||
+	    line[SPOOL_HDR_LEN - 1] != '\n')
+		return -1;
+	char st = line[SPOOL_STATE_OFF];
+	return st == 'W' || st == 'Q' || st == 'F' ? st : -1;
+}
+
+/* The seal line of a sealed file: its length and CRC. */
+static int read_seal(int fd, uint64_t *len, uint32_t *crc, const char **why)
+{
+	char line[SPOOL_HDR_LEN + 1];
+	if (pread_all(fd, line, SPOOL_HDR_LEN, 0) != SPOOL_HDR_LEN ||
+	    memcmp(line, "PETREL-QUEUE 2 Q ", 17) != 0) {
+		*why = "not a sealed petrel queue file (or another version)";
+		return -1;
+	}
+	line[SPOOL_HDR_LEN] = 0;
+	char *end;
+	*len = strtoull(line + 17, &end, 16);
+	if (end != line + 33 || *end != ' ') {
+		*why = "bad length in the seal";
+		return -1;
+	}
+	*crc = (uint32_t)strtoul(end + 1, &end, 16);
+	if (end != line + 42) {
+		*why = "bad checksum in the seal";
+		return -1;
+	}
+	return 0;
+}
+
+/* The content must be all there and match its checksum. */
+static int check_seal(int fd, uint64_t len, uint32_t want, const char **why)
+{
+	struct stat st;
+	if (fstat(fd, &st) < 0 || len < SPOOL_HDR_LEN || (uint64_t)st.st_size < len) {
+		*why = "shorter than its seal says";
+		return -1;
+	}
+	char chunk[65536];
+	struct spool_crc c = {0};
+	for (uint64_t off = SPOOL_HDR_LEN; off < len;) {
+		size_t n = len - off < sizeof chunk ? (size_t)(len - off) : sizeof chunk;
+		if (pread_all(fd, chunk, n, (off_t)off) != (ssize_t)n) {
+			*why = "cannot read";
+			return -1;
+		}
+		spool_crc_feed(&c, chunk, n);
+		off += n;
+	}
+	if (c.crc != want) {
+		*why = "checksum does not match the seal (damaged, or written but never synced)";
+		return -1;
+	}
+	return 0;
+}
 
 struct qmsg *spool_read_envelope(int fd, const char *qid, const char **why)
 {
-	/* dup() shares the offset: start from the top whatever came before */
-	int dfd = lseek(fd, 0, SEEK_SET) == 0 ? dup(fd) : -1;
+	uint64_t len;
+	uint32_t crc;
+	if (read_seal(fd, &len, &crc, why) < 0 || check_seal(fd, len, crc, why) < 0)
+		return NULL;
+	/* dup() shares the offset: start after the seal whatever came before */
+	int dfd = lseek(fd, SPOOL_HDR_LEN, SEEK_SET) == SPOOL_HDR_LEN ? dup(fd) : -1;
 	FILE *f = dfd >= 0 ? fdopen(dfd, "r") : NULL;
 	if (!f) {
 		if (dfd >= 0)
@@ -33,37 +107,30 @@ struct qmsg *spool_read_envelope(int fd, const char *qid, const char **why)
 	}
 	char *line = NULL;
 	size_t cap = 0;
-	ssize_t len;
-	off_t off = 0;
+	ssize_t n;
+	off_t off = SPOOL_HDR_LEN;
 	struct qmsg *m = NULL;
-	int n = 0;
 	*why = "truncated envelope";
-	while ((len = getline(&line, &cap, f)) > 0) {
+	while ((uint64_t)off < len && (n = getline(&line, &cap, f)) > 0) {
 		off_t line_off = off;
-		off += len;
-		if (line[len - 1] != '\n') {
+		off += n;
+		if (line[n - 1] != '\n' || (uint64_t)off > len) {
 			*why = "truncated envelope";
 			goto bad;
 		}
-		line[--len] = 0;
-		n++;
-		if (n == 1) {
-			if (strcmp(line, "PETREL-QUEUE 1") != 0) {
-				*why = "not a petrel queue file (or another version)";
-				goto bad;
-			}
-			m = qmsg_new(qid, "", 0);
-			continue;
-		}
-		switch (line[0]) {
-		case 'Q':
-			if (strcmp(line + 2, qid) != 0) {
+		line[--n] = 0;
+		if (!m) {
+			if (line[0] != 'Q' || line[1] != ' ' || (qid && strcmp(line + 2, qid) != 0)) {
 				*why = "queue id does not match the file name";
 				goto bad;
 			}
-			break;
+			m = qmsg_new(line + 2, "", 0);
+			continue;
+		}
+		switch (line[0]) {
 		case 'T':
 			m->arrival = (time_t)strtoll(line + 2, NULL, 10);
+			m->arrival_precise = (double)m->arrival;
 			break;
 		case 'S':
 			free(m->sender);
@@ -93,10 +160,10 @@ struct qmsg *spool_read_envelope(int fd, const char *qid, const char **why)
 		}
 		case 'E':
 			m->msg_off = off;
+			m->end = len;
+			m->size = len - (uint64_t)off;
 			free(line);
 			fclose(f);
-			off_t end = lseek(fd, 0, SEEK_END);
-			m->size = end > off ? (uint64_t)(end - off) : 0;
 			return m;
 		default:
 			*why = "unknown envelope record";
@@ -129,64 +196,102 @@ static bool valid_qid(const char *s)
 	return true;
 }
 
+bool spool_slot_name(const char *s, int *slot)
+{
+	char *end;
+	errno = 0;
+	long v = strtol(s, &end, 10);
+	if (s[0] < '0' || s[0] > '9' || (s[0] == '0' && s[1]) || *end || errno || v > INT_MAX - 1)
+		return false;
+	*slot = (int)v;
+	return true;
+}
+
+static void move_corrupt(struct spool *sp, int dfd, const char *name, const char *why)
+{
+	char *dst = xasprintf("%s/corrupt/%s.%lld", spool_dir(sp), name, (long long)time(NULL));
+	char *src = xasprintf("%s/queue/%s", spool_dir(sp), name);
+	log_error("queue/%s: unreadable queue file (%s): moved to %s", name, why, dst);
+	if (rename(src, dst) < 0)
+		log_error("queue/%s: cannot move to %s: %m", name, dst);
+	free(src);
+	free(dst);
+	(void)dfd;
+}
+
+/* One file of queue/: a message still pending (returned), or NULL when the
+ * file was free, finished or corrupt (and dealt with). */
+static struct qmsg *recover_one(struct spool *sp, int dfd, const char *name, int *freed)
+{
+	int slot = -1;
+	bool is_slot = spool_slot_name(name, &slot);
+	const char *why = "neither a slot nor a queue id";
+	if (!is_slot && !valid_qid(name)) {
+		move_corrupt(sp, dfd, name, why);
+		return NULL;
+	}
+	int fd = openat(dfd, name, O_RDWR | O_CLOEXEC);
+	if (fd < 0) {
+		log_error("queue/%s: cannot open: %m", name);
+		return NULL;
+	}
+	if (is_slot)
+		spool_slot_seen(sp, slot);
+	int state = spool_read_state(fd);
+	if (is_slot && (state == 0 || state == 'W' || state == 'F')) {
+		/* Free, or caught half written (never acknowledged): its bytes go. */
+		if (state == 'W') {
+			if (ftruncate(fd, 0) < 0)
+				log_error("queue/%s: cannot empty: %m", name);
+			(*freed)++;
+		}
+		close(fd);
+		spool_slot_free(sp, slot);
+		return NULL;
+	}
+	struct qmsg *m = spool_read_envelope(fd, is_slot ? NULL : name, &why);
+	if (!m) {
+		close(fd);
+		move_corrupt(sp, dfd, name, why);
+		return NULL;
+	}
+	m->slot = is_slot ? slot : -1;
+	int pending = 0;
+	for (int i = 0; i < m->ndests; i++)
+		pending += m->dests[i].status == Q_PENDING;
+	if (!pending) {
+		/* Delivered before the crash; only the clean-up was lost. */
+		if (spool_retire(sp, m, fd) < 0)
+			log_error("%s: cannot remove: %m", m->qid);
+		else
+			log_info("%s: removed", m->qid);
+		close(fd);
+		qmsg_free(&m);
+		return NULL;
+	}
+	close(fd);
+	return m;
+}
+
 int spool_recover(struct spool *sp, struct qmsg ***out, int *nout, struct buf *errs)
 {
-	char *inpath = xasprintf("%s/incoming", spool_dir(sp));
 	char *qpath = xasprintf("%s/queue", spool_dir(sp));
-	DIR *d = opendir(inpath);
-	struct dirent *de;
-	int removed = 0;
 	*out = NULL;
 	*nout = 0;
-	if (d) {
-		while ((de = readdir(d))) {
-			if (de->d_name[0] == '.')
-				continue;
-			if (unlinkat(dirfd(d), de->d_name, 0) == 0) {
-				log_info("%s: removed incomplete message (never acknowledged)", de->d_name);
-				removed++;
-			}
-		}
-		closedir(d);
-	}
-	d = opendir(qpath);
+	DIR *d = opendir(qpath);
 	if (!d) {
 		buf_addf(errs, "spool: cannot read %s: %s\n", qpath, strerror(errno));
-		free(inpath);
 		free(qpath);
 		return -1;
 	}
-	int cap = 0;
+	int cap = 0, removed = 0;
+	struct dirent *de;
 	while ((de = readdir(d))) {
 		if (de->d_name[0] == '.')
 			continue;
-		const char *qid = de->d_name, *why = "not a queue id";
-		int fd = valid_qid(qid) ? openat(dirfd(d), qid, O_RDONLY | O_CLOEXEC) : -1;
-		struct qmsg *m = fd >= 0 ? spool_read_envelope(fd, qid, &why) : NULL;
-		if (fd < 0 && valid_qid(qid))
-			why = strerror(errno);
-		if (fd >= 0)
-			close(fd);
-		if (!m) {
-			char *dst = xasprintf("%s/corrupt/%s", spool_dir(sp), qid);
-			char *src = xasprintf("%s/%s", qpath, qid);
-			log_error("%s: unreadable queue file (%s): moved to %s", qid, why, dst);
-			if (rename(src, dst) < 0)
-				log_error("%s: cannot move to %s: %m", qid, dst);
-			free(src);
-			free(dst);
+		struct qmsg *m = recover_one(sp, dirfd(d), de->d_name, &removed);
+		if (!m)
 			continue;
-		}
-		int pending = 0;
-		for (int i = 0; i < m->ndests; i++)
-			pending += m->dests[i].status == Q_PENDING;
-		if (!pending) {
-			/* Delivered before the crash; only the clean-up was lost. */
-			(void)unlinkat(dirfd(d), qid, 0);
-			log_info("%s: removed", qid);
-			qmsg_free(&m);
-			continue;
-		}
 		if (*nout == cap) {
 			cap = cap ? cap * 2 : 64;
 			*out = xrealloc(*out, (size_t)cap * sizeof **out);
@@ -198,7 +303,6 @@ int spool_recover(struct spool *sp, struct qmsg ***out, int *nout, struct buf *e
 		qsort(*out, (size_t)*nout, sizeof **out, cmp_arrival);
 	if (removed || *nout)
 		log_info("spool: recovered %d queued messages, removed %d incomplete", *nout, removed);
-	free(inpath);
 	free(qpath);
 	return 0;
 }

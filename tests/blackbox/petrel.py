@@ -539,6 +539,24 @@ class Daemon:
                 out.append(os.path.join(root, f))
         return sorted(out)
 
+    def queued(self):
+        """Queue ids of the sealed messages in queue/ (slot files that are
+        free or being written hold no mail), sorted."""
+        out = []
+        qdir = os.path.join(self.spool, "queue")
+        for name in os.listdir(qdir) if os.path.isdir(qdir) else []:
+            try:
+                with open(os.path.join(qdir, name), "rb") as f:
+                    head = f.read(4096)
+            except OSError:
+                continue
+            if not head.startswith(b"PETREL-QUEUE 2 Q "):
+                continue
+            line = head[64:].split(b"\n", 1)[0]
+            if line.startswith(b"Q "):
+                out.append(line[2:].decode())
+        return sorted(out)
+
     def client(self, **kw):
         return Client(self.port, **kw)
 

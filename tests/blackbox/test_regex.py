@@ -227,7 +227,7 @@ def test_header_star_hold():
                               make_message("spammy", headers=["X-Spam-Flag: YES"]))
         d.wait_log(qid + r": hold: by filter")
         assert qid in held_files(d), (qid, held_files(d))
-        assert not os.path.exists(os.path.join(d.spool, "queue", qid))
+        assert qid not in d.queued(), d.queued()
         d.assert_nothing_more(0, grace=0.5)
         qid2 = petrel.send_one(d.port, "a@localhost", "user@localhost",
                                make_message("ham", headers=["X-Spam-Flag: NO"]))

@@ -30,7 +30,7 @@ def block_mailbox(d, user):
 
 
 def queued(d):
-    return os.listdir(os.path.join(d.spool, "queue"))
+    return d.queued()
 
 
 def send(d, rcpt, subject):

@@ -1,12 +1,15 @@
 /*
- * test-spool-envelope.c - the queue file format and recovery.
+ * test-spool-envelope.c - the queue file format, its seal, and recovery.
  *
- * Writes envelopes with spool_envelope(), reads them back with
+ * Writes envelopes with spool_envelope(), seals them, reads them back with
  * spool_read_envelope(), flips status bytes in place at the recorded
- * offsets, and runs spool_recover() over a spool holding every kind of
- * leftover a crash can leave: an incomplete incoming file, a pending
- * message, a fully delivered one, and a corrupt one.
+ * offsets, damages files byte by byte, commits through the real group
+ * commit, and runs spool_recover() over a spool holding every kind of
+ * leftover a crash can leave: a slot caught half written, a sealed
+ * pending message, a finished one, a free slot, damaged and truncated
+ * files, and a file an operator released from hold.
  */
+#include "crc32c.h"
 #include "event.h"
 #include "log.h"
 #include "spool.h"
@@ -22,25 +25,39 @@
 #include <unistd.h>
 
 static const char *MSG = "Subject: hi\r\n\r\nbody\r\n";
+static char dir[] = "/tmp/petrel-test-spool-XXXXXX";
 
-static void write_queue_file(const char *dir, struct qmsg *m, const char *extra_status)
+/* A whole queue file in memory: seal line, envelope, message. */
+static void make_file(struct buf *b, struct qmsg *m, const char *status, char state)
 {
-	struct buf b = {0};
-	spool_envelope(&b, m);
-	buf_adds(&b, MSG);
-	if (extra_status)
+	spool_envelope(b, m);
+	buf_adds(b, MSG);
+	if (state != 'W')
+		spool_seal_buf(b->data, b->len, state);
+	if (status)
 		for (int i = 0; i < m->ndests; i++)
-			b.data[m->dests[i].status_off] = extra_status[i];
-	char *p = xasprintf("%s/queue/%s", dir, m->qid);
+			b->data[m->dests[i].status_off] = status[i];
+}
+
+static void put(const char *name, const char *data, size_t len)
+{
+	char *p = xasprintf("%s/queue/%s", dir, name);
 	int fd = open(p, O_WRONLY | O_CREAT | O_TRUNC, 0600);
-	if (fd < 0 || write(fd, b.data, b.len) != (ssize_t)b.len)
+	if (fd < 0 || write(fd, data, len) != (ssize_t)len)
 		abort();
 	close(fd);
 	free(p);
+}
+
+static void put_msg(const char *name, struct qmsg *m, const char *status, char state)
+{
+	struct buf b = {0};
+	make_file(&b, m, status, state);
+	put(name, b.data, b.len);
 	buf_free(&b);
 }
 
-static int count_dir(const char *dir, const char *sub)
+static int count_dir(const char *sub)
 {
 	char *p = xasprintf("%s/%s", dir, sub);
 	DIR *d = opendir(p);
@@ -54,9 +71,308 @@ static int count_dir(const char *dir, const char *sub)
 	return n;
 }
 
+static off_t file_size(const char *name)
+{
+	char *p = xasprintf("%s/queue/%s", dir, name);
+	struct stat st;
+	off_t r = stat(p, &st) == 0 ? st.st_size : -1;
+	free(p);
+	return r;
+}
+
+static int open_q(const char *name)
+{
+	char *p = xasprintf("%s/queue/%s", dir, name);
+	int fd = open(p, O_RDWR);
+	free(p);
+	return fd;
+}
+
+static void test_crc(void)
+{
+	tap_ok(crc32c(0, "123456789", 9) == 0xE3069283u, "crc32c check value");
+	tap_ok(crc32c(crc32c(0, "1234", 4), "56789", 5) == 0xE3069283u, "crc32c in pieces");
+	tap_ok(crc32c(0, "", 0) == 0, "crc32c of nothing");
+	/* status bytes count as P: flipping one keeps the checksum */
+	const char *a = "Q X\nT 1\nS \nDP\tm\ta@b\ta@b\nE\nDB body\r\n";
+	const char *b = "Q X\nT 1\nS \nDD\tm\ta@b\ta@b\nE\nDB body\r\n";
+	const char *c = "Q X\nT 1\nS \nDP\tm\ta@b\ta@b\nE\nDP body\r\n";
+	struct spool_crc ca = {0}, cb = {0}, cc = {0}, cs = {0};
+	spool_crc_feed(&ca, a, strlen(a));
+	spool_crc_feed(&cb, b, strlen(b));
+	spool_crc_feed(&cc, c, strlen(c));
+	for (size_t i = 0; i < strlen(a); i++)
+		spool_crc_feed(&cs, a + i, 1);
+	tap_ok(ca.crc == cb.crc, "a destination's status byte is not in the checksum");
+	tap_ok(ca.crc != cc.crc, "a 'D' line in the message body is");
+	tap_ok(ca.crc == cs.crc, "feeding byte by byte gives the same checksum");
+}
+
+static struct qmsg *sample(const char *qid)
+{
+	struct qmsg *m = qmsg_new(qid, "sender@example.org", 1700000000);
+	(void)qmsg_add_dest(m, "maildir", "alice@example.org", "alice@example.org");
+	(void)qmsg_add_dest(m, "maildir", "\"john doe\"@Example.ORG", "team@example.org");
+	return m;
+}
+
+static void test_round_trip(void)
+{
+	struct qmsg *m = sample("AAA1");
+	tap_ok(m->ndests == 2, "two destinations added");
+	tap_ok(qmsg_add_dest(m, "maildir", "not an address", "x") == NULL, "invalid address refused");
+	tap_ok(!strcmp(m->dests[1].local, "john doe") && !strcmp(m->dests[1].domain, "example.org"),
+	       "local part unquoted, domain lower-cased");
+	put_msg("7", m, NULL, 'Q');
+	int fd = open_q("7");
+	const char *why = NULL;
+	struct qmsg *r = spool_read_envelope(fd, NULL, &why);
+	tap_ok(r != NULL, "a sealed file reads back");
+	if (!r)
+		tap_diag("why: %s", why);
+	if (r) {
+		TAP_STREQ(r->qid, "AAA1", "queue id from the file");
+		TAP_STREQ(r->sender, "sender@example.org", "sender");
+		tap_ok(r->arrival == 1700000000, "arrival time");
+		tap_ok(r->ndests == 2, "two destinations");
+		TAP_STREQ(r->dests[1].address, "\"john doe\"@Example.ORG", "address as given");
+		TAP_STREQ(r->dests[1].orig, "team@example.org", "original recipient");
+		tap_ok(r->dests[0].status == Q_PENDING, "status pending");
+		tap_ok(r->msg_off == m->msg_off, "message offset");
+		tap_ok(r->size == strlen(MSG) && r->end == (uint64_t)r->msg_off + strlen(MSG),
+		       "message size and end");
+		char got[64] = "";
+		tap_ok(pread(fd, got, strlen(MSG), r->msg_off) == (ssize_t)strlen(MSG) &&
+		       !memcmp(got, MSG, strlen(MSG)), "message bytes at offset");
+		tap_ok(pwrite(fd, "D", 1, r->dests[0].status_off) == 1, "status rewritten in place");
+		qmsg_free(&r);
+		r = spool_read_envelope(fd, NULL, &why);
+		tap_ok(r && r->dests[0].status == Q_DELIVERED && r->dests[1].status == Q_PENDING,
+		       "status byte read back, seal still good");
+		qmsg_free(&r);
+	}
+	r = spool_read_envelope(fd, "OTHER", &why);
+	tap_ok(!r && strstr(why, "does not match"), "queue id must match a file named by id");
+	/* old bytes past the sealed length do not matter */
+	off_t len = file_size("7");
+	tap_ok(pwrite(fd, "OLD GARBAGE FROM AN EARLIER MESSAGE", 35, len) == 35, "old bytes after the end");
+	r = spool_read_envelope(fd, NULL, &why);
+	tap_ok(r && r->end == (uint64_t)len && r->size == strlen(MSG), "still reads, bounded by its seal");
+	qmsg_free(&r);
+	close(fd);
+
+	/* every single damaged byte after the seal line is caught */
+	struct buf b = {0};
+	make_file(&b, m, NULL, 'Q');
+	int caught = 0, total = 0;
+	for (size_t i = SPOOL_HDR_LEN; i < b.len; i++) {
+		char save = b.data[i];
+		b.data[i] ^= 0x20;
+		put("8", b.data, b.len);
+		fd = open_q("8");
+		r = spool_read_envelope(fd, NULL, &why);
+		/* a status byte flip is not damage (when it stays a status) */
+		bool status = false;
+		for (int k = 0; k < m->ndests; k++)
+			status |= (off_t)i == m->dests[k].status_off;
+		if (!status) {
+			total++;
+			caught += r == NULL;
+		}
+		qmsg_free(&r);
+		close(fd);
+		b.data[i] = save;
+	}
+	tap_ok(caught == total, "every damaged byte is caught (%d of %d)", caught, total);
+	/* a file cut short */
+	put("8", b.data, b.len - 3);
+	fd = open_q("8");
+	r = spool_read_envelope(fd, NULL, &why);
+	tap_ok(!r && strstr(why, "shorter"), "a truncated file is refused: %s", why ? why : "");
+	close(fd);
+	/* an unsealed file is not read as mail */
+	buf_free(&b);
+	make_file(&b, m, NULL, 'W');
+	put("8", b.data, b.len);
+	fd = open_q("8");
+	tap_ok(spool_read_state(fd) == 'W', "state W read");
+	r = spool_read_envelope(fd, NULL, &why);
+	tap_ok(!r, "an unsealed file is not mail");
+	close(fd);
+	put("8", "", 0);
+	fd = open_q("8");
+	tap_ok(spool_read_state(fd) == 0, "an empty file has no state");
+	close(fd);
+	buf_free(&b);
+	qmsg_free(&m);
+	char *p = xasprintf("%s/queue/7", dir);
+	unlink(p);
+	free(p);
+	p = xasprintf("%s/queue/8", dir);
+	unlink(p);
+	free(p);
+}
+
+static void test_recover(struct spool *sp)
+{
+	struct buf errs = {0};
+	struct qmsg *pend = sample("AAA1");
+	put_msg("1", pend, "DP", 'Q');                 /* one destination left */
+	struct qmsg *done = sample("BBB2");
+	put_msg("2", done, "DB", 'Q');                 /* finished */
+	struct qmsg *part = sample("CCC3");
+	put_msg("3", part, NULL, 'W');                 /* caught half written */
+	put("4", "garbage\n", 8);                      /* not a queue file */
+	struct buf b = {0};
+	struct qmsg *cut = sample("EEE5");
+	make_file(&b, cut, NULL, 'Q');
+	put("5", b.data, b.len - 5);                   /* sealed, then cut short */
+	buf_free(&b);
+	struct qmsg *freed = sample("FFF6");
+	put_msg("6", freed, NULL, 'F');                /* free slot */
+	struct qmsg *rel = sample("GGG7");
+	put_msg("GGG7", rel, NULL, 'Q');               /* released from hold */
+	put("not-a-slot", "x", 1);
+
+	struct qmsg **out;
+	int n;
+	tap_ok(spool_recover(sp, &out, &n, &errs) == 0, "recover runs");
+	tap_ok(n == 2, "two messages come back (%d)", n);
+	if (n == 2) {
+		struct qmsg *a = !strcmp(out[0]->qid, "AAA1") ? out[0] : out[1];
+		struct qmsg *g = a == out[0] ? out[1] : out[0];
+		TAP_STREQ(a->qid, "AAA1", "the pending slot");
+		tap_ok(a->slot == 1, "with its slot number");
+		tap_ok(a->dests[0].status == Q_DELIVERED && a->dests[1].status == Q_PENDING,
+		       "and its delivered destination marked");
+		TAP_STREQ(g->qid, "GGG7", "the released file");
+		tap_ok(g->slot == -1, "named by its queue id");
+	}
+	for (int i = 0; i < n; i++)
+		qmsg_free(&out[i]);
+	free(out);
+	tap_ok(file_size("3") == 0, "the half-written slot is emptied");
+	int fd = open_q("2");
+	tap_ok(fd >= 0 && spool_read_state(fd) == 'F', "the finished slot is marked free");
+	close(fd);
+	tap_ok(file_size("4") < 0 && file_size("5") < 0 && file_size("not-a-slot") < 0,
+	       "damaged, cut and unknown files left queue/");
+	tap_ok(count_dir("corrupt") == 3, "and are kept in corrupt/ (%d)", count_dir("corrupt"));
+	tap_ok(count_dir("queue") == 5, "queue/ holds slots 1 2 3 6 and GGG7 (%d)", count_dir("queue"));
+
+	/* slots are reused: the three free ones (2, 3, 6) first, then new ones */
+	int seen[3] = {0}, fds[4];
+	const char *err = NULL;
+	bool reused = true;
+	for (int i = 0; i < 3; i++) {
+		struct qmsg *m = qmsg_new("HHH8", "", 0);
+		fds[i] = spool_create(sp, m, &err);
+		reused &= fds[i] >= 0 && (m->slot == 2 || m->slot == 3 || m->slot == 6) &&
+		          lseek(fds[i], 0, SEEK_CUR) == 0;
+		seen[i] = m->slot;
+		qmsg_free(&m);
+	}
+	tap_ok(reused && seen[0] != seen[1] && seen[1] != seen[2] && seen[0] != seen[2],
+	       "the free slots are taken, each once, at offset 0");
+	struct qmsg *m = qmsg_new("III9", "", 0);
+	fds[3] = spool_create(sp, m, &err);
+	tap_ok(fds[3] >= 0 && m->slot == 7, "then a new slot above the highest seen (%d)", m->slot);
+	char big[4096];
+	memset(big, 'x', sizeof big);
+	tap_ok(write(fds[0], big, sizeof big) == (ssize_t)sizeof big, "write into a slot");
+	spool_abort(sp, seen[0], fds[0]);
+	char name[16];
+	snprintf(name, sizeof name, "%d", seen[0]);
+	tap_ok(file_size(name) == 0, "an aborted message leaves nothing behind");
+	for (int i = 1; i < 3; i++)
+		spool_abort(sp, seen[i], fds[i]);
+	spool_abort(sp, m->slot, fds[3]);
+	qmsg_free(&m);
+	qmsg_free(&pend);
+	qmsg_free(&done);
+	qmsg_free(&part);
+	qmsg_free(&cut);
+	qmsg_free(&freed);
+	qmsg_free(&rel);
+	buf_free(&errs);
+}
+
+struct result {
+	struct ev_loop *loop;
+	int ok, calls;
+};
+
+static void committed(void *arg, int ok, const char *err)
+{
+	struct result *r = arg;
+	r->ok = ok;
+	r->calls++;
+	if (!ok)
+		tap_diag("commit failed: %s", err);
+	ev_stop(r->loop);
+}
+
+static void test_commit(struct spool *sp, struct ev_loop *loop)
+{
+	/* a message written the way a session writes it, over a slot that
+	 * held a longer message before */
+	struct qmsg *m = sample("JJJ10");
+	const char *err = NULL;
+	int fd = spool_create(sp, m, &err);
+	char big[8192];
+	memset(big, 'o', sizeof big);
+	tap_ok(fd >= 0 && write(fd, big, sizeof big) == (ssize_t)sizeof big, "old bytes in a slot");
+	int slot = m->slot;
+	tap_ok(lseek(fd, 0, SEEK_SET) == 0, "rewind");
+	struct buf b = {0};
+	spool_envelope(&b, m);
+	buf_adds(&b, MSG);
+	tap_ok(write(fd, b.data, b.len) == (ssize_t)b.len, "message written");
+	struct result r = { .loop = loop };
+	spool_commit(sp, m, fd, false, committed, &r);
+	ev_run(loop);
+	tap_ok(r.calls == 1 && r.ok, "commit calls back with success");
+	tap_ok(m->end == b.len, "the message ends where it was written");
+	char name[16];
+	snprintf(name, sizeof name, "%d", slot);
+	fd = open_q(name);
+	struct qmsg *back = spool_read_envelope(fd, NULL, &err);
+	tap_ok(back && !strcmp(back->qid, "JJJ10") && back->end == b.len, "sealed on disk, old bytes past it");
+	tap_ok(file_size(name) == (off_t)sizeof big, "the slot kept its size");
+	if (back)
+		back->slot = slot;
+	tap_ok(back && spool_retire(sp, back, fd) == 0 && spool_read_state(fd) == 'F',
+	       "retire marks it free");
+	qmsg_free(&back);
+	close(fd);
+
+	/* held: the file leaves the slots for hold/QID */
+	struct qmsg *h = sample("KKK11");
+	fd = spool_create(sp, h, &err);
+	buf_free(&b);
+	spool_envelope(&b, h);
+	buf_adds(&b, MSG);
+	tap_ok(fd >= 0 && write(fd, b.data, b.len) == (ssize_t)b.len, "held message written");
+	snprintf(name, sizeof name, "%d", h->slot);
+	r.calls = 0;
+	spool_commit(sp, h, fd, true, committed, &r);
+	ev_run(loop);
+	char *hp = xasprintf("%s/hold/KKK11", dir);
+	fd = open(hp, O_RDONLY);
+	struct qmsg *hb = fd >= 0 ? spool_read_envelope(fd, "KKK11", &err) : NULL;
+	tap_ok(r.calls == 1 && r.ok && hb, "held message sealed in hold/");
+	tap_ok(file_size(name) < 0, "and its slot is gone from queue/");
+	qmsg_free(&hb);
+	if (fd >= 0)
+		close(fd);
+	free(hp);
+	buf_free(&b);
+	qmsg_free(&m);
+	qmsg_free(&h);
+}
+
 int main(void)
 {
-	char dir[] = "/tmp/petrel-test-spool-XXXXXX";
 	if (!mkdtemp(dir))
 		return 1;
 	log_open("test", 1);
@@ -77,108 +393,18 @@ int main(void)
 		memcpy(prev, qid, sizeof qid);
 	}
 	tap_ok(unique, "100000 queue ids are unique and increasing");
+	int slot;
+	tap_ok(spool_slot_name("0", &slot) && slot == 0 && spool_slot_name("123", &slot) && slot == 123,
+	       "slot names");
+	tap_ok(!spool_slot_name("0123", &slot) && !spool_slot_name("69F2A1B2C0001200", &slot) &&
+	       !spool_slot_name("99999999999999999999", &slot) && !spool_slot_name("", &slot),
+	       "queue ids and odd names are not slots");
 
-	/* envelope round trip */
-	struct qmsg *m = qmsg_new("AAA1", "sender@example.org", 1700000000);
-	tap_ok(qmsg_add_dest(m, "maildir", "alice@example.org", "alice@example.org") != NULL, "add dest");
-	tap_ok(qmsg_add_dest(m, "maildir", "\"john doe\"@Example.ORG", "team@example.org") != NULL,
-	       "add dest with quoted local part");
-	tap_ok(qmsg_add_dest(m, "maildir", "not an address", "x") == NULL, "invalid address refused");
-	tap_ok(!strcmp(m->dests[1].local, "john doe") && !strcmp(m->dests[1].domain, "example.org"),
-	       "local part unquoted, domain lower-cased");
-	write_queue_file(dir, m, NULL);
-	char *p = xasprintf("%s/queue/AAA1", dir);
-	int fd = open(p, O_RDWR);
-	const char *why = NULL;
-	struct qmsg *r = spool_read_envelope(fd, "AAA1", &why);
-	tap_ok(r != NULL, "envelope reads back");
-	if (r) {
-		TAP_STREQ(r->sender, "sender@example.org", "sender");
-		tap_ok(r->arrival == 1700000000, "arrival time");
-		tap_ok(r->ndests == 2, "two destinations");
-		TAP_STREQ(r->dests[1].address, "\"john doe\"@Example.ORG", "address as given");
-		TAP_STREQ(r->dests[1].orig, "team@example.org", "original recipient");
-		tap_ok(r->dests[0].status == Q_PENDING, "status pending");
-		tap_ok(r->msg_off == m->msg_off, "message offset");
-		tap_ok(r->size == strlen(MSG), "message size");
-		char got[64] = "";
-		tap_ok(pread(fd, got, strlen(MSG), r->msg_off) == (ssize_t)strlen(MSG) &&
-		       !memcmp(got, MSG, strlen(MSG)), "message bytes at offset");
-		tap_ok(pwrite(fd, "D", 1, r->dests[0].status_off) == 1, "status rewritten in place");
-		qmsg_free(&r);
-		r = spool_read_envelope(fd, "AAA1", &why);
-		tap_ok(r && r->dests[0].status == Q_DELIVERED && r->dests[1].status == Q_PENDING,
-		       "status byte read back");
-		qmsg_free(&r);
-	}
-	r = spool_read_envelope(fd, "OTHER", &why);
-	tap_ok(!r && strstr(why, "does not match"), "queue id must match the file name");
-	close(fd);
-	free(p);
+	test_crc();
+	test_round_trip();
+	test_recover(sp);
+	test_commit(sp, loop);
 
-	/* recovery */
-	struct qmsg *done = qmsg_new("BBB2", "", 1700000001);
-	(void)qmsg_add_dest(done, "maildir", "bob@example.org", "bob@example.org");
-	write_queue_file(dir, done, "D");
-	char *inc = xasprintf("%s/incoming/CCC3", dir);
-	fd = open(inc, O_WRONLY | O_CREAT, 0600);
-	tap_ok(fd >= 0 && write(fd, "PETREL-QUEUE 1\nQ CCC3\n", 22) == 22, "incomplete incoming file");
-	close(fd);
-	char *bad = xasprintf("%s/queue/DDD4", dir);
-	fd = open(bad, O_WRONLY | O_CREAT, 0600);
-	tap_ok(fd >= 0 && write(fd, "garbage\n", 8) == 8, "corrupt queue file");
-	close(fd);
-	char *trunc = xasprintf("%s/queue/EEE5", dir);
-	fd = open(trunc, O_WRONLY | O_CREAT, 0600);
-	tap_ok(fd >= 0 && write(fd, "PETREL-QUEUE 1\nQ EEE5\nT 1\nS a@b\nDP\tmaildir\ta@b", 45) == 45,
-	       "truncated envelope");
-	close(fd);
-
-	struct qmsg **out;
-	int n;
-	tap_ok(spool_recover(sp, &out, &n, &errs) == 0, "recover runs");
-	tap_ok(n == 1 && !strcmp(out[0]->qid, "AAA1"), "only the pending message comes back");
-	tap_ok(n == 1 && out[0]->dests[0].status == Q_DELIVERED && out[0]->dests[1].status == Q_PENDING,
-	       "with its delivered destination marked");
-	tap_ok(count_dir(dir, "incoming") == 0, "incoming/ emptied");
-	tap_ok(access(inc, F_OK) != 0, "incomplete message removed");
-	tap_ok(count_dir(dir, "queue") == 1, "delivered message removed from queue/");
-	tap_ok(count_dir(dir, "corrupt") == 2, "corrupt and truncated files moved to corrupt/");
-	for (int i = 0; i < n; i++)
-		qmsg_free(&out[i]);
-	free(out);
-
-	/* recycling: a finished queue file becomes the next incoming one */
-	tap_ok(spool_retire(sp, "AAA1") == 0, "retire a finished message");
-	tap_ok(count_dir(dir, "queue") == 0 && count_dir(dir, "free") == 1,
-	       "its file moves from queue/ to free/");
-	const char *cerr = NULL;
-	fd = spool_create(sp, "FFF6", &cerr);
-	struct stat st;
-	tap_ok(fd >= 0 && fstat(fd, &st) == 0 && st.st_size == 0,
-	       "create takes the free file over, truncated");
-	tap_ok(count_dir(dir, "free") == 0 && count_dir(dir, "incoming") == 1,
-	       "free/ is empty again, incoming/ holds the new message");
-	if (fd >= 0)
-		close(fd);
-	fd = spool_create(sp, "GGG7", &cerr);
-	tap_ok(fd >= 0 && count_dir(dir, "incoming") == 2, "with none free, a new file is made");
-	if (fd >= 0)
-		close(fd);
-	tap_ok(spool_retire(sp, "NOPE") < 0, "retiring a missing file fails");
-	/* a file left in free/ is never taken for mail */
-	char *fp = xasprintf("%s/free/99", dir);
-	fd = open(fp, O_WRONLY | O_CREAT, 0600);
-	tap_ok(fd >= 0 && write(fd, "PETREL-QUEUE 1\nQ 99\nE\n", 22) == 22, "old data in free/");
-	close(fd);
-	free(fp);
-	tap_ok(spool_recover(sp, &out, &n, &errs) == 0 && n == 0, "recovery ignores free/");
-	free(out);
-	free(inc);
-	free(bad);
-	free(trunc);
-	qmsg_free(&m);
-	qmsg_free(&done);
 	spool_close(&sp);
 	ev_loop_free(&loop);
 	buf_free(&errs);
