@@ -1,11 +1,11 @@
 /*
  * msg_edit.h - the received message as filters see it, and their edits.
  *
- * After the final dot the incoming file is mapped read-only once; its
+ * After the final dot the queue file is mapped read-only once; its
  * top-level header section is indexed and its MIME structure parsed
  * (mime.c).  Filters read headers and parts through the host and record
  * changes (headers added, changed, removed; recipients added, removed).
- * If anything changed, msg_rewrite() writes a new incoming file with the
+ * If anything changed, msg_rewrite() writes a new queue slot with the
  * new envelope and header section and the untouched body, and puts it in
  * place of the old one before the commit.
  */

@@ -66,7 +66,7 @@ struct petrel_txn {
 	void **slots;            /* per-module transaction state */
 	/* message transfer */
 	bool in_bdat;            /* BDAT used: DATA refused */
-	int fd;                  /* incoming queue file, -1 when none */
+	int fd;                  /* the queue slot being written, -1 when none */
 	struct buf wbuf;         /* bytes waiting to be written to fd */
 	uint64_t size;           /* message bytes received */
 	enum data_state dstate;

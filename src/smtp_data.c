@@ -8,7 +8,7 @@
  * every mix).  Dot-stuffing is undone; BDAT content is taken as it comes.
  * While the header section passes, Received: headers are counted.
  *
- * Bytes are buffered and written to incoming/QID as they arrive; nothing
+ * Bytes are buffered and written to a queue slot as they arrive; nothing
  * is acknowledged until spool_commit() says the file is durable.
  */
 #include "smtp_server.h"
