@@ -6,8 +6,10 @@
  * hold, was acknowledged: its length and checksum are checked, its
  * envelope read, and it is delivered to the destinations still pending.
  * A file that fails a check is moved to corrupt/ and logged, never
- * deleted (after a power failure, a file sealed in the instant before the
- * sync finished may land there too; it was never acknowledged).
+ * deleted.  After a power failure a file can fail its check without any
+ * mail at stake: a slot being rewritten when the power went holds pieces
+ * of a delivered message and of one never acknowledged.  It goes to
+ * corrupt/ all the same: only a human can tell.
  */
 #ifndef _GNU_SOURCE
 #define _GNU_SOURCE
