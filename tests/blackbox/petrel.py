@@ -263,12 +263,16 @@ class Daemon:
     router:        dict for modules.router (mailboxes, aliases)
     extra:         raw libconfig text appended at top level
     modules_extra: raw libconfig text put inside modules = { ... }
+    listener:      more settings of the (first) listener, e.g. {"tls": "starttls"}
+    more_listeners: further listeners (dicts of settings), each on its own
+                   port: self.ports[1], self.ports[2], ...
     """
 
     def __init__(self, settings=None, router=None, extra="", modules_extra="",
-                 start=True):
+                 start=True, listener=None, more_listeners=()):
         self.dir = tempfile.mkdtemp(prefix="petrel-bb-")
         self.port = _free_port()
+        self.ports = [self.port] + [_free_port() for _ in more_listeners]
         self.conf = os.path.join(self.dir, "petrel.conf")
         self.spool = os.path.join(self.dir, "spool")
         self.mail = os.path.join(self.dir, "mail")
@@ -296,8 +300,12 @@ class Daemon:
         lines = ["# written by tests/blackbox/petrel.py"]
         for k, v in s.items():
             lines.append("%s = %s;" % (k, cfg_value(v)))
-        lines.append('listeners = ( { listen = "%s:%d"; stage = "mta"; } );'
-                     % (HOST, self.port))
+        groups = []
+        for port, more in zip(self.ports, [listener or {}] + list(more_listeners)):
+            g = {"listen": "%s:%d" % (HOST, port), "stage": "mta"}
+            g.update(more)
+            groups.append(cfg_value(g))
+        lines.append("listeners = ( %s );" % ", ".join(groups))
         lines.append("modules = {")
         lines.append("  maildir = { root = %s; };"
                      % cfg_value(os.path.join(self.mail, "%d", "%u")))
@@ -340,7 +348,7 @@ class Daemon:
             if self.proc.poll() is not None:
                 raise DaemonError("petreld exited with code %s during start-up"
                                   % self.proc.returncode)
-            if _listening(self.port):
+            if all(_listening(p) for p in self.ports):
                 return self
             time.sleep(0.02)
         raise DaemonError("petreld did not listen on %s:%d within %ss"
@@ -539,8 +547,8 @@ class Daemon:
                 out.append(os.path.join(root, f))
         return sorted(out)
 
-    def client(self, **kw):
-        return Client(self.port, **kw)
+    def client(self, port=None, **kw):
+        return Client(port or self.port, **kw)
 
 
 # ---------------------------------------------------------------------------
@@ -580,12 +588,24 @@ class Reply:
 class Client:
     """A line-exact SMTP client over a raw socket to 127.0.0.1."""
 
-    def __init__(self, port, timeout=10, greet=True):
+    def __init__(self, port, timeout=10, greet=True, tls=False):
+        """tls=True: implicit TLS (port 465 style), the handshake first."""
         self.timeout = T(timeout)
         self.sock = socket.create_connection((HOST, port), timeout=self.timeout)
         self.buf = b""
         self.eof = False
+        if tls:
+            self.sock = tls_context().wrap_socket(self.sock)
         self.greeting = self.reply() if greet else None
+
+    def starttls(self):
+        """STARTTLS, 220, then the handshake; asserts nothing else came
+        before it (no reply the server should not have sent)."""
+        self.cmd("STARTTLS", 220, "2.0.0")
+        if self.buf:
+            raise AssertionError("bytes after the 220 to STARTTLS: %r" % self.buf)
+        self.sock = tls_context().wrap_socket(self.sock)
+        return self.sock
 
     def close(self):
         try:
@@ -754,6 +774,33 @@ def send_one(port, sender, rcpts, message, ehlo="client.test", params=""):
         qid = c.send_mail(sender, rcpts, message, params)
         c.cmd("QUIT", 221)
     return qid
+
+
+# ---------------------------------------------------------------------------
+# TLS
+
+def tls_context():
+    """A client context that accepts the tests' self-signed certificates."""
+    import ssl
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    ctx.check_hostname = False
+    ctx.verify_mode = ssl.CERT_NONE
+    return ctx
+
+
+def make_cert(directory, name="mx.test"):
+    """A self-signed certificate and its key (PEM) in directory; returns
+    (cert_path, key_path).  Skips the test when the openssl CLI is missing."""
+    openssl = shutil.which("openssl")
+    if not openssl:
+        skip("openssl command not installed")
+    cert = os.path.join(directory, "cert.pem")
+    key = os.path.join(directory, "key.pem")
+    p = run([openssl, "req", "-x509", "-newkey", "rsa:2048", "-nodes",
+             "-keyout", key, "-out", cert, "-days", "2", "-subj", "/CN=" + name])
+    if p.returncode != 0:
+        raise HarnessError("openssl req failed: %s" % p.stderr.decode())
+    return cert, key
 
 
 # ---------------------------------------------------------------------------
