@@ -803,6 +803,40 @@ def make_cert(directory, name="mx.test"):
     return cert, key
 
 
+def crypt_hash(password, prefix=b"$y$"):
+    """A crypt(3) hash made by libcrypt itself (Python's crypt module is
+    going away): prefix b"$y$" yescrypt, b"$6$" SHA-512."""
+    import ctypes
+    import ctypes.util
+    lib = ctypes.CDLL(ctypes.util.find_library("crypt") or "libcrypt.so.1")
+    lib.crypt_gensalt.restype = ctypes.c_char_p
+    lib.crypt_gensalt.argtypes = [ctypes.c_char_p, ctypes.c_ulong, ctypes.c_char_p,
+                                  ctypes.c_int]
+    lib.crypt.restype = ctypes.c_char_p
+    lib.crypt.argtypes = [ctypes.c_char_p, ctypes.c_char_p]
+    setting = lib.crypt_gensalt(prefix, 0, None, 0)
+    if not setting:
+        skip("libcrypt cannot make %s hashes" % prefix.decode())
+    out = lib.crypt(password.encode(), setting)
+    if not out or out.startswith(b"*"):
+        raise HarnessError("crypt() failed for %r" % setting)
+    return out.decode()
+
+
+def write_passwd(directory, users, name="passwd"):
+    """An auth_passwords file: users is a list of lines ("user:HASH", ...)."""
+    path = os.path.join(directory, name)
+    with open(path, "w") as f:
+        f.write("\n".join(users) + "\n")
+    return path
+
+
+def auth_plain(user, password, authzid=""):
+    """The base64 SASL PLAIN response."""
+    import base64
+    return base64.b64encode(("%s\0%s\0%s" % (authzid, user, password)).encode()).decode()
+
+
 # ---------------------------------------------------------------------------
 # messages
 

@@ -41,7 +41,7 @@ def api_version():
 
 
 def hooks_daemon(settings=None, testhooks=None, filters=("testhooks",),
-                 other_modules="", extra="", start=True):
+                 other_modules="", extra="", start=True, listener=None):
     """A daemon whose filter chain is 'filters', testhooks configured by
     the dict 'testhooks'."""
     mods = "  testhooks = %s;" % petrel.cfg_value(testhooks or {})
@@ -49,7 +49,7 @@ def hooks_daemon(settings=None, testhooks=None, filters=("testhooks",),
         mods += "\n" + other_modules
     extra_text = "filters = %s;\n%s" % (petrel.cfg_value(list(filters)), extra)
     return Daemon(settings=settings, modules_extra=mods, extra=extra_text,
-                  start=start)
+                  start=start, listener=listener)
 
 
 def hook_lines(d):
@@ -411,6 +411,65 @@ def test_invalid_reply_text_falls_back_to_default():
         c.cmd("MAIL FROM:<a@localhost>", 250)
         c.cmd("RCPT TO:<user@localhost>", 550, "5.7.1")
         d.wait_log(r"module reply refused")
+
+
+def auth_daemon(testhooks=None, settings=None):
+    """testhooks in the chain of a listener with AUTH in clear text (the
+    TLS side of AUTH is test_tls_auth.py's)."""
+    d = hooks_daemon(testhooks=testhooks, start=False,
+                     listener={"auth": True, "auth_cleartext": True},
+                     settings=dict(settings or {}, auth_passwords="@PASSWD@"))
+    pw = petrel.write_passwd(d.dir, ["alice:" + petrel.crypt_hash("alice-pw", b"$6$")])
+    d.config_text = d.config_text.replace("@PASSWD@", pw)
+    with open(d.conf, "w") as f:
+        f.write(d.config_text)
+    d.start()
+    return d
+
+
+def test_auth_hook_order_user_and_success():
+    with auth_daemon() as d:
+        with d.client() as c:
+            c.ehlo("client.test")
+            c.cmd("AUTH PLAIN " + petrel.auth_plain("alice", "wrong"), 535, "5.7.8")
+            c.cmd("AUTH PLAIN " + petrel.auth_plain("alice", "alice-pw"), 235, "2.7.0")
+            c.send_mail("alice@localhost", ["user@localhost"], make_message("authed"))
+            c.cmd("QUIT", 221)
+        wait_hook(d, "session_end")
+        lines = hooks_of(d, 1)
+        seq = [h[0] for h in lines]
+        assert seq[:5] == ["connect", "helo", "auth", "auth", "mail"], seq
+        # the hook judges before the login counts: no auth_user yet
+        assert lines[2][3].strip() == "user=alice success=0 auth_user=(null) verdict=continue", lines[2]
+        assert lines[3][3].strip() == "user=alice success=1 auth_user=(null) verdict=continue", lines[3]
+        assert " auth_user=alice " in lines[4][3], lines[4]
+
+
+def test_auth_hook_reject_turns_success_into_refusal():
+    th = {"verdict_auth": "reject", "reply": "535 5.7.8 testhooks: not from here"}
+    with auth_daemon(testhooks=th, settings={"auth_failure_limit": 2}) as d, d.client() as c:
+        c.ehlo()
+        r = c.cmd("AUTH PLAIN " + petrel.auth_plain("alice", "alice-pw"))
+        assert r.raw == b"535 5.7.8 testhooks: not from here\r\n", r
+        c.cmd("MAIL FROM:<alice@localhost>", 250)     # not authenticated:
+        c.cmd("RSET", 250)
+        wait_hook(d, "mail")
+        assert " auth_user=(null) " in [h for h in hook_lines(d) if h[0] == "mail"][0][3]
+        # a refusal by a module counts towards the failure limit
+        c.cmd("AUTH PLAIN " + petrel.auth_plain("alice", "alice-pw"), 535, "5.7.8")
+        c.expect(421, "4.7.0")
+        c.expect_closed()
+        d.wait_log(r"reject: AUTH from \[127\.0\.0\.1\]:\d+: 535 5\.7\.8 testhooks: not from "
+                   r"here; sasl_method=PLAIN, sasl_username=alice")
+
+
+def test_auth_hook_tempfail():
+    with auth_daemon(testhooks={"verdict_auth": "tempfail", "reply": "454 4.7.0 testhooks: later"},
+                     settings={"auth_failure_limit": 1}) as d, d.client() as c:
+        c.ehlo()
+        c.cmd("AUTH PLAIN " + petrel.auth_plain("alice", "alice-pw"), 454, "4.7.0")
+        # a temporary refusal is no failed attempt: the session goes on
+        c.cmd("NOOP", 250)
 
 
 def test_suspend_and_resume_through_fd_watch():

@@ -9,16 +9,11 @@ Every reply code of the issue is checked, with its enhanced code."""
 
 import atexit
 import base64
-import ctypes
-import ctypes.util
 import os
 import pwd
 import re
 import shutil
 import smtplib
-import socket
-import stat
-import subprocess
 import sys
 import tempfile
 import time
@@ -51,25 +46,10 @@ def secrets_dir():
 
 
 def write_passwd(directory, name, lines):
-    path = os.path.join(directory, name)
-    with open(path, "w") as f:
-        f.write("\n".join(lines) + "\n")
-    return path
+    return petrel.write_passwd(directory, lines, name)
 
 
-def crypt_hash(password, prefix):
-    """crypt(3) through libcrypt itself (Python's crypt module is going)."""
-    lib = ctypes.CDLL(ctypes.util.find_library("crypt") or "libcrypt.so.1")
-    lib.crypt_gensalt.restype = ctypes.c_char_p
-    lib.crypt_gensalt.argtypes = [ctypes.c_char_p, ctypes.c_ulong, ctypes.c_char_p, ctypes.c_int]
-    lib.crypt.restype = ctypes.c_char_p
-    lib.crypt.argtypes = [ctypes.c_char_p, ctypes.c_char_p]
-    setting = lib.crypt_gensalt(prefix, 0, None, 0)
-    if not setting:
-        petrel.skip("libcrypt cannot make %s hashes" % prefix.decode())
-    out = lib.crypt(password.encode(), setting)
-    assert out and not out.startswith(b"*"), out
-    return out.decode()
+crypt_hash = petrel.crypt_hash
 
 
 def tls_daemon(listener=None, settings=None, more_listeners=(), **kw):
@@ -89,8 +69,7 @@ def b64(text):
     return base64.b64encode(text).decode()
 
 
-def plain(user, password, authzid=""):
-    return b64("%s\0%s\0%s" % (authzid, user, password))
+plain = petrel.auth_plain
 
 
 def ehlo_words(reply):
