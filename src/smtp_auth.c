@@ -117,6 +117,10 @@ static void check_done(void *arg)
 	if (!s)
 		return;              /* the client left meanwhile */
 	s->auth_job = NULL;
+	if (s->state == S_CLOSING) {     /* shutting down: 421 already said */
+		xfree(&s->auth_try_user);
+		return;
+	}
 	s->auth_try_ok = ok;
 	s->reply[0] = 0;
 	chain_start(s, STEP_AUTH);   /* then auth_done() */
