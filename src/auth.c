@@ -252,6 +252,7 @@ void auth_base64_encode(const void *in, size_t len, char *out)
 int auth_plain_split(char *msg, size_t len, const char **user, const char **pass,
                      const char **why)
 {
+	msg[len] = 0;                    /* the password's end */
 	char *nul1 = memchr(msg, 0, len);
 	char *nul2 = nul1 ? memchr(nul1 + 1, 0, len - (size_t)(nul1 + 1 - msg)) : NULL;
 	if (!nul2 || memchr(nul2 + 1, 0, len - (size_t)(nul2 + 1 - msg))) {

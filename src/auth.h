@@ -39,8 +39,9 @@ long auth_base64_decode(const char *in, size_t len, char *out);
 /* Encode len bytes; out must hold 4 * ((len + 2) / 3) + 1. */
 void auth_base64_encode(const void *in, size_t len, char *out);
 
-/* RFC 4616 "[authzid] NUL authcid NUL passwd", decoded, of len bytes.
- * On success the pointers point into msg (each NUL-terminated in place).
+/* RFC 4616 "[authzid] NUL authcid NUL passwd", decoded, of len bytes in
+ * a buffer of len + 1 (a NUL is written at msg[len]).  On success the
+ * pointers point into msg, each string NUL-terminated.
  * -1 with *why: malformed, empty or over-long fields, or an authzid that
  * names someone else (acting for another user is not supported). */
 int auth_plain_split(char *msg, size_t len, const char **user, const char **pass,
