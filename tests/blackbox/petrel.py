@@ -588,10 +588,17 @@ class Reply:
 class Client:
     """A line-exact SMTP client over a raw socket to 127.0.0.1."""
 
-    def __init__(self, port, timeout=10, greet=True, tls=False):
-        """tls=True: implicit TLS (port 465 style), the handshake first."""
+    def __init__(self, port, timeout=10, greet=True, tls=False, rcvbuf=None):
+        """tls=True: implicit TLS (port 465 style), the handshake first.
+        rcvbuf: a small SO_RCVBUF makes the server wait to write."""
         self.timeout = T(timeout)
-        self.sock = socket.create_connection((HOST, port), timeout=self.timeout)
+        if rcvbuf:
+            self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
+            self.sock.settimeout(self.timeout)
+            self.sock.connect((HOST, port))
+        else:
+            self.sock = socket.create_connection((HOST, port), timeout=self.timeout)
         self.buf = b""
         self.eof = False
         if tls:
@@ -803,9 +810,7 @@ def make_cert(directory, name="mx.test"):
     return cert, key
 
 
-def crypt_hash(password, prefix=b"$y$"):
-    """A crypt(3) hash made by libcrypt itself (Python's crypt module is
-    going away): prefix b"$y$" yescrypt, b"$6$" SHA-512."""
+def _libcrypt():
     import ctypes
     import ctypes.util
     lib = ctypes.CDLL(ctypes.util.find_library("crypt") or "libcrypt.so.1")
@@ -814,13 +819,24 @@ def crypt_hash(password, prefix=b"$y$"):
                                   ctypes.c_int]
     lib.crypt.restype = ctypes.c_char_p
     lib.crypt.argtypes = [ctypes.c_char_p, ctypes.c_char_p]
-    setting = lib.crypt_gensalt(prefix, 0, None, 0)
-    if not setting:
-        skip("libcrypt cannot make %s hashes" % prefix.decode())
-    out = lib.crypt(password.encode(), setting)
+    return lib
+
+
+def crypt_hash_setting(password, setting):
+    """crypt(3) of password with a full setting ("$6$rounds=N$salt")."""
+    out = _libcrypt().crypt(password.encode(), setting)
     if not out or out.startswith(b"*"):
         raise HarnessError("crypt() failed for %r" % setting)
     return out.decode()
+
+
+def crypt_hash(password, prefix=b"$y$"):
+    """A crypt(3) hash made by libcrypt itself (Python's crypt module is
+    going away): prefix b"$y$" yescrypt, b"$6$" SHA-512."""
+    setting = _libcrypt().crypt_gensalt(prefix, 0, None, 0)
+    if not setting:
+        skip("libcrypt cannot make %s hashes" % prefix.decode())
+    return crypt_hash_setting(password, setting)
 
 
 def write_passwd(directory, users, name="passwd"):

@@ -356,6 +356,61 @@ def test_pipelined_commands_wait_for_the_password_check():
         assert b"with ESMTPSA" in got, got
 
 
+def test_slow_hash_does_not_stop_other_sessions():
+    # ~1 s of SHA-512 rounds: checked on the auth workers, not the loop
+    d = Daemon(listener={"auth": True, "auth_cleartext": True},
+               settings={"auth_passwords": "@PW@"}, start=False)
+    slow = petrel.crypt_hash_setting("carol-pw", b"$6$rounds=2000000$saltsaltsalt")
+    pw = petrel.write_passwd(d.dir, ["carol:" + slow])
+    d.config_text = d.config_text.replace("@PW@", pw)
+    with open(d.conf, "w") as f:
+        f.write(d.config_text)
+    with d:
+        d.start()
+        with d.client() as a, d.client() as b:
+            a.ehlo()
+            b.ehlo()
+            t0 = time.monotonic()
+            a.send("AUTH PLAIN %s\r\n" % plain("carol", "carol-pw"))
+            time.sleep(0.05)
+            b.cmd("NOOP", 250)
+            noop = time.monotonic() - t0
+            check(a.reply(), 235, "2.7.0")
+            auth = time.monotonic() - t0
+        assert auth > 0.3 and noop < auth / 2, (noop, auth)
+        petrel.diag("NOOP answered after %.3f s while AUTH took %.3f s" % (noop, auth))
+
+
+def test_large_transfers_under_tls():
+    # many TLS records in, and replies piling up against a small receive
+    # buffer: both directions wait on WANT_READ/WANT_WRITE
+    body = ("".join("line %06d of a long message over TLS\n" % i for i in range(60000)))
+    msg = make_message("big", body)
+    with tls_daemon() as d:
+        with d.client(rcvbuf=4096, timeout=20) as c:
+            c.ehlo()
+            c.starttls()
+            c.ehlo()
+            # 7 MB of EHLO replies: more than the kernel buffers, so the
+            # server's TLS writes must wait (WANT_WRITE) while it reads on
+            n = 30000
+            c.send(b"EHLO again.test\r\n" * n)
+            time.sleep(0.5)
+            for i in range(n):
+                check(c.reply(), 250, None, "EHLO %d" % i)
+            qids = [c.send_mail("a@localhost", ["user@localhost"], msg)]
+            c.cmd("MAIL FROM:<a@localhost>", 250)
+            c.cmd("RCPT TO:<user@localhost>", 250)
+            c.send(b"BDAT %d LAST\r\n" % len(msg) + msg)
+            qids.append(c.expect(250, "2.0.0").qid)
+        got = d.wait_delivered("user", 2)
+        for qid in qids:
+            content = [g for g in got if petrel.qid_of_file(g) == qid]
+            assert len(content) == 1, (qid, len(content))
+            petrel.assert_delivery(content[0], "a@localhost", "user@localhost", msg, qid)
+        assert not re.search(r"TLS (read|handshake) (error|failed)", d.log_text())
+
+
 def test_auth_cleartext_listener():
     with tls_daemon(listener={"tls": "none", "auth": True, "auth_cleartext": True},
                     settings={"tls_cert_file": None, "tls_key_file": None}) as d:
