@@ -428,9 +428,13 @@ static void listeners_resolve(struct config *c, struct buf *errs)
 				                "TLS needs tls_cert_file and tls_key_file (in the listener "
 				                "or at top level)");
 		}
+		config_setting_t *auth = config_setting_get_member(l->setting, "auth");
 		if (l->auth && !c->auth_passwords)
-			config_error_at(c, config_setting_get_member(l->setting, "auth"), errs,
-			                "auth = true needs the top-level auth_passwords file");
+			config_error_at(c, auth, errs, "auth = true needs the top-level auth_passwords file");
+		/* it would never be offered: say so rather than leave it silent */
+		if (l->auth && l->tls == TLS_NONE && !l->auth_cleartext)
+			config_error_at(c, auth, errs, "AUTH is offered under TLS only: set tls, or "
+			                "auth_cleartext = true to allow passwords in clear text");
 	}
 }
 

@@ -600,6 +600,36 @@ def test_slow_filter_does_not_delay_other_sessions():
         assert i_b < i_resume < i_a, (i_b, i_resume, i_a)
 
 
+def test_slow_auth_hook_resumes_the_login():
+    # a pending auth hook: the login waits, pipelined MAIL behind it too,
+    # another session goes on; then the resumed verdict decides
+    delay = int(T(1.5) * 1000)
+    for verdict, code in (("continue", 235), ("reject", 535)):
+        d = Daemon(listener={"auth": True, "auth_cleartext": True},
+                   settings={"auth_passwords": "@PW@", "auth_failure_limit": 5},
+                   modules_extra="  slow = %s;" % petrel.cfg_value(
+                       {"delay_ms": delay, "at": "auth", "verdict": verdict}),
+                   extra='filters = [ "slow" ];', start=False)
+        pw = petrel.write_passwd(d.dir, ["alice:" + petrel.crypt_hash("pw", b"$6$")])
+        d.config_text = d.config_text.replace("@PW@", pw)
+        with open(d.conf, "w") as f:
+            f.write(d.config_text)
+        with d:
+            d.start()
+            with d.client() as a:
+                a.ehlo()
+                a.send("AUTH PLAIN %s\r\nMAIL FROM:<alice@localhost>\r\n"
+                       % petrel.auth_plain("alice", "pw"))
+                d.wait_log(r"slow: suspend qid=auth at=auth")
+                petrel.send_one(d.port, "b@localhost", "fast@localhost", make_message("B"))
+                assert not _has_bytes(a), "A got a reply during the wait: %r" % a.buf
+                r = a.expect(code, timeout=delay / 1000.0 + 10)
+                if verdict == "reject":
+                    assert r.text == "5.7.8 slow: refused", r
+                a.expect(250, "2.1.0")
+            d.wait_log(r"slow: resume qid=auth verdict=%s resume=0" % verdict)
+
+
 def test_two_slow_sessions_wait_at_the_same_time():
     delay = int(T(3) * 1000)
     with _slow_daemon({"delay_ms": delay}) as d:

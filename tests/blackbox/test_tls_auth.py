@@ -501,6 +501,10 @@ def test_config_password_file_errors():
     rc, out = conf_errors(d)
     assert rc == 1 and "listeners[0].auth: auth = true needs the top-level auth_passwords" \
         in out, out
+    assert "listeners[0].auth: AUTH is offered under TLS only: set tls, or " \
+        "auth_cleartext = true" in out, out
+    shutil.rmtree(d.dir, ignore_errors=True)
+    d = Daemon(listener={"auth": True, "auth_cleartext": True}, start=False)
     bad = write_passwd(d.dir, "passwd", [
         "# ok so far",
         "alice:" + crypt_hash("x", b"$6$"),

@@ -55,7 +55,10 @@ static const struct {
 	{ .label = "tls with half a key pair", .text = "listeners = ( { listen = \"127.0.0.1:25\"; stage = \"mta\"; tls = \"starttls\";\n"
 	  "  tls_cert_file = \"/x/cert.pem\"; } );\n", .error = "TLS needs tls_cert_file and tls_key_file" },
 	{ .label = "auth without passwords", .text = "listeners = ( { listen = \"127.0.0.1:25\"; stage = \"mta\";\n"
-	  "  auth = true; } );\n", .error = ":2: listeners[0].auth: auth = true needs the top-level auth_passwords" },
+	  "  auth = true; auth_cleartext = true; } );\n",
+	  .error = ":2: listeners[0].auth: auth = true needs the top-level auth_passwords" },
+	{ .label = "auth without tls", .text = "listeners = ( { listen = \"127.0.0.1:25\"; stage = \"mta\"; auth = true; } );\n"
+	  "auth_passwords = \"/x/passwd\";\n", .error = "listeners[0].auth: AUTH is offered under TLS only" },
 	{ .label = "auth not a bool", .text = "listeners = ( { listen = \"127.0.0.1:25\"; stage = \"mta\"; auth = \"yes\"; } );\n",
 	  .error = "listeners[0].auth: must be true or false" },
 	{ .label = "auth with passwords", .text = "listeners = ( { listen = \"127.0.0.1:25\"; stage = \"mta\"; auth = true;\n"
