@@ -72,6 +72,11 @@ static void sasl_end(struct petrel_session *s)
 	xfree(&s->sasl);
 }
 
+void auth_abort(struct petrel_session *s)
+{
+	sasl_end(s);
+}
+
 void auth_session_end(struct petrel_session *s)
 {
 	sasl_end(s);

@@ -558,6 +558,15 @@ static char *find_crlf(char *p, size_t len, bool *bare)
 	return NULL;
 }
 
+/* A line that is not a command (too long, bare CR or LF): also the end
+ * of an AUTH dialog it was meant to answer. */
+static void line_refused(struct petrel_session *s, const char *reply)
+{
+	session_reply(s, "%s", reply);
+	s->errors++;
+	auth_abort(s);
+}
+
 /* One command line from s->in, if complete: only CR LF ends it, so text
  * after a bare LF is part of the same (refused) line, never a command of
  * its own.  Returns 0 when more input is needed, 1 when it consumed
@@ -580,8 +589,7 @@ static int take_line(struct petrel_session *s)
 	}
 	if (!lf) {
 		if (s->in.len >= SMTP_CMD_LINE_MAX) {
-			session_reply(s, "500 5.5.6 Error: line too long");
-			s->errors++;
+			line_refused(s, "500 5.5.6 Error: line too long");
 			s->skipping = true;
 			return 1;
 		}
@@ -589,14 +597,12 @@ static int take_line(struct petrel_session *s)
 	}
 	size_t n = (size_t)(lf - p);     /* bytes before LF, CR included */
 	if (n + 1 > SMTP_CMD_LINE_MAX) {
-		session_reply(s, "500 5.5.6 Error: line too long");
-		s->errors++;
+		line_refused(s, "500 5.5.6 Error: line too long");
 		buf_consume(&s->in, n + 1);
 		return 1;
 	}
 	if (bare) {
-		session_reply(s, "500 5.5.2 Error: bare <CR> or <LF> received");
-		s->errors++;
+		line_refused(s, "500 5.5.2 Error: bare <CR> or <LF> received");
 		buf_consume(&s->in, n + 1);
 		return 1;
 	}

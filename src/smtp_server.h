@@ -33,6 +33,7 @@ void do_auth(struct petrel_session *s, const char *arg);
 /* A line answering a 334 while s->sasl is set. */
 void auth_response(struct petrel_session *s, const char *line, size_t len);
 void auth_done(struct petrel_session *s, int verdict);   /* the auth hooks decided */
+void auth_abort(struct petrel_session *s);        /* end a 334 dialog, if any */
 void auth_session_end(struct petrel_session *s);  /* the session ends: drop AUTH state */
 
 /* The message step is decided (smtp_data.c). */

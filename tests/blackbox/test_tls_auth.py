@@ -304,6 +304,9 @@ def test_auth_refusals():
         c.cmd("AUTH PLAIN", 334)
         c.cmd("YWxpY2U", 501, "5.5.2")              # no padding
         c.cmd("AUTH PLAIN =", 535, "5.7.8")         # empty: malformed
+        c.cmd("AUTH PLAIN", 334)
+        c.cmd("QUFB" * 1000, 500, "5.5.6")          # too long: the dialog ends
+        c.cmd("NOOP", 250)
         c.cmd("AUTH CRAM-MD5", 504, "5.5.4")
         c.cmd("AUTH", 501, "5.5.4")
         c.cmd("MAIL FROM:<a@localhost>", 250)
