@@ -17,6 +17,7 @@ import smtplib
 import sys
 import tempfile
 import time
+import warnings
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import petrel  # noqa: E402
@@ -198,6 +199,42 @@ def test_implicit_tls_with_python_smtp_ssl():
             s.quit()
         got = petrel.Delivered(d.wait_delivered("user", 1)[0]).received
         assert b"with ESMTPSA" in got, got
+
+
+def test_tls_versions():
+    import ssl
+    with tls_daemon() as d:
+        # TLS 1.2 is accepted
+        with d.client() as c:
+            c.ehlo()
+            c.cmd("STARTTLS", 220)
+            ctx = petrel.tls_context()
+            ctx.maximum_version = ssl.TLSVersion.TLSv1_2
+            c.sock = ctx.wrap_socket(c.sock)
+            assert c.sock.version() == "TLSv1.2", c.sock.version()
+            c.ehlo()
+            c.cmd("QUIT", 221)
+        d.wait_log(r"TLS connection established from \[127\.0\.0\.1\]:\d+: TLSv1\.2 with cipher")
+        # TLS 1.1 is not
+        with d.client() as c:
+            c.ehlo()
+            c.cmd("STARTTLS", 220)
+            ctx = petrel.tls_context()
+            try:
+                ctx.set_ciphers("DEFAULT:@SECLEVEL=0")
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore", DeprecationWarning)
+                    ctx.minimum_version = ssl.TLSVersion.TLSv1
+                    ctx.maximum_version = ssl.TLSVersion.TLSv1_1
+            except (ValueError, ssl.SSLError) as e:
+                petrel.skip("this client cannot speak TLS 1.1: %s" % e)
+            try:
+                ctx.wrap_socket(c.sock)
+                raise AssertionError("a TLS 1.1 handshake succeeded")
+            except (ssl.SSLError, OSError):
+                pass
+        m = d.wait_log(r"TLS handshake failed from \[127\.0\.0\.1\]:\d+: (.*)")
+        petrel.diag("TLS 1.1 refused: " + m.group(1))
 
 
 def test_broken_handshakes_are_log_lines():
