@@ -14,6 +14,7 @@ import pwd
 import re
 import shutil
 import smtplib
+import subprocess
 import sys
 import tempfile
 import time
@@ -235,6 +236,59 @@ def test_tls_versions():
                 pass
         m = d.wait_log(r"TLS handshake failed from \[127\.0\.0\.1\]:\d+: (.*)")
         petrel.diag("TLS 1.1 refused: " + m.group(1))
+
+
+def s_client(d, version, script):
+    """openssl s_client over STARTTLS; script: lines typed one by one (a
+    line "K" asks for a TLS 1.3 key update, "R" for a renegotiation; a
+    line starting with "Q" would quit s_client, so say "quit")."""
+    openssl = shutil.which("openssl")
+    if not openssl:
+        petrel.skip("openssl command not installed")
+    before = d.log_text().count("TLS connection established")
+    p = subprocess.Popen([openssl, "s_client", "-crlf", "-starttls", "smtp",
+                          version, "-connect", "%s:%d" % (petrel.HOST, d.port)],
+                         stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                         stderr=subprocess.STDOUT)
+    try:
+        deadline = time.monotonic() + T(10)
+        while d.log_text().count("TLS connection established") == before:
+            assert time.monotonic() < deadline, "s_client did not get TLS"
+            time.sleep(0.05)
+        for line in script:
+            try:
+                p.stdin.write(line.encode() + b"\n")
+                p.stdin.flush()
+            except BrokenPipeError:
+                break                   # s_client gave up: its business
+            time.sleep(T(0.4))
+        try:
+            p.stdin.close()
+        except BrokenPipeError:
+            pass
+        out = p.stdout.read()
+        p.wait(timeout=T(10))
+        return out.decode("utf-8", "replace")
+    finally:
+        if p.poll() is None:
+            p.kill()
+            p.wait()
+
+
+def test_key_update_and_renegotiation():
+    with tls_daemon() as d:
+        # TLS 1.3: a key update in the middle of the session is fine
+        out = s_client(d, "-tls1_3", ["EHLO keyupdate.test", "K", "noop", "quit"])
+        assert "KEYUPDATE" in out and "250 2.0.0 Ok" in out and "221 2.0.0" in out, out
+        d.wait_log(r"disconnect from \S+ ehlo=2 noop=1 quit=1 starttls=1")
+        # TLS 1.2: renegotiation is refused (no_renegotiation); s_client
+        # then gives up, which ends only its own session
+        s_client(d, "-tls1_2", ["EHLO reneg.test", "R", "noop", "quit"])
+        d.wait_log(r"TLSv1\.2 with cipher")
+        d.wait_log(r"(?s)disconnect from .*disconnect from \S+ ehlo=\d")
+        with tls_client(d) as c:
+            c.cmd("NOOP", 250)
+            c.cmd("QUIT", 221)
 
 
 def test_broken_handshakes_are_log_lines():
