@@ -75,7 +75,8 @@ int tls_server_new(const char *cert_file, const char *key_file, struct tls_serve
 	SSL_CTX_set_options(ctx, SSL_OP_NO_COMPRESSION | SSL_OP_NO_RENEGOTIATION |
 	                    SSL_OP_CIPHER_SERVER_PREFERENCE | SSL_OP_IGNORE_UNEXPECTED_EOF);
 	/* Replies are written from a buffer that grows and moves between
-	 * retries; a short write is fine. */
+	 * retries; a short write is fine.  Idle sessions hold no buffers:
+	 * OpenSSL gives back its 16 KiB record buffers between records. */
 	SSL_CTX_set_mode(ctx, SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER |
 	                 SSL_MODE_RELEASE_BUFFERS);
 	static const unsigned char sid_ctx[] = "petrel";
