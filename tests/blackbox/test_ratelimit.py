@@ -152,8 +152,8 @@ def test_user_limit_follows_the_login_across_a_restart():
             c.send_mail("bob@localhost", ["user@localhost"], make_message("bob"))
         send(d, "anon@localhost", subject="anonymous")
         d.wait_delivered("user", 5)
-        d.wait_log(r"ratelimit: refused MAIL FROM:<alice9@localhost> from 127\.0\.0\.1: "
-                   r"user 3/hour reached \(3\)")
+        d.wait_log(r"(?m)ratelimit: refused MAIL FROM:<alice9@localhost> from 127\.0\.0\.1: "
+                   r"user 3/hour reached \(3\), sasl_username=alice$")
         d.restart()
         with open(d.state) as f:
             assert "\nu:alice " in f.read()
