@@ -60,7 +60,8 @@ static const struct setting settings[] = {
 	{ .name = "user", .type = T_STRING, .offset = OFF(user),
 	  .help = "unprivileged user to run as after binding the listeners (when started as root)" },
 	{ .name = "listeners", .type = T_LIST, .set = set_listeners,
-	  .help = "list of { listen = \"ADDR:PORT\"; stage = \"mta\"|\"msa\"; tls = \"none\"; }" },
+	  .help = "list of { listen = \"ADDR:PORT\"; stage = \"mta\"|\"msa\"; tls = \"none\"|\"starttls\"|\"implicit\"; "
+	          "auth = true; ... }" },
 	{ .name = "domains", .type = T_STRLIST, .set = set_domains,
 	  .help = "local domains: mail for them is delivered here" },
 	{ .name = "relay_networks", .type = T_STRLIST, .set = set_relay,
@@ -94,6 +95,14 @@ static const struct setting settings[] = {
 	  .max = 1000000, .help = "concurrent SMTP sessions accepted (default 10000)" },
 	{ .name = "pending_timeout", .type = T_INT, .offset = OFF(pending_timeout), .min = 1,
 	  .max = 3600, .help = "seconds a filter hook may stay pending before the step tempfails (default 30)" },
+	{ .name = "tls_cert_file", .type = T_STRING, .offset = OFF(tls_cert_file),
+	  .help = "PEM certificate (chain) of TLS listeners; a listener may set its own" },
+	{ .name = "tls_key_file", .type = T_STRING, .offset = OFF(tls_key_file),
+	  .help = "PEM private key of tls_cert_file; read before privileges are dropped" },
+	{ .name = "auth_passwords", .type = T_STRING, .offset = OFF(auth_passwords),
+	  .help = "file of \"user:HASH\" lines (crypt(3) hashes) for AUTH PLAIN/LOGIN; read at start" },
+	{ .name = "auth_failure_limit", .type = T_INT, .offset = OFF(auth_failure_limit), .min = 1,
+	  .max = 1000, .help = "failed AUTH attempts before the session gets 421 and is closed (default 3)" },
 	{ .name = "modules", .type = T_GROUP, .set = set_modules,
 	  .help = "one block per module with that module's own settings" },
 };
@@ -341,6 +350,94 @@ int config_parse_listen(const char *s, struct sockaddr_storage *ss, socklen_t *l
 	return 0;
 }
 
+static const char listener_known[] =
+	"listen, stage, tls, filters, tls_cert_file, tls_key_file, auth, auth_cleartext";
+
+/* Check one member of a listener group; the simple ones are stored here,
+ * listen/stage/tls by the caller.  Returns 1 when it is bad. */
+static int listener_member(struct config *c, struct listener_conf *l, config_setting_t *m,
+                           struct buf *errs)
+{
+	const char *nm = config_setting_name(m);
+	if (!strcmp(nm, "filters")) {
+		if (!type_ok(m, T_STRLIST)) {
+			config_error_at(c, m, errs, "must be a list of strings");
+			return 1;
+		}
+		l->filters = strlist(m, &l->nfilters, false);
+		l->filters_setting = m;
+		return 0;
+	}
+	if (!strcmp(nm, "auth") || !strcmp(nm, "auth_cleartext")) {
+		if (!type_ok(m, T_BOOL)) {
+			config_error_at(c, m, errs, "must be true or false");
+			return 1;
+		}
+		bool on = config_setting_get_bool(m);
+		if (!strcmp(nm, "auth"))
+			l->auth = on;
+		else
+			l->auth_cleartext = on;
+		return 0;
+	}
+	bool is_file = !strcmp(nm, "tls_cert_file") || !strcmp(nm, "tls_key_file");
+	if (!is_file && strcmp(nm, "listen") && strcmp(nm, "stage") && strcmp(nm, "tls")) {
+		config_error_at(c, m, errs, "unknown listener setting (known: %s)", listener_known);
+		return 1;
+	}
+	if (config_setting_type(m) != CONFIG_TYPE_STRING) {
+		config_error_at(c, m, errs, "must be a string");
+		return 1;
+	}
+	if (is_file) {
+		const char *v = config_setting_get_string(m);
+		if (!*v) {
+			config_error_at(c, m, errs, "must not be empty");
+			return 1;
+		}
+		bool cert = !strcmp(nm, "tls_cert_file");
+		*(cert ? &l->tls_cert_file : &l->tls_key_file) = xstrdup(v);
+		*(cert ? &l->tls_cert_setting : &l->tls_key_setting) = m;
+	}
+	return 0;
+}
+
+/* After the whole file is read: a TLS listener without its own key pair
+ * takes the top-level one, and must end up with both files; an AUTH
+ * listener needs the password file.  The files themselves are opened
+ * later (tls_setup, auth_db_load), before privileges are dropped. */
+static void listeners_resolve(struct config *c, struct buf *errs)
+{
+	config_setting_t *gcert = config_lookup(&c->cfg, "tls_cert_file");
+	config_setting_t *gkey = config_lookup(&c->cfg, "tls_key_file");
+	for (int i = 0; i < c->nlisteners; i++) {
+		struct listener_conf *l = &c->listeners[i];
+		if (!l->setting || config_setting_type(l->setting) != CONFIG_TYPE_GROUP)
+			continue;
+		if (l->tls != TLS_NONE) {
+			if (!l->tls_cert_file && c->tls_cert_file) {
+				l->tls_cert_file = xstrdup(c->tls_cert_file);
+				l->tls_cert_setting = gcert;
+			}
+			if (!l->tls_key_file && c->tls_key_file) {
+				l->tls_key_file = xstrdup(c->tls_key_file);
+				l->tls_key_setting = gkey;
+			}
+			if (!l->tls_cert_file || !l->tls_key_file)
+				config_error_at(c, config_setting_get_member(l->setting, "tls"), errs,
+				                "TLS needs tls_cert_file and tls_key_file (in the listener "
+				                "or at top level)");
+		}
+		config_setting_t *auth = config_setting_get_member(l->setting, "auth");
+		if (l->auth && !c->auth_passwords)
+			config_error_at(c, auth, errs, "auth = true needs the top-level auth_passwords file");
+		/* it would never be offered: say so rather than leave it silent */
+		if (l->auth && l->tls == TLS_NONE && !l->auth_cleartext)
+			config_error_at(c, auth, errs, "AUTH is offered under TLS only: set tls, or "
+			                "auth_cleartext = true to allow passwords in clear text");
+	}
+}
+
 static int set_listeners(struct config *c, const struct setting *st, config_setting_t *s,
                          struct buf *errs)
 {
@@ -357,25 +454,8 @@ static int set_listeners(struct config *c, const struct setting *st, config_sett
 			bad = 1;
 			continue;
 		}
-		for (int k = 0; k < config_setting_length(g); k++) {
-			config_setting_t *m = config_setting_get_elem(g, k);
-			const char *nm = config_setting_name(m);
-			if (!strcmp(nm, "filters")) {
-				if (!type_ok(m, T_STRLIST)) {
-					config_error_at(c, m, errs, "must be a list of strings");
-					bad = 1;
-				} else {
-					l->filters = strlist(m, &l->nfilters, false);
-					l->filters_setting = m;
-				}
-			} else if (strcmp(nm, "listen") && strcmp(nm, "stage") && strcmp(nm, "tls")) {
-				config_error_at(c, m, errs, "unknown listener setting (known: listen, stage, tls, filters)");
-				bad = 1;
-			} else if (config_setting_type(m) != CONFIG_TYPE_STRING) {
-				config_error_at(c, m, errs, "must be a string");
-				bad = 1;
-			}
-		}
+		for (int k = 0; k < config_setting_length(g); k++)
+			bad |= listener_member(c, l, config_setting_get_elem(g, k), errs);
 		const char *v;
 		config_setting_t *m = config_setting_get_member(g, "listen");
 		if (!m || !(v = config_setting_get_string(m))) {
@@ -402,9 +482,10 @@ static int set_listeners(struct config *c, const struct setting *st, config_sett
 		if (m && (v = config_setting_get_string(m))) {
 			if (!strcmp(v, "none")) {
 				l->tls = TLS_NONE;
-			} else if (!strcmp(v, "starttls") || !strcmp(v, "implicit")) {
-				config_error_at(c, m, errs, "'%s': TLS is not available in this build yet", v);
-				bad = 1;
+			} else if (!strcmp(v, "starttls")) {
+				l->tls = TLS_STARTTLS;
+			} else if (!strcmp(v, "implicit")) {
+				l->tls = TLS_IMPLICIT;
 			} else {
 				config_error_at(c, m, errs, "'%s': expected \"none\", \"starttls\" or \"implicit\"", v);
 				bad = 1;
@@ -459,6 +540,7 @@ static void set_defaults(struct config *c)
 	c->delivery_workers = 32;
 	c->max_connections = 10000;
 	c->pending_timeout = 30;
+	c->auth_failure_limit = 3;
 }
 
 static int apply(struct config *c, const struct setting *st, config_setting_t *s, struct buf *errs)
@@ -539,6 +621,7 @@ struct config *config_load(const char *path, struct buf *errs)
 		}
 		(void)apply(c, st, s, errs);
 	}
+	listeners_resolve(c, errs);
 	if (c->nlisteners == 0 && errs->len == errs_before)
 		buf_addf(errs, "%s:0: listeners: at least one listener is required\n", c->file);
 	if (c->retry_max < c->retry_initial)
@@ -577,6 +660,8 @@ void config_free(struct config **cp)
 		free(c->listeners[i].listen);
 		free(c->listeners[i].stage);
 		free_strv(&c->listeners[i].filters, c->listeners[i].nfilters);
+		free(c->listeners[i].tls_cert_file);
+		free(c->listeners[i].tls_key_file);
 	}
 	free(c->listeners);
 	free_strv(&c->domains, c->ndomains);
@@ -588,6 +673,9 @@ void config_free(struct config **cp)
 	free(c->user);
 	free(c->router);
 	free(c->module_path);
+	free(c->tls_cert_file);
+	free(c->tls_key_file);
+	free(c->auth_passwords);
 	config_destroy(&c->cfg);
 	free(c);
 	*cp = NULL;

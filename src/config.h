@@ -26,6 +26,12 @@ struct listener_conf {
 	char *listen;                   /* as written */
 	char *stage;                    /* module name */
 	enum tls_mode tls;
+	/* TLS key pair: the listener's own, else the top-level one (NULL when
+	 * neither is set); the settings say where, for errors about the files. */
+	char *tls_cert_file, *tls_key_file;
+	config_setting_t *tls_cert_setting, *tls_key_setting;
+	bool auth;                      /* AUTH offered (RFC 4954) */
+	bool auth_cleartext;            /* ... also without TLS */
 	char **filters;                 /* this listener's chain, or NULL: the global one */
 	int nfilters;
 	config_setting_t *filters_setting;
@@ -66,6 +72,10 @@ struct config {
 	int delivery_workers;
 	int max_connections;
 	int pending_timeout;            /* seconds a suspended hook may wait */
+	char *tls_cert_file;            /* default key pair of TLS listeners */
+	char *tls_key_file;
+	char *auth_passwords;           /* user:crypt-hash file for AUTH */
+	int auth_failure_limit;         /* failed AUTHs before 421 */
 	config_t cfg;                   /* the parsed tree */
 };
 

@@ -49,6 +49,8 @@ static int call_hook(struct petrel_session *s, int i)
 	switch (r->step) {
 	case STEP_CONNECT: return h->connect ? h->connect(m->state, s) : -1;
 	case STEP_HELO: return h->helo ? h->helo(m->state, s, s->helo) : -1;
+	case STEP_AUTH:
+		return h->auth ? h->auth(m->state, s, s->auth_try_user, s->auth_try_ok) : -1;
 	case STEP_MAIL: return h->mail ? h->mail(m->state, t, &t->sender) : -1;
 	case STEP_RCPT: return h->rcpt ? h->rcpt(m->state, t, &t->cur_rcpt) : -1;
 	case STEP_MESSAGE:

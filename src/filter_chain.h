@@ -3,7 +3,7 @@
  * stage module, then its filters (the listener's own list, else the
  * global one), in configuration order.
  *
- * A step (connect, helo, mail, rcpt, message) runs the hooks in order
+ * A step (connect, helo, auth, mail, rcpt, message) runs the hooks in order
  * until one decides.  A hook may suspend (PETREL_PENDING): the session
  * stops reading, other sessions go on, and the step continues from the
  * next module when the module calls host->resume(), or tempfails when
@@ -15,7 +15,7 @@
 
 #include "session.h"
 
-enum chain_step { STEP_CONNECT, STEP_HELO, STEP_MAIL, STEP_RCPT, STEP_MESSAGE };
+enum chain_step { STEP_CONNECT, STEP_HELO, STEP_AUTH, STEP_MAIL, STEP_RCPT, STEP_MESSAGE };
 
 /* Start a step; step_done() is called, now or after a resume. */
 void chain_start(struct petrel_session *s, enum chain_step step);

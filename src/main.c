@@ -4,18 +4,21 @@
  *   petreld [-c FILE] [-f] [-t] [-V]
  *
  * Start-up: read and check the configuration; load the modules it names
- * (stages, filters, router, every module with a block, maildir); bind the
- * listeners; drop privileges; open the spool and recover what it holds;
+ * (stages, filters, router, every module with a block, maildir); load
+ * the TLS key pairs and the AUTH password file (root-only files work, and
+ * -t checks them too); bind the listeners; drop privileges; open the spool and recover what it holds;
  * run the loop.  SIGTERM: stop accepting, answer 421 to idle sessions, let
  * messages being committed finish (their 250 is sent), let deliveries in
  * flight finish, then exit 0.  What is queued stays queued.
  */
+#include "auth.h"
 #include "config.h"
 #include "log.h"
 #include "module_load.h"
 #include "queue.h"
 #include "server.h"
 #include "spool.h"
+#include "tls.h"
 #include "worker.h"
 
 #include <errno.h>
@@ -102,6 +105,49 @@ static int load_modules(struct server *srv, struct buf *errs)
 	if (!config_lookup(&cfg->cfg, "modules.maildir") && !module_find(&srv->mods, "maildir"))
 		bad |= !module_get(&srv->mods, cfg, "maildir", NULL, errs);
 	return bad ? -1 : 0;
+}
+
+/* One TLS context per TLS listener, and the password file: both read
+ * while we may still be root.  Errors go to errs, with the file and line
+ * of the setting that names the file. */
+static int load_secrets(struct server *srv, struct buf *errs)
+{
+	struct config *cfg = srv->cfg;
+	int bad = 0;
+	srv->tls = xcalloc((size_t)cfg->nlisteners + 1, sizeof *srv->tls);
+	for (int i = 0; i < cfg->nlisteners; i++) {
+		struct listener_conf *lc = &cfg->listeners[i];
+		char err[512];
+		if (lc->tls == TLS_NONE || !lc->tls_cert_file || !lc->tls_key_file)
+			continue;
+		const char *file;
+		if (tls_server_new(lc->tls_cert_file, lc->tls_key_file, &srv->tls[i], &file, err,
+		                   sizeof err) < 0) {
+			config_error_at(cfg, file == lc->tls_key_file ? lc->tls_key_setting
+			                : lc->tls_cert_setting, errs, "%s", err);
+			bad = 1;
+		}
+	}
+	if (cfg->auth_passwords) {
+		struct buf why = {0};
+		srv->auth_db = auth_db_load(cfg->auth_passwords, &why);
+		if (!srv->auth_db) {
+			config_error_at(cfg, config_lookup(&cfg->cfg, "auth_passwords"), errs,
+			                "%s: bad password file (below)", cfg->auth_passwords);
+			buf_add(errs, why.data, why.len);
+			bad = 1;
+		}
+		buf_free(&why);
+	}
+	return bad ? -1 : 0;
+}
+
+static void secrets_free(struct server *srv)
+{
+	for (int i = 0; srv->tls && srv->cfg && i < srv->cfg->nlisteners; i++)
+		tls_server_free(&srv->tls[i]);
+	xfree(&srv->tls);
+	auth_db_free(&srv->auth_db);
 }
 
 static int drop_privileges(struct config *cfg, struct buf *errs)
@@ -211,8 +257,10 @@ int main(int argc, char **argv)
 	/* modules may set timers in init(): the loop exists before them */
 	srv->loop = ev_loop_new();
 	srv->mods.srv = srv;
-	if (srv->cfg)
+	if (srv->cfg) {
 		(void)load_modules(srv, &errs);    /* errors are in errs */
+		(void)load_secrets(srv, &errs);
+	}
 	if (srv->cfg && srv->cfg->user && !getpwnam(srv->cfg->user)) {
 		config_setting_t *u = config_lookup(&srv->cfg->cfg, "user");
 		config_error_at(srv->cfg, u, &errs, "no such user '%s'", srv->cfg->user);
@@ -226,6 +274,7 @@ int main(int argc, char **argv)
 		modules_free(&srv->mods);
 		module_timers_free(srv);
 		free(srv->filters);
+		secrets_free(srv);
 		config_free(&srv->cfg);
 		ev_loop_free(&srv->loop);
 		buf_free(&errs);
@@ -260,6 +309,7 @@ int main(int argc, char **argv)
 		struct listener *l = &srv->listeners[i];
 		struct listener_conf *lc = &cfg->listeners[i];
 		l->stage = module_get(&srv->mods, cfg, lc->stage, NULL, &errs);
+		l->tls = srv->tls[i];
 		if (lc->filters) {
 			l->filters = xcalloc((size_t)lc->nfilters + 1, sizeof *l->filters);
 			for (int k = 0; k < lc->nfilters; k++)
@@ -274,6 +324,10 @@ int main(int argc, char **argv)
 	if (sfd < 0 || ev_fd_set(srv->loop, sfd, EV_READ, on_signal, srv, &err) < 0)
 		log_fatal("signalfd: %m");
 	srv->workers = workers_start(srv->loop, cfg->delivery_workers);
+	/* Password hashes get their own threads: behind a queue of maildir
+	 * syncs a login would wait for deliveries. */
+	if (srv->auth_db)
+		srv->auth_workers = workers_start(srv->loop, 2);
 	srv->queue = queue_new(srv);
 	struct qmsg **rec;
 	int nrec;
@@ -295,6 +349,7 @@ int main(int argc, char **argv)
 	         cfg->hostname, cfg->spool, srv->mods.n);
 	ev_run(srv->loop);
 	workers_stop(&srv->workers);
+	workers_stop(&srv->auth_workers);
 	spool_close(&srv->spool);
 	unlink(pidfile);
 	free(pidfile);
@@ -312,6 +367,7 @@ int main(int argc, char **argv)
 	free(srv->listeners);
 	modules_free(&srv->mods);
 	free(srv->filters);
+	secrets_free(srv);
 	ev_loop_free(&srv->loop);
 	config_free(&srv->cfg);
 	buf_free(&errs);

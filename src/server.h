@@ -25,6 +25,7 @@ struct listener {
 	struct module *stage;
 	struct module **filters;           /* the chain after the stage */
 	int nfilters;
+	struct tls_server *tls;            /* tls = starttls/implicit: its key pair */
 };
 
 struct server {
@@ -39,6 +40,9 @@ struct server {
 	struct spool *spool;
 	struct queue *queue;
 	struct workers *workers;
+	struct tls_server **tls;           /* per listener (config order), NULL: none */
+	struct auth_db *auth_db;           /* auth_passwords, NULL when unset */
+	struct workers *auth_workers;      /* password hashing, off the loop */
 	struct petrel_session *sessions;   /* doubly linked */
 	int nsessions;
 	bool stopping;

@@ -121,6 +121,21 @@ struct petrel_session {
 	char *auth_user;         /* after AUTH (submission) */
 	bool read_paused;
 	bool closing_after_commit;
+	/* TLS (smtp_server.c) */
+	struct tls_conn *tls;    /* NULL: clear text */
+	bool tls_handshaking;
+	bool tls_start_after_flush;  /* STARTTLS answered: handshake once the 220 is out */
+	int tls_hs_wants;        /* EV_READ or EV_WRITE: what the handshake waits for */
+	int tls_read_wants;      /* EV_WRITE when a TLS read must write first, else 0 */
+	int tls_write_wants;     /* EV_READ when a TLS write must read first, else 0 */
+	char tls_info[128];      /* "TLSv1.3 with cipher ... (256/256 bits)" */
+	/* AUTH (smtp_auth.c) */
+	struct sasl *sasl;       /* an AUTH dialog waiting for a 334 response */
+	struct auth_job *auth_job;   /* a password being checked on a worker */
+	char *auth_try_user;     /* the login the auth hooks are judging */
+	const char *auth_try_mech;
+	bool auth_try_ok;        /* the password was right */
+	int auth_failures;
 };
 
 #endif

@@ -80,6 +80,19 @@ static void line_end(struct petrel_session *s)
 		put_raw(t, "\r\n", 2);
 }
 
+/* The "with" word (RFC 3848, RFC 6531): ESMTP, plus S under TLS and A
+ * after AUTH; UTF8SMTP the same way; plain SMTP after HELO. */
+static const char *with_protocol(const struct petrel_session *s)
+{
+	static const char *const words[2][4] = {
+		{ "ESMTP", "ESMTPS", "ESMTPA", "ESMTPSA" },
+		{ "UTF8SMTP", "UTF8SMTPS", "UTF8SMTPA", "UTF8SMTPSA" },
+	};
+	if (!s->esmtp)
+		return "SMTP";
+	return words[s->txn->smtputf8][(s->tls ? 1 : 0) + (s->auth_user ? 2 : 0)];
+}
+
 static void received_header(struct petrel_session *s, struct buf *b)
 {
 	struct petrel_txn *t = s->txn;
@@ -88,9 +101,10 @@ static void received_header(struct petrel_session *s, struct buf *b)
 	struct tm tm;
 	localtime_r(&now, &tm);
 	strftime(date, sizeof date, "%a, %d %b %Y %H:%M:%S %z", &tm);
-	const char *with = t->smtputf8 ? "UTF8SMTP" : s->esmtp ? "ESMTP" : "SMTP";
-	buf_addf(b, "Received: from %s ([%s])\r\n\tby %s (petrel) with %s id %s",
-	         s->helo ? s->helo : "unknown", s->peer_addr, s->srv->cfg->hostname, with, t->qid);
+	buf_addf(b, "Received: from %s ([%s])\r\n", s->helo ? s->helo : "unknown", s->peer_addr);
+	if (s->tls)
+		buf_addf(b, "\t(using %s)\r\n", s->tls_info);
+	buf_addf(b, "\tby %s (petrel) with %s id %s", s->srv->cfg->hostname, with_protocol(s), t->qid);
 	if (t->nrcpt == 1)
 		buf_addf(b, "\r\n\tfor <%s>; %s\r\n", t->rcpts[0].str, date);
 	else

@@ -9,8 +9,14 @@
  * follows DATA in the same packet is a synchronisation error (554 5.5.0,
  * connection closed).  After 20 errors the session is closed (421).
  *
- * Logs: "connect from", each rejection with the queue id, "disconnect from"
- * with per-command counts.
+ * TLS (RFC 3207): a "starttls" listener offers STARTTLS; an "implicit" one
+ * shakes hands first and greets after.  Bytes the client pipelined behind
+ * STARTTLS are thrown away (CVE-2011-0411: they would run as if they came
+ * under TLS), and the session starts over as before EHLO.  The handshake
+ * is non-blocking like everything else and has the command timeout.
+ *
+ * Logs: "connect from", TLS established or failed, each rejection with the
+ * queue id, "disconnect from" with per-command counts.
  */
 #include "smtp_server.h"
 #include "filter_chain.h"
@@ -18,6 +24,7 @@
 #include "msg_edit.h"
 #include "queue.h"
 #include "spool.h"
+#include "tls.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
@@ -35,8 +42,11 @@
 #define READ_CHUNK 16384
 #define INPUT_PAUSE (256 * 1024)
 
+#define IO_AGAIN (-2)
+
 static void session_close(struct petrel_session *s, const char *why);
 static void on_io(struct ev_loop *loop, int fd, int mask, void *arg);
+static int tls_begin(struct petrel_session *s);
 
 void session_reply(struct petrel_session *s, const char *fmt, ...)
 {
@@ -47,14 +57,59 @@ void session_reply(struct petrel_session *s, const char *fmt, ...)
 	buf_add(&s->out, "\r\n", 2);
 }
 
+/* --- bytes on the wire: the socket itself, or TLS over it --- */
+
+/* Read: > 0 bytes, 0 at the end, IO_AGAIN when nothing is there, -1. */
+static ssize_t wire_read(struct petrel_session *s, char *buf, size_t len)
+{
+	if (s->tls) {
+		ssize_t n = tls_read(s->tls, buf, len);
+		s->tls_read_wants = n == TLS_WANT_WRITE ? EV_WRITE : 0;
+		if (n == TLS_FAILED)
+			log_info("TLS read error from %s: %s", s->peer_name, tls_error(s->tls));
+		return n == TLS_WANT_READ || n == TLS_WANT_WRITE ? IO_AGAIN : n;
+	}
+	for (;;) {
+		ssize_t n = recv(s->fd, buf, len, 0);
+		if (n >= 0)
+			return n;
+		if (errno != EINTR)
+			return errno == EAGAIN || errno == EWOULDBLOCK ? IO_AGAIN : -1;
+	}
+}
+
+/* Write: > 0 bytes, IO_AGAIN when the socket is full, -1. */
+static ssize_t wire_write(struct petrel_session *s, const char *buf, size_t len)
+{
+	if (s->tls) {
+		ssize_t n = tls_write(s->tls, buf, len);
+		s->tls_write_wants = n == TLS_WANT_READ ? EV_READ : 0;
+		return n == TLS_WANT_READ || n == TLS_WANT_WRITE ? IO_AGAIN : n;
+	}
+	for (;;) {
+		ssize_t n = send(s->fd, buf, len, MSG_NOSIGNAL);
+		if (n >= 0)
+			return n;
+		if (errno != EINTR)
+			return errno == EAGAIN || errno == EWOULDBLOCK ? IO_AGAIN : -1;
+	}
+}
+
+/* What the socket is watched for.  Under TLS a read may need the socket
+ * writable first and a write readable (the *_wants), and a handshake
+ * waits for whatever OpenSSL asked. */
 static void update_events(struct petrel_session *s)
 {
 	const char *err;
 	int mask = 0;
-	if (!s->read_paused && s->state != S_CLOSING)
-		mask |= EV_READ;
-	if (s->out.len)
-		mask |= EV_WRITE;
+	if (s->tls_handshaking) {
+		mask = s->tls_hs_wants;
+	} else {
+		if (!s->read_paused && s->state != S_CLOSING && !s->tls_start_after_flush)
+			mask |= s->tls_read_wants ? s->tls_read_wants : EV_READ;
+		if (s->out.len)
+			mask |= s->tls_write_wants ? s->tls_write_wants : EV_WRITE;
+	}
 	if (ev_fd_set(s->srv->loop, s->fd, mask, on_io, s, &err) < 0)
 		log_error("%s: epoll: %s", s->peer_name, err);
 }
@@ -67,13 +122,15 @@ bool session_flush(struct petrel_session *s)
 		session_close(s, NULL);
 		return false;
 	}
+	if (s->tls_handshaking) {     /* replies wait for the handshake */
+		update_events(s);
+		return true;
+	}
 	while (s->out.len) {
-		ssize_t n = send(s->fd, s->out.data, s->out.len, MSG_NOSIGNAL);
+		ssize_t n = wire_write(s, s->out.data, s->out.len);
+		if (n == IO_AGAIN)
+			break;
 		if (n < 0) {
-			if (errno == EINTR)
-				continue;
-			if (errno == EAGAIN || errno == EWOULDBLOCK)
-				break;
 			session_close(s, "lost connection");
 			return false;
 		}
@@ -83,8 +140,12 @@ bool session_flush(struct petrel_session *s)
 		session_close(s, NULL);
 		return false;
 	}
-	if (!s->out.len)
+	if (!s->out.len) {
 		buf_free(&s->out);
+		/* STARTTLS: the 220 went out in clear text, now the handshake */
+		if (s->tls_start_after_flush && tls_begin(s) < 0)
+			return false;
+	}
 	update_events(s);
 	return true;
 }
@@ -170,6 +231,11 @@ static void do_helo(struct petrel_session *s, const struct smtp_cmd *c)
 	chain_start(s, STEP_HELO);
 }
 
+static bool starttls_offered(const struct petrel_session *s)
+{
+	return s->l->conf->tls == TLS_STARTTLS && s->l->tls && !s->tls;
+}
+
 static void helo_done(struct petrel_session *s, int v)
 {
 	if (v == PETREL_REJECT || v == PETREL_TEMPFAIL) {
@@ -188,6 +254,10 @@ static void helo_done(struct petrel_session *s, int v)
 	session_reply(s, "250-8BITMIME");
 	session_reply(s, "250-SMTPUTF8");
 	session_reply(s, "250-ENHANCEDSTATUSCODES");
+	if (starttls_offered(s))
+		session_reply(s, "250-STARTTLS");
+	if (auth_offered(s))
+		session_reply(s, "250-AUTH PLAIN LOGIN");
 	session_reply(s, "250 CHUNKING");
 }
 
@@ -331,6 +401,7 @@ void step_done(struct petrel_session *s, enum chain_step step, int v)
 	switch (step) {
 	case STEP_CONNECT: connect_done(s, v); break;
 	case STEP_HELO: helo_done(s, v); break;
+	case STEP_AUTH: auth_done(s, v); break;
 	case STEP_MAIL: mail_done(s, v); break;
 	case STEP_RCPT: rcpt_done(s, v); break;
 	case STEP_MESSAGE: message_done(s, v); break;
@@ -401,6 +472,30 @@ static void do_bdat(struct petrel_session *s, const struct smtp_cmd *c)
 	s->txn->in_bdat = true;
 }
 
+static void do_starttls(struct petrel_session *s)
+{
+	if (s->tls) {
+		session_reply(s, "503 5.5.1 Error: TLS already active");
+		return;
+	}
+	if (!starttls_offered(s)) {
+		session_reply(s, "502 5.5.1 Error: command not implemented");
+		s->errors++;
+		return;
+	}
+	if (s->txn) {
+		session_reply(s, "503 5.5.1 Error: MAIL transaction in progress");
+		return;
+	}
+	session_reply(s, "220 2.0.0 Ready to start TLS");
+	/* Whatever came after STARTTLS was sent before the handshake: it
+	 * must not run as if it came under TLS (CVE-2011-0411). */
+	if (s->in.len)
+		log_info("%s: %zu bytes pipelined after STARTTLS discarded", s->peer_name, s->in.len);
+	buf_reset(&s->in);
+	s->tls_start_after_flush = true;
+}
+
 static void handle_line(struct petrel_session *s, const char *line, size_t len)
 {
 	struct smtp_cmd *c = &s->srv->cmd;
@@ -423,6 +518,8 @@ static void handle_line(struct petrel_session *s, const char *line, size_t len)
 		session_reply(s, "250 2.0.0 Ok");
 		break;
 	case SMTP_NOOP: session_reply(s, "250 2.0.0 Ok"); break;
+	case SMTP_STARTTLS: do_starttls(s); break;
+	case SMTP_AUTH: do_auth(s, c->arg); break;
 	case SMTP_QUIT:
 		session_reply(s, "221 2.0.0 Bye");
 		s->state = S_CLOSING;
@@ -461,6 +558,15 @@ static char *find_crlf(char *p, size_t len, bool *bare)
 	return NULL;
 }
 
+/* A line that is not a command (too long, bare CR or LF): also the end
+ * of an AUTH dialog it was meant to answer. */
+static void line_refused(struct petrel_session *s, const char *reply)
+{
+	session_reply(s, "%s", reply);
+	s->errors++;
+	auth_abort(s);
+}
+
 /* One command line from s->in, if complete: only CR LF ends it, so text
  * after a bare LF is part of the same (refused) line, never a command of
  * its own.  Returns 0 when more input is needed, 1 when it consumed
@@ -483,8 +589,7 @@ static int take_line(struct petrel_session *s)
 	}
 	if (!lf) {
 		if (s->in.len >= SMTP_CMD_LINE_MAX) {
-			session_reply(s, "500 5.5.6 Error: line too long");
-			s->errors++;
+			line_refused(s, "500 5.5.6 Error: line too long");
 			s->skipping = true;
 			return 1;
 		}
@@ -492,14 +597,12 @@ static int take_line(struct petrel_session *s)
 	}
 	size_t n = (size_t)(lf - p);     /* bytes before LF, CR included */
 	if (n + 1 > SMTP_CMD_LINE_MAX) {
-		session_reply(s, "500 5.5.6 Error: line too long");
-		s->errors++;
+		line_refused(s, "500 5.5.6 Error: line too long");
 		buf_consume(&s->in, n + 1);
 		return 1;
 	}
 	if (bare) {
-		session_reply(s, "500 5.5.2 Error: bare <CR> or <LF> received");
-		s->errors++;
+		line_refused(s, "500 5.5.2 Error: bare <CR> or <LF> received");
 		buf_consume(&s->in, n + 1);
 		return 1;
 	}
@@ -507,7 +610,12 @@ static int take_line(struct petrel_session *s)
 	memcpy(line, p, n - 1);
 	line[n - 1] = 0;
 	buf_consume(&s->in, n + 1);
-	handle_line(s, line, n - 1);
+	if (s->sasl) {
+		auth_response(s, line, n - 1);
+		explicit_bzero(line, n - 1);     /* it may hold a password */
+	} else {
+		handle_line(s, line, n - 1);
+	}
 	return 1;
 }
 
@@ -515,7 +623,8 @@ void session_process(struct petrel_session *s)
 {
 	s->in_process = true;
 	for (;;) {
-		if (s->fd < 0 || s->state == S_CLOSING || s->state == S_COMMIT || s->pending)
+		if (s->fd < 0 || s->state == S_CLOSING || s->state == S_COMMIT || s->pending ||
+		    s->auth_job || s->tls_start_after_flush || s->tls_handshaking)
 			break;
 		if (s->errors >= ERROR_LIMIT) {
 			session_reply(s, "421 4.7.0 %s Error: too many errors", s->srv->cfg->hostname);
@@ -564,7 +673,12 @@ static void on_timeout(struct ev_loop *loop, void *arg)
 {
 	(void)loop;
 	struct petrel_session *s = arg;
-	if (s->state == S_COMMIT || s->pending) {   /* our turn, not the client's */
+	if (s->tls_handshaking) {
+		log_info("timeout during the TLS handshake from %s", s->peer_name);
+		session_close(s, NULL);
+		return;
+	}
+	if (s->state == S_COMMIT || s->pending || s->auth_job) {   /* our turn, not the client's */
 		session_set_timer(s);
 		return;
 	}
@@ -591,34 +705,77 @@ void session_set_timer(struct petrel_session *s)
 	ev_timer_start(s->srv->loop, &s->timer, ms);
 }
 
+/* The handshake goes one step further; when done, held replies go out. */
+static void tls_step(struct petrel_session *s)
+{
+	int r = tls_handshake(s->tls);
+	if (r == TLS_WANT_READ || r == TLS_WANT_WRITE) {
+		s->tls_hs_wants = r == TLS_WANT_READ ? EV_READ : EV_WRITE;
+		update_events(s);
+		return;
+	}
+	if (r < 0) {
+		log_info("TLS handshake failed from %s: %s", s->peer_name, tls_error(s->tls));
+		session_close(s, NULL);
+		return;
+	}
+	s->tls_handshaking = false;
+	tls_describe(s->tls, s->tls_info, sizeof s->tls_info);
+	log_info("TLS connection established from %s: %s", s->peer_name, s->tls_info);
+	session_set_timer(s);
+	session_flush(s);            /* implicit TLS: the greeting */
+}
+
+/* Start TLS on the session's socket: at accept (implicit) or after the
+ * 220 to STARTTLS.  What the client said before is forgotten (RFC 3207
+ * 4.2): its EHLO, a login, unread bytes.  -1 when the session is gone. */
+static int tls_begin(struct petrel_session *s)
+{
+	s->tls_start_after_flush = false;
+	buf_reset(&s->in);
+	xfree(&s->helo);
+	s->esmtp = false;
+	xfree(&s->auth_user);
+	s->tls = tls_conn_new(s->l->tls, s->fd);
+	if (!s->tls) {
+		log_error("%s: cannot start TLS: out of memory", s->peer_name);
+		session_close(s, NULL);
+		return -1;
+	}
+	s->tls_handshaking = true;
+	s->tls_hs_wants = EV_READ;
+	update_events(s);
+	return 0;
+}
+
 static void on_io(struct ev_loop *loop, int fd, int mask, void *arg)
 {
 	(void)loop;
 	(void)fd;
 	struct petrel_session *s = arg;
-	if (mask & EV_WRITE) {
-		if (!session_flush(s) || s->state == S_CLOSING)
+	if (s->tls_handshaking) {
+		tls_step(s);
+		return;
+	}
+	if (mask & (s->tls_write_wants ? s->tls_write_wants : EV_WRITE)) {
+		if (!session_flush(s) || s->state == S_CLOSING || s->tls_handshaking)
 			return;
 	}
-	if (!(mask & EV_READ))
+	if (!(mask & (s->tls_read_wants ? s->tls_read_wants : EV_READ)))
 		return;
 	for (int rounds = 0; rounds < 4; rounds++) {
 		buf_reserve(&s->in, READ_CHUNK);
-		ssize_t n = recv(s->fd, s->in.data + s->in.len, READ_CHUNK, 0);
-		if (n == 0) {
-			session_close(s, "lost connection");
-			return;
-		}
-		if (n < 0) {
-			if (errno == EINTR)
-				continue;
-			if (errno == EAGAIN || errno == EWOULDBLOCK)
-				break;
+		ssize_t n = wire_read(s, s->in.data + s->in.len, READ_CHUNK);
+		if (n == IO_AGAIN)
+			break;
+		if (n <= 0) {
 			session_close(s, "lost connection");
 			return;
 		}
 		s->in.len += (size_t)n;
-		if ((size_t)n < READ_CHUNK)
+		/* A TLS record carries at most 16 KiB (READ_CHUNK): a short read
+		 * leaves nothing decrypted behind, unless OpenSSL says so. */
+		if ((size_t)n < READ_CHUNK && !(s->tls && tls_pending(s->tls)))
 			break;
 	}
 	session_process(s);
@@ -653,6 +810,7 @@ static void session_close(struct petrel_session *s, const char *why)
 				*p = (char)(*p - 'A' + 'a');
 		log_info("disconnect from %s%s", s->peer_name, counts);
 		ev_fd_del(srv->loop, s->fd);
+		tls_conn_free(&s->tls);
 		close(s->fd);
 		s->fd = -1;
 		ev_timer_stop(srv->loop, &s->timer);
@@ -663,6 +821,7 @@ static void session_close(struct petrel_session *s, const char *why)
 	s->pending = false;
 	txn_free(s);
 	chain_session_end(s);
+	auth_session_end(s);
 	free(s->slots);
 	free(s->auth_user);
 	if (s->prev)
@@ -714,6 +873,9 @@ void session_accept(struct server *srv, struct listener *l, int fd)
 	srv->sessions = s;
 	srv->nsessions++;
 	log_info("connect from %s", s->peer_name);
+	/* Implicit TLS: every reply, the greeting too, waits for the handshake. */
+	if (l->conf->tls == TLS_IMPLICIT && tls_begin(s) < 0)
+		return;
 	if (srv->nsessions > srv->cfg->max_connections) {
 		session_reply(s, "421 4.7.0 %s Error: too many connections", srv->cfg->hostname);
 		s->state = S_CLOSING;
@@ -742,6 +904,10 @@ void sessions_shutdown(struct server *srv)
 		}
 		if (s->state == S_CLOSING || s->fd < 0)
 			continue;
+		if (s->tls_handshaking) {    /* no channel for a 421 yet */
+			session_close(s, "shutdown");
+			continue;
+		}
 		txn_free(s);
 		session_reply(s, "421 4.3.2 %s Service shutting down, closing channel", srv->cfg->hostname);
 		s->state = S_CLOSING;

@@ -1,7 +1,8 @@
 /*
  * smtp_server.h - what the two halves of the SMTP session share:
- * smtp_server.c (connection, commands, replies) and smtp_data.c (message
- * transfer, the end-of-data checks and the commit).  Core-only.
+ * smtp_server.c (connection, TLS, commands, replies), smtp_data.c (message
+ * transfer, the end-of-data checks and the commit) and smtp_auth.c (AUTH).
+ * Core-only.
  */
 #ifndef PETREL_SMTP_SERVER_H
 #define PETREL_SMTP_SERVER_H
@@ -25,6 +26,15 @@ int data_consume(struct petrel_session *s);
 /* Consume up to s->bdat_left bytes; returns 1 when the chunk ended. */
 int bdat_consume(struct petrel_session *s);
 void data_end(struct petrel_session *s);           /* checks, hooks, commit */
+
+/* smtp_auth.c */
+bool auth_offered(const struct petrel_session *s);   /* AUTH in EHLO? */
+void do_auth(struct petrel_session *s, const char *arg);
+/* A line answering a 334 while s->sasl is set. */
+void auth_response(struct petrel_session *s, const char *line, size_t len);
+void auth_done(struct petrel_session *s, int verdict);   /* the auth hooks decided */
+void auth_abort(struct petrel_session *s);        /* end a 334 dialog, if any */
+void auth_session_end(struct petrel_session *s);  /* the session ends: drop AUTH state */
 
 /* The message step is decided (smtp_data.c). */
 void message_done(struct petrel_session *s, int verdict);

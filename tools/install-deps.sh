@@ -5,8 +5,8 @@
 # policy-rc.d that exits 101 keeps its package scripts from starting it.
 set -e
 pkgs="build-essential autoconf automake libtool libltdl-dev pkg-config
-      libssl-dev libconfig-dev libpcre2-dev libc-ares-dev
-      python3 swaks postfix procps psmisc"
+      libssl-dev libconfig-dev libpcre2-dev libc-ares-dev libcrypt-dev
+      openssl python3 swaks libnet-ssleay-perl postfix procps psmisc"
 missing=""
 for p in $pkgs; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'ok installed' || missing="$missing $p"

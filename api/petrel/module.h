@@ -82,8 +82,11 @@ struct petrel_setting {
 struct petrel_hooks {
 	int (*connect)(void *state, petrel_session *s);
 	int (*helo)(void *state, petrel_session *s, const char *helo);
-	/* After AUTH: user is the login, success 1 or 0.  Verdict: REJECT or
-	 * TEMPFAIL turns a success into a refusal. */
+	/* After AUTH, once the password was checked: user is the login,
+	 * success 1 (right password) or 0.  Verdict: REJECT or TEMPFAIL turns
+	 * a success into a refusal (the reply: host->session_reply).
+	 * host->session_auth_user is still NULL here: the login counts only
+	 * once every module agreed. */
 	int (*auth)(void *state, petrel_session *s, const char *user, int success);
 	int (*mail)(void *state, petrel_txn *t, petrel_addr *sender);
 	int (*rcpt)(void *state, petrel_txn *t, petrel_addr *rcpt);

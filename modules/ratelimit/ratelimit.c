@@ -539,9 +539,12 @@ static int ratelimit_mail(void *state, petrel_txn *t, petrel_addr *sender)
 				continue;
 			const char *addr = host->addr_string(sender);
 			petrel_session *s = host->txn_session(t);
+			const char *login = host->session_auth_user(s);
+			/* the login too: with a user limit it is what was counted */
 			host->log(PETREL_LOG_INFO, "ratelimit: refused MAIL FROM:<%s> from %s: "
-			          "%s %lld/%s reached (%lu)", addr, host->session_client_addr(s),
-			          key_names[k], lim, window_names[w], used);
+			          "%s %lld/%s reached (%lu)%s%s", addr, host->session_client_addr(s),
+			          key_names[k], lim, window_names[w], used,
+			          login ? ", sasl_username=" : "", login ? login : "");
 			int v;
 			if (k == KEY_SENDER)
 				v = refuse(rl, t, &rl->reply, "<%s>: too many messages from this sender "

@@ -263,12 +263,16 @@ class Daemon:
     router:        dict for modules.router (mailboxes, aliases)
     extra:         raw libconfig text appended at top level
     modules_extra: raw libconfig text put inside modules = { ... }
+    listener:      more settings of the (first) listener, e.g. {"tls": "starttls"}
+    more_listeners: further listeners (dicts of settings), each on its own
+                   port: self.ports[1], self.ports[2], ...
     """
 
     def __init__(self, settings=None, router=None, extra="", modules_extra="",
-                 start=True):
+                 start=True, listener=None, more_listeners=()):
         self.dir = tempfile.mkdtemp(prefix="petrel-bb-")
         self.port = _free_port()
+        self.ports = [self.port] + [_free_port() for _ in more_listeners]
         self.conf = os.path.join(self.dir, "petrel.conf")
         self.spool = os.path.join(self.dir, "spool")
         self.mail = os.path.join(self.dir, "mail")
@@ -296,8 +300,12 @@ class Daemon:
         lines = ["# written by tests/blackbox/petrel.py"]
         for k, v in s.items():
             lines.append("%s = %s;" % (k, cfg_value(v)))
-        lines.append('listeners = ( { listen = "%s:%d"; stage = "mta"; } );'
-                     % (HOST, self.port))
+        groups = []
+        for port, more in zip(self.ports, [listener or {}] + list(more_listeners)):
+            g = {"listen": "%s:%d" % (HOST, port), "stage": "mta"}
+            g.update(more)
+            groups.append(cfg_value(g))
+        lines.append("listeners = ( %s );" % ", ".join(groups))
         lines.append("modules = {")
         lines.append("  maildir = { root = %s; };"
                      % cfg_value(os.path.join(self.mail, "%d", "%u")))
@@ -340,7 +348,7 @@ class Daemon:
             if self.proc.poll() is not None:
                 raise DaemonError("petreld exited with code %s during start-up"
                                   % self.proc.returncode)
-            if _listening(self.port):
+            if all(_listening(p) for p in self.ports):
                 return self
             time.sleep(0.02)
         raise DaemonError("petreld did not listen on %s:%d within %ss"
@@ -557,8 +565,8 @@ class Daemon:
                 out.append(line[2:].decode())
         return sorted(out)
 
-    def client(self, **kw):
-        return Client(self.port, **kw)
+    def client(self, port=None, **kw):
+        return Client(port or self.port, **kw)
 
 
 # ---------------------------------------------------------------------------
@@ -598,12 +606,31 @@ class Reply:
 class Client:
     """A line-exact SMTP client over a raw socket to 127.0.0.1."""
 
-    def __init__(self, port, timeout=10, greet=True):
+    def __init__(self, port, timeout=10, greet=True, tls=False, rcvbuf=None):
+        """tls=True: implicit TLS (port 465 style), the handshake first.
+        rcvbuf: a small SO_RCVBUF makes the server wait to write."""
         self.timeout = T(timeout)
-        self.sock = socket.create_connection((HOST, port), timeout=self.timeout)
+        if rcvbuf:
+            self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
+            self.sock.settimeout(self.timeout)
+            self.sock.connect((HOST, port))
+        else:
+            self.sock = socket.create_connection((HOST, port), timeout=self.timeout)
         self.buf = b""
         self.eof = False
+        if tls:
+            self.sock = tls_context().wrap_socket(self.sock)
         self.greeting = self.reply() if greet else None
+
+    def starttls(self):
+        """STARTTLS, 220, then the handshake; asserts nothing else came
+        before it (no reply the server should not have sent)."""
+        self.cmd("STARTTLS", 220, "2.0.0")
+        if self.buf:
+            raise AssertionError("bytes after the 220 to STARTTLS: %r" % self.buf)
+        self.sock = tls_context().wrap_socket(self.sock)
+        return self.sock
 
     def close(self):
         try:
@@ -772,6 +799,76 @@ def send_one(port, sender, rcpts, message, ehlo="client.test", params=""):
         qid = c.send_mail(sender, rcpts, message, params)
         c.cmd("QUIT", 221)
     return qid
+
+
+# ---------------------------------------------------------------------------
+# TLS
+
+def tls_context():
+    """A client context that accepts the tests' self-signed certificates."""
+    import ssl
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    ctx.check_hostname = False
+    ctx.verify_mode = ssl.CERT_NONE
+    return ctx
+
+
+def make_cert(directory, name="mx.test"):
+    """A self-signed certificate and its key (PEM) in directory; returns
+    (cert_path, key_path).  Skips the test when the openssl CLI is missing."""
+    openssl = shutil.which("openssl")
+    if not openssl:
+        skip("openssl command not installed")
+    cert = os.path.join(directory, "cert.pem")
+    key = os.path.join(directory, "key.pem")
+    p = run([openssl, "req", "-x509", "-newkey", "rsa:2048", "-nodes",
+             "-keyout", key, "-out", cert, "-days", "2", "-subj", "/CN=" + name])
+    if p.returncode != 0:
+        raise HarnessError("openssl req failed: %s" % p.stderr.decode())
+    return cert, key
+
+
+def _libcrypt():
+    import ctypes
+    import ctypes.util
+    lib = ctypes.CDLL(ctypes.util.find_library("crypt") or "libcrypt.so.1")
+    lib.crypt_gensalt.restype = ctypes.c_char_p
+    lib.crypt_gensalt.argtypes = [ctypes.c_char_p, ctypes.c_ulong, ctypes.c_char_p,
+                                  ctypes.c_int]
+    lib.crypt.restype = ctypes.c_char_p
+    lib.crypt.argtypes = [ctypes.c_char_p, ctypes.c_char_p]
+    return lib
+
+
+def crypt_hash_setting(password, setting):
+    """crypt(3) of password with a full setting ("$6$rounds=N$salt")."""
+    out = _libcrypt().crypt(password.encode(), setting)
+    if not out or out.startswith(b"*"):
+        raise HarnessError("crypt() failed for %r" % setting)
+    return out.decode()
+
+
+def crypt_hash(password, prefix=b"$y$"):
+    """A crypt(3) hash made by libcrypt itself (Python's crypt module is
+    going away): prefix b"$y$" yescrypt, b"$6$" SHA-512."""
+    setting = _libcrypt().crypt_gensalt(prefix, 0, None, 0)
+    if not setting:
+        skip("libcrypt cannot make %s hashes" % prefix.decode())
+    return crypt_hash_setting(password, setting)
+
+
+def write_passwd(directory, users, name="passwd"):
+    """An auth_passwords file: users is a list of lines ("user:HASH", ...)."""
+    path = os.path.join(directory, name)
+    with open(path, "w") as f:
+        f.write("\n".join(users) + "\n")
+    return path
+
+
+def auth_plain(user, password, authzid=""):
+    """The base64 SASL PLAIN response."""
+    import base64
+    return base64.b64encode(("%s\0%s\0%s" % (authzid, user, password)).encode()).decode()
 
 
 # ---------------------------------------------------------------------------

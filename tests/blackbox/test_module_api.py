@@ -41,7 +41,7 @@ def api_version():
 
 
 def hooks_daemon(settings=None, testhooks=None, filters=("testhooks",),
-                 other_modules="", extra="", start=True):
+                 other_modules="", extra="", start=True, listener=None):
     """A daemon whose filter chain is 'filters', testhooks configured by
     the dict 'testhooks'."""
     mods = "  testhooks = %s;" % petrel.cfg_value(testhooks or {})
@@ -49,7 +49,7 @@ def hooks_daemon(settings=None, testhooks=None, filters=("testhooks",),
         mods += "\n" + other_modules
     extra_text = "filters = %s;\n%s" % (petrel.cfg_value(list(filters)), extra)
     return Daemon(settings=settings, modules_extra=mods, extra=extra_text,
-                  start=start)
+                  start=start, listener=listener)
 
 
 def hook_lines(d):
@@ -413,6 +413,65 @@ def test_invalid_reply_text_falls_back_to_default():
         d.wait_log(r"module reply refused")
 
 
+def auth_daemon(testhooks=None, settings=None):
+    """testhooks in the chain of a listener with AUTH in clear text (the
+    TLS side of AUTH is test_tls_auth.py's)."""
+    d = hooks_daemon(testhooks=testhooks, start=False,
+                     listener={"auth": True, "auth_cleartext": True},
+                     settings=dict(settings or {}, auth_passwords="@PASSWD@"))
+    pw = petrel.write_passwd(d.dir, ["alice:" + petrel.crypt_hash("alice-pw", b"$6$")])
+    d.config_text = d.config_text.replace("@PASSWD@", pw)
+    with open(d.conf, "w") as f:
+        f.write(d.config_text)
+    d.start()
+    return d
+
+
+def test_auth_hook_order_user_and_success():
+    with auth_daemon() as d:
+        with d.client() as c:
+            c.ehlo("client.test")
+            c.cmd("AUTH PLAIN " + petrel.auth_plain("alice", "wrong"), 535, "5.7.8")
+            c.cmd("AUTH PLAIN " + petrel.auth_plain("alice", "alice-pw"), 235, "2.7.0")
+            c.send_mail("alice@localhost", ["user@localhost"], make_message("authed"))
+            c.cmd("QUIT", 221)
+        wait_hook(d, "session_end")
+        lines = hooks_of(d, 1)
+        seq = [h[0] for h in lines]
+        assert seq[:5] == ["connect", "helo", "auth", "auth", "mail"], seq
+        # the hook judges before the login counts: no auth_user yet
+        assert lines[2][3].strip() == "user=alice success=0 auth_user=(null) verdict=continue", lines[2]
+        assert lines[3][3].strip() == "user=alice success=1 auth_user=(null) verdict=continue", lines[3]
+        assert " auth_user=alice " in lines[4][3], lines[4]
+
+
+def test_auth_hook_reject_turns_success_into_refusal():
+    th = {"verdict_auth": "reject", "reply": "535 5.7.8 testhooks: not from here"}
+    with auth_daemon(testhooks=th, settings={"auth_failure_limit": 2}) as d, d.client() as c:
+        c.ehlo()
+        r = c.cmd("AUTH PLAIN " + petrel.auth_plain("alice", "alice-pw"))
+        assert r.raw == b"535 5.7.8 testhooks: not from here\r\n", r
+        c.cmd("MAIL FROM:<alice@localhost>", 250)     # not authenticated:
+        c.cmd("RSET", 250)
+        wait_hook(d, "mail")
+        assert " auth_user=(null) " in [h for h in hook_lines(d) if h[0] == "mail"][0][3]
+        # a refusal by a module counts towards the failure limit
+        c.cmd("AUTH PLAIN " + petrel.auth_plain("alice", "alice-pw"), 535, "5.7.8")
+        c.expect(421, "4.7.0")
+        c.expect_closed()
+        d.wait_log(r"reject: AUTH from \[127\.0\.0\.1\]:\d+: 535 5\.7\.8 testhooks: not from "
+                   r"here; sasl_method=PLAIN, sasl_username=alice")
+
+
+def test_auth_hook_tempfail():
+    with auth_daemon(testhooks={"verdict_auth": "tempfail", "reply": "454 4.7.0 testhooks: later"},
+                     settings={"auth_failure_limit": 1}) as d, d.client() as c:
+        c.ehlo()
+        c.cmd("AUTH PLAIN " + petrel.auth_plain("alice", "alice-pw"), 454, "4.7.0")
+        # a temporary refusal is no failed attempt: the session goes on
+        c.cmd("NOOP", 250)
+
+
 def test_suspend_and_resume_through_fd_watch():
     th = {"suspend_eom": True, "add_header": "X-Resumed: yes"}
     with hooks_daemon(testhooks=th) as d:
@@ -446,9 +505,8 @@ def test_testhooks_as_router_and_transport():
             qid = c.send_mail("a@localhost", ["u1@example.test"],
                               make_message("own transport", "payload\n"))
         path = os.path.join(out, "%s.u1@example.test" % qid)
-        deadline = time.monotonic() + T(10)
-        while not os.path.exists(path) and time.monotonic() < deadline:
-            time.sleep(0.05)
+        # the file exists from open() on: wait until the delivery is over
+        d.wait_log(re.escape(qid) + r"\b.*relay=testhooks\b.*status=sent")
         with open(path, "rb") as f:
             data = f.read()
         assert data.startswith(b"X-Testhooks-Envelope: from=<a@localhost> "
@@ -540,6 +598,36 @@ def test_slow_filter_does_not_delay_other_sessions():
         i_resume = log.index("slow: resume qid=%s verdict=continue resume=0" % qa)
         i_a = log.index("%s: client=" % qa)
         assert i_b < i_resume < i_a, (i_b, i_resume, i_a)
+
+
+def test_slow_auth_hook_resumes_the_login():
+    # a pending auth hook: the login waits, pipelined MAIL behind it too,
+    # another session goes on; then the resumed verdict decides
+    delay = int(T(1.5) * 1000)
+    for verdict, code in (("continue", 235), ("reject", 535)):
+        d = Daemon(listener={"auth": True, "auth_cleartext": True},
+                   settings={"auth_passwords": "@PW@", "auth_failure_limit": 5},
+                   modules_extra="  slow = %s;" % petrel.cfg_value(
+                       {"delay_ms": delay, "at": "auth", "verdict": verdict}),
+                   extra='filters = [ "slow" ];', start=False)
+        pw = petrel.write_passwd(d.dir, ["alice:" + petrel.crypt_hash("pw", b"$6$")])
+        d.config_text = d.config_text.replace("@PW@", pw)
+        with open(d.conf, "w") as f:
+            f.write(d.config_text)
+        with d:
+            d.start()
+            with d.client() as a:
+                a.ehlo()
+                a.send("AUTH PLAIN %s\r\nMAIL FROM:<alice@localhost>\r\n"
+                       % petrel.auth_plain("alice", "pw"))
+                d.wait_log(r"slow: suspend qid=auth at=auth")
+                petrel.send_one(d.port, "b@localhost", "fast@localhost", make_message("B"))
+                assert not _has_bytes(a), "A got a reply during the wait: %r" % a.buf
+                r = a.expect(code, timeout=delay / 1000.0 + 10)
+                if verdict == "reject":
+                    assert r.text == "5.7.8 slow: refused", r
+                a.expect(250, "2.1.0")
+            d.wait_log(r"slow: resume qid=auth verdict=%s resume=0" % verdict)
 
 
 def test_two_slow_sessions_wait_at_the_same_time():

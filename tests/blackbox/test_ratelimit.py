@@ -106,11 +106,75 @@ def test_client_limit():
 
 
 def test_user_limit_ignored_without_auth():
-    # AUTH is not there yet: a session with no login has no user limit
+    # a session with no login has no user limit
     with rl_daemon(["user 1/hour"]) as d:
         for i in range(3):
             send(d, "a@localhost", subject="no auth %d" % i)
         d.wait_delivered("user", 3)
+
+
+def auth_rl_daemon(limits, overrides=()):
+    """rl_daemon whose listener offers AUTH (in clear text: the limit sees
+    only the login) to alice and bob."""
+    d = rl_daemon(limits, overrides, start=False,
+                  listener={"auth": True, "auth_cleartext": True},
+                  settings={"auth_passwords": "@PASSWD@"})
+    pw = petrel.write_passwd(d.dir, ["alice:" + petrel.crypt_hash("alice-pw", b"$6$"),
+                                     "bob:" + petrel.crypt_hash("bob-pw", b"$6$")])
+    d.config_text = d.config_text.replace("@PASSWD@", pw)
+    with open(d.conf, "w") as f:
+        f.write(d.config_text)
+    d.start()
+    return d
+
+
+def auth_session(d, user):
+    c = d.client()
+    c.ehlo()
+    c.cmd("AUTH PLAIN " + petrel.auth_plain(user, user + "-pw"), 235, "2.7.0")
+    return c
+
+
+def test_user_limit_follows_the_login_across_a_restart():
+    # the key is the login: other senders, other sessions do not help alice
+    with auth_rl_daemon(["user 3/hour", "sender 100/hour"]) as d:
+        for i in range(3):
+            with auth_session(d, "alice") as c:
+                c.send_mail("alice%d@localhost" % i, ["user@localhost"],
+                            make_message("alice %d" % i))
+        with auth_session(d, "alice") as c:
+            r = c.cmd("MAIL FROM:<alice9@localhost>")
+            check(r, 450, "4.7.1", "alice's fourth MAIL")
+            assert "too many messages from this user (3/hour)" in r.text, r
+            c.cmd("RCPT TO:<user@localhost>", 503, "5.5.1")
+        # bob has his own counter, and without AUTH there is no user limit
+        with auth_session(d, "bob") as c:
+            c.send_mail("bob@localhost", ["user@localhost"], make_message("bob"))
+        send(d, "anon@localhost", subject="anonymous")
+        d.wait_delivered("user", 5)
+        d.wait_log(r"(?m)ratelimit: refused MAIL FROM:<alice9@localhost> from 127\.0\.0\.1: "
+                   r"user 3/hour reached \(3\), sasl_username=alice$")
+        d.restart()
+        with open(d.state) as f:
+            assert "\nu:alice " in f.read()
+        with auth_session(d, "alice") as c:
+            c.cmd("MAIL FROM:<alice@localhost>", 450, "4.7.1")
+        with auth_session(d, "bob") as c:
+            c.send_mail("bob@localhost", ["user@localhost"], make_message("bob again"))
+        d.wait_delivered("user", 6)
+        d.assert_nothing_more(6, grace=0.3)
+
+
+def test_recipients_override_for_a_login():
+    with auth_rl_daemon(["recipients 5/message"], ["alice: recipients 2/message"]) as d:
+        with auth_session(d, "alice") as c:
+            c.cmd("MAIL FROM:<whoever@localhost>", 250)
+            c.cmd("RCPT TO:<r1@localhost>", 250)
+            c.cmd("RCPT TO:<r2@localhost>", 250)
+            r = c.cmd("RCPT TO:<r3@localhost>")
+            check(r, 452, "4.5.3", "alice's third RCPT")
+        with auth_session(d, "bob") as c:
+            c.mail_rcpt("whoever@localhost", ["r%d@localhost" % i for i in range(1, 5)])
 
 
 def test_concurrent_sessions_cannot_overshoot():

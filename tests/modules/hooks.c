@@ -212,11 +212,12 @@ static int th_mail(void *state, petrel_txn *t, petrel_addr *sender)
 	for (int i = 0; i < h->conf_list_count(th->self, "reject_senders"); i++)
 		if (!strcasecmp(a, h->conf_list_string(th->self, "reject_senders", i)))
 			v = PETREL_REJECT;
+	const char *login = h->session_auth_user(s);
 	h->log(PETREL_LOG_INFO, "testhooks: hook=mail sid=%lu qid=%s addr=<%s> local=%s domain=%s "
-	       "same=%d helo=%s verdict=%s",
+	       "same=%d helo=%s auth_user=%s verdict=%s",
 	       sid_of(th, s), h->txn_qid(t), a, h->addr_local(sender), h->addr_domain(sender),
 	       h->txn_sender(t) == sender, h->txn_client_helo(t) ? h->txn_client_helo(t) : "(null)",
-	       vword(v));
+	       login ? login : "(null)", vword(v));
 	return txn_verdict(th, t, v);
 }
 

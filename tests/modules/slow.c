@@ -1,7 +1,8 @@
 /*
  * slow.c - the "slow" test module: a filter whose hook waits on a timer.
  *
- * Its eom hook (or rcpt hook, with at = "rcpt") suspends the session
+ * Its eom hook (or rcpt hook, with at = "rcpt", or auth hook, with
+ * at = "auth": then qid=auth in the logs) suspends the session
  * (host->suspend), returns PETREL_PENDING, and a timer of delay_ms
  * milliseconds resumes it (host->resume) with the configured verdict.
  * The black-box tests use it to show that a slow filter holds up only
@@ -37,6 +38,7 @@ struct slow {
 	long long delay_ms;
 	int verdict;
 	int at_rcpt;
+	int at_auth;
 	const char *reply;
 	const char *only_rcpt;
 	struct wait *waits;
@@ -69,20 +71,16 @@ static void wake(void *arg)
 	free(w);
 }
 
-static int slow_wait(struct slow *sl, petrel_txn *t, const char *at)
+/* Suspend session s until the timer; label names it in the logs. */
+static int slow_suspend(struct slow *sl, petrel_session *s, const char *label, const char *at)
 {
 	const struct petrel_host *h = sl->host;
 	struct wait *w = calloc(1, sizeof *w);
 	if (!w)
 		return PETREL_TEMPFAIL;
 	w->sl = sl;
-	snprintf(w->qid, sizeof w->qid, "%s", h->txn_qid(t));
-	/* The reply must be set now: resume() carries only the verdict. */
-	if (sl->verdict == PETREL_REJECT || sl->verdict == PETREL_TEMPFAIL)
-		h->txn_reply(t, "%s", sl->reply ? sl->reply
-		             : sl->verdict == PETREL_REJECT ? "554 5.7.1 slow: refused"
-		                                            : "451 4.7.1 slow: try later");
-	w->pending = h->suspend(h->txn_session(t));
+	snprintf(w->qid, sizeof w->qid, "%s", label);
+	w->pending = h->suspend(s);
 	if (!h->timer_add(sl->self, (unsigned long long)sl->delay_ms, wake, w)) {
 		free(w);
 		return PETREL_TEMPFAIL;
@@ -93,6 +91,31 @@ static int slow_wait(struct slow *sl, petrel_txn *t, const char *at)
 	sl->waits = w;
 	h->log(PETREL_LOG_INFO, "slow: suspend qid=%s at=%s delay_ms=%lld", w->qid, at, sl->delay_ms);
 	return PETREL_PENDING;
+}
+
+static int slow_wait(struct slow *sl, petrel_txn *t, const char *at)
+{
+	const struct petrel_host *h = sl->host;
+	/* The reply must be set now: resume() carries only the verdict. */
+	if (sl->verdict == PETREL_REJECT || sl->verdict == PETREL_TEMPFAIL)
+		h->txn_reply(t, "%s", sl->reply ? sl->reply
+		             : sl->verdict == PETREL_REJECT ? "554 5.7.1 slow: refused"
+		                                            : "451 4.7.1 slow: try later");
+	return slow_suspend(sl, h->txn_session(t), h->txn_qid(t), at);
+}
+
+static int slow_auth(void *state, petrel_session *s, const char *user, int success)
+{
+	struct slow *sl = state;
+	const struct petrel_host *h = sl->host;
+	(void)user;
+	if (!sl->at_auth || !success)
+		return PETREL_CONTINUE;
+	if (sl->verdict == PETREL_REJECT || sl->verdict == PETREL_TEMPFAIL)
+		h->session_reply(s, "%s", sl->reply ? sl->reply
+		                 : sl->verdict == PETREL_REJECT ? "535 5.7.8 slow: refused"
+		                                                : "454 4.7.0 slow: try later");
+	return slow_suspend(sl, s, "auth", "auth");
 }
 
 /* With only_rcpt, only transactions for that recipient wait. */
@@ -120,7 +143,7 @@ static int slow_rcpt(void *state, petrel_txn *t, petrel_addr *rcpt)
 static int slow_eom(void *state, petrel_txn *t)
 {
 	struct slow *sl = state;
-	if (sl->at_rcpt || !concerned(sl, t, NULL))
+	if (sl->at_rcpt || sl->at_auth || !concerned(sl, t, NULL))
 		return PETREL_CONTINUE;
 	return slow_wait(sl, t, "eom");
 }
@@ -150,11 +173,12 @@ static int slow_init(const struct petrel_host *host, petrel_conf *conf, void **s
 		return -1;
 	}
 	host->conf_string(conf, "at", &at);
-	if (strcmp(at, "eom") && strcmp(at, "rcpt")) {
-		host->conf_error(conf, "at", "'%s': must be \"eom\" or \"rcpt\"", at);
+	if (strcmp(at, "eom") && strcmp(at, "rcpt") && strcmp(at, "auth")) {
+		host->conf_error(conf, "at", "'%s': must be \"eom\", \"rcpt\" or \"auth\"", at);
 		return -1;
 	}
 	sl->at_rcpt = !strcmp(at, "rcpt");
+	sl->at_auth = !strcmp(at, "auth");
 	host->conf_string(conf, "reply", &sl->reply);
 	host->conf_string(conf, "only_rcpt", &sl->only_rcpt);
 	return 0;
@@ -174,7 +198,7 @@ static void slow_fini(void *state)
 static const struct petrel_setting slow_settings[] = {
 	{ .name = "delay_ms", .type = PETREL_SET_INT, .help = "how long the hook waits (default 1000)" },
 	{ .name = "verdict", .type = PETREL_SET_STRING, .help = "verdict after the wait (default continue)" },
-	{ .name = "at", .type = PETREL_SET_STRING, .help = "\"eom\" (default) or \"rcpt\"" },
+	{ .name = "at", .type = PETREL_SET_STRING, .help = "\"eom\" (default), \"rcpt\" or \"auth\"" },
 	{ .name = "reply", .type = PETREL_SET_STRING, .help = "reply for reject/tempfail" },
 	{ .name = "only_rcpt", .type = PETREL_SET_STRING,
 	  .help = "only transactions with this recipient wait (default: all)" },
@@ -182,6 +206,7 @@ static const struct petrel_setting slow_settings[] = {
 };
 
 static const struct petrel_hooks slow_hooks = {
+	.auth = slow_auth,
 	.rcpt = slow_rcpt,
 	.eom = slow_eom,
 };

@@ -45,8 +45,25 @@ static const struct {
 	  .error = "stage = \"mta\" or \"msa\" is required" },
 	{ .label = "unknown listener key", .text = "listeners = ( { listen = \"127.0.0.1:25\"; stage = \"mta\"; port = 1; } );\n",
 	  .error = "listeners[0].port: unknown listener setting" },
-	{ .label = "tls not yet", .text = "listeners = ( { listen = \"127.0.0.1:25\"; stage = \"mta\"; tls = \"starttls\"; } );\n",
-	  .error = "TLS is not available" },
+	{ .label = "tls without a key pair", .text = "listeners = ( { listen = \"127.0.0.1:25\"; stage = \"mta\";\n"
+	  "  tls = \"starttls\"; } );\n",
+	  .error = ":2: listeners[0].tls: TLS needs tls_cert_file and tls_key_file" },
+	{ .label = "tls with the global key pair", .text = "listeners = ( { listen = \"127.0.0.1:25\"; stage = \"mta\"; tls = \"implicit\"; } );\n"
+	  "tls_cert_file = \"/x/cert.pem\"; tls_key_file = \"/x/key.pem\";\n" },
+	{ .label = "tls with its own key pair", .text = "listeners = ( { listen = \"127.0.0.1:25\"; stage = \"mta\"; tls = \"starttls\";\n"
+	  "  tls_cert_file = \"/x/cert.pem\"; tls_key_file = \"/x/key.pem\"; } );\n" },
+	{ .label = "tls with half a key pair", .text = "listeners = ( { listen = \"127.0.0.1:25\"; stage = \"mta\"; tls = \"starttls\";\n"
+	  "  tls_cert_file = \"/x/cert.pem\"; } );\n", .error = "TLS needs tls_cert_file and tls_key_file" },
+	{ .label = "auth without passwords", .text = "listeners = ( { listen = \"127.0.0.1:25\"; stage = \"mta\";\n"
+	  "  auth = true; auth_cleartext = true; } );\n",
+	  .error = ":2: listeners[0].auth: auth = true needs the top-level auth_passwords" },
+	{ .label = "auth without tls", .text = "listeners = ( { listen = \"127.0.0.1:25\"; stage = \"mta\"; auth = true; } );\n"
+	  "auth_passwords = \"/x/passwd\";\n", .error = "listeners[0].auth: AUTH is offered under TLS only" },
+	{ .label = "auth not a bool", .text = "listeners = ( { listen = \"127.0.0.1:25\"; stage = \"mta\"; auth = \"yes\"; } );\n",
+	  .error = "listeners[0].auth: must be true or false" },
+	{ .label = "auth with passwords", .text = "listeners = ( { listen = \"127.0.0.1:25\"; stage = \"mta\"; auth = true;\n"
+	  "  auth_cleartext = true; } );\nauth_passwords = \"/x/passwd\"; auth_failure_limit = 5;\n" },
+	{ .label = "auth failure limit 0", .text = L "auth_failure_limit = 0;\n", .error = "auth_failure_limit: 0 is out of range" },
 	{ .label = "tls bad word", .text = "listeners = ( { listen = \"127.0.0.1:25\"; stage = \"mta\"; tls = \"yes\"; } );\n",
 	  .error = "expected \"none\"" },
 	{ .label = "bad cidr", .text = L "relay_networks = [ \"10.0.0.0/33\" ];\n",
