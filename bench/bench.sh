@@ -297,6 +297,17 @@ mktmp() {
   MKTMP=$(mktemp -d "${TMPDIR:-/tmp}/petrel-bench-$1.XXXXXX") || die "mktemp failed"
   TMPDIRS+=("$MKTMP")
   if [ "$FRESH_FS" = 1 ]; then
+    # The runs before this one are over: their filesystems go now, and
+    # what they left dirty is written back before this run starts, or
+    # that write-back would compete with this run (1 GB at 100 KiB).
+    if [ "$KEEP" != 1 ] && [ ${#MOUNTS[@]} -gt 0 ]; then
+      local m
+      for m in "${MOUNTS[@]}"; do
+        umount "$m" 2>/dev/null || umount -l "$m" 2>/dev/null; rm -f -- "$m.img"
+      done
+      MOUNTS=()
+    fi
+    sync
     # a new ext4 (mkfs defaults: with a journal) for this run alone, so no
     # run pays for the inodes an earlier run created and deleted
     local mode; mode=$(stat -c %a "$MKTMP")
