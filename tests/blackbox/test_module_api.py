@@ -14,6 +14,7 @@ import base64
 import os
 import re
 import socket
+import subprocess
 import sys
 import time
 
@@ -343,6 +344,47 @@ def test_hold_goes_to_spool_hold_and_is_not_delivered():
         d.restart()
         d.assert_nothing_more(1, grace=1.0)
         assert os.path.isfile(hold_file)
+
+
+PETRELCTL = os.path.join(os.environ.get("PETREL_SRCDIR") or
+                         os.path.dirname(os.path.dirname(os.path.dirname(
+                             os.path.abspath(__file__)))), "tools", "petrelctl")
+
+
+def petrelctl(d, *args):
+    r = subprocess.run(["sh", PETRELCTL, "-s", d.spool] + list(args),
+                       stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                       timeout=20, text=True)
+    assert r.returncode == 0, r.stdout
+    return r.stdout
+
+
+def test_petrelctl_lists_and_releases_a_held_message():
+    with hooks_daemon(testhooks={"hold_if_subject": "hold me"}) as d:
+        with d.client() as c:
+            c.ehlo()
+            body = "first line\n.leading dot\nlast line\n"
+            held = c.send_mail("a@localhost", ["user@localhost"],
+                               make_message("please hold me", body))
+        d.wait_log(re.escape(held) + r": hold: by filter")
+        listing = petrelctl(d, "list")
+        assert "%s hold from=<a@localhost> pending=1" % held in listing, listing
+        d.assert_nothing_more(0, grace=0.5)
+        out = petrelctl(d, "release", held)
+        assert "%s released" % held in out, out
+        got = d.wait_delivered("user", 1)
+        delivered = petrel.Delivered(got[0])
+        assert delivered.body == petrel.to_lf(make_message("please hold me", body)), got[0]
+        d.wait_log(re.escape(held) + r": released into the queue")
+        d.wait_log(re.escape(held) + r": removed")
+        assert not os.path.exists(os.path.join(d.spool, "hold", held))
+        assert not os.path.exists(os.path.join(d.spool, "queue", held))
+        assert held not in petrelctl(d, "list")
+        # a second release of the same id is an error, and nothing more arrives
+        r = subprocess.run(["sh", PETRELCTL, "-s", d.spool, "release", held],
+                           stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        assert r.returncode != 0 and "is not held" in r.stdout, r.stdout
+        d.assert_nothing_more(1, grace=0.5)
 
 
 def test_discard_answers_250_and_delivers_nothing():
