@@ -74,6 +74,11 @@ def test_petrelctl_flush_retries_now():
         os.unlink(blocker)
         time.sleep(0.3)
         assert d.delivered("user") == []       # the retry is an hour away
+        r = subprocess.run(["sh", PETRELCTL, "-s", d.spool, "list"],
+                           stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=20)
+        # the deferred message, read from its queue slot; free slots are not mail
+        assert r.stdout.decode().splitlines() == \
+            ["%s queue from=<a@localhost> pending=1" % qid], r.stdout
         r = subprocess.run(["sh", PETRELCTL, "-s", d.spool, "flush"],
                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=20)
         assert r.returncode == 0, r.stdout
