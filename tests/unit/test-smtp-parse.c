@@ -12,6 +12,7 @@
 #include "tap.h"
 
 #include <stdlib.h>
+#include <string.h>
 
 /* A string literal and its length, so cases may contain NUL octets. */
 #define LINE(s) .line = (s), .len = sizeof(s) - 1
@@ -1122,6 +1123,118 @@ static const struct name_case name_cases[] = {
 
 #define N(a) (sizeof(a) / sizeof((a)[0]))
 
+
+/* ---- robustness: deterministic mutations of every command case -------
+ * Each mutated line is copied into a buffer of exactly its length, so
+ * that the sanitizer build catches any read past the end.  Invariants:
+ * the result is 0 or -1; -1 comes with a 5xx reply; 0 with no reply, a
+ * known verb, and a path that formats back within its limits. */
+
+static unsigned long long rng_state = 0x9E3779B97F4A7C15ull;
+
+static unsigned rnd(unsigned n)
+{
+	rng_state ^= rng_state << 13;
+	rng_state ^= rng_state >> 7;
+	rng_state ^= rng_state << 17;
+	return (unsigned)(rng_state % n);
+}
+
+static char interesting(void)
+{
+	static const char set[] = "<>\"\\@:,.= \t[]()!%+-/0123456789AZaz";
+	switch (rnd(4)) {
+	case 0:
+		return set[rnd(sizeof set - 1)];
+	case 1:
+		return (char)(0x80 + rnd(0x80));   /* UTF-8 lead and continuation octets */
+	case 2:
+		return (char)rnd(0x20);            /* controls, NUL included */
+	default:
+		return (char)rnd(256);
+	}
+}
+
+static size_t mutate_line(char *b, size_t len, size_t cap)
+{
+	int edits = 1 + (int)rnd(4);
+	for (int e = 0; e < edits; e++) {
+		size_t at = len ? rnd((unsigned)len + 1) : 0;
+		switch (rnd(5)) {
+		case 0:                                     /* replace */
+			if (len)
+				b[rnd((unsigned)len)] = interesting();
+			break;
+		case 1:                                     /* insert */
+			if (len < cap) {
+				memmove(b + at + 1, b + at, len - at);
+				b[at] = interesting();
+				len++;
+			}
+			break;
+		case 2:                                     /* delete */
+			if (at < len) {
+				memmove(b + at, b + at + 1, len - at - 1);
+				len--;
+			}
+			break;
+		case 3:                                     /* cut */
+			len = at;
+			break;
+		default: {                                  /* repeat a piece */
+			size_t n = 1 + rnd(64);
+			if (at + n > len)
+				n = len - at;
+			if (n && len + n <= cap) {
+				memmove(b + at + n, b + at, len - at);
+				len += n;
+			}
+			break;
+		}
+		}
+	}
+	return len;
+}
+
+static void run_mutations(void)
+{
+	enum { CAP = SMTP_LINE_MAX - 2, RUNS = 200000 };
+	char work[CAP];
+	long runs = 0, ok = 0, bad = 0;
+	const char *first_bad = NULL;
+	for (long r = 0; r < RUNS; r++) {
+		const struct cmd_case *c = &cmd_cases[rnd(N(cmd_cases))];
+		size_t len = c->len < CAP ? c->len : CAP;
+		memcpy(work, c->line, len);
+		len = mutate_line(work, len, CAP);
+		char *line = malloc(len ? len : 1);
+		memcpy(line, work, len);
+		struct smtp_cmd cmd;
+		const char *reply = NULL;
+		int rc = smtp_parse_command(line, len, &cmd, &reply);
+		bool good;
+		if (rc == -1) {
+			good = reply && reply[0] == '5' && reply[3] == ' ';
+		} else if (rc == 0) {
+			good = !reply && cmd.verb > SMTP_UNKNOWN && cmd.verb <= SMTP_AUTH;
+			if (good && is_path_verb(cmd.verb)) {
+				char out[SMTP_PATH_MAX * 2 + 8];
+				good = smtp_addr_format(&cmd.addr, out, sizeof out) >= 0;
+			}
+			ok++;
+		} else {
+			good = false;
+		}
+		if (!good && !first_bad)
+			first_bad = c->label;
+		bad += !good;
+		free(line);
+		runs++;
+	}
+	tap_ok(bad == 0, "robustness: %ld mutated command lines (%ld parsed), invariants hold%s%s",
+	       runs, ok, first_bad ? "; first failure from " : "", first_bad ? first_bad : "");
+}
+
 int main(void)
 {
 	for (size_t i = 0; i < N(cmd_cases); i++)
@@ -1141,5 +1254,6 @@ int main(void)
 		TAP_STREQ(smtp_verb_name(name_cases[i].verb), name_cases[i].want,
 		          label);
 	}
+	run_mutations();
 	return tap_done();
 }
