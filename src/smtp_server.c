@@ -464,7 +464,9 @@ static void do_bdat(struct petrel_session *s, const struct smtp_cmd *c)
 	if (!fail && !s->txn->in_bdat && data_begin(s, &err) < 0)
 		fail = "451 4.3.0 Error: queue file write error";
 	if (fail) {
-		/* RFC 3030: the chunk is still read, and thrown away. */
+		/* RFC 3030: the chunk is still read, and thrown away, within
+		 * the time a chunk may take (no data_begin() set it). */
+		s->data_deadline = ev_now_ms() + (uint64_t)s->srv->cfg->data_timeout * 1000;
 		s->bdat_discard = true;
 		s->bdat_fail = fail;
 		return;

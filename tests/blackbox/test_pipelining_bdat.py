@@ -200,6 +200,26 @@ def test_bdat_rejected_chunk_is_consumed():
         c.expect_silence(0.3)
 
 
+def test_bdat_rejected_chunk_arriving_slowly_is_waited_for():
+    # a refused chunk gets the time of any chunk (data_timeout) to arrive,
+    # not the leftover deadline of some earlier transaction (found by
+    # test_fuzz.py: the session was closed with 421 at once)
+    with Daemon() as d, d.client() as c:
+        c.ehlo()
+        c.send(b"BDAT 10\r\n")
+        c.expect_silence(0.5)
+        c.send(b"0123456789")
+        c.expect(503, "5.5.1")
+        c.cmd("NOOP", 250)
+        c.cmd("MAIL FROM:<a@localhost>", 250)
+        c.send(b"BDAT 4 LAST\r\n")
+        c.expect_silence(0.5)
+        c.send(b"abcd")
+        c.expect(503, "5.5.1")
+        c.cmd("NOOP", 250)
+        assert "timeout" not in d.log_text()
+
+
 def test_bdat_pipelined_in_one_packet():
     p1 = b"Subject: pipelined bdat\r\n\r\n"
     p2 = b"line one\r\nline two\r\n"

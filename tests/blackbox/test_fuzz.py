@@ -1,0 +1,192 @@
+#!/usr/bin/env python3
+"""Random sessions: whatever a client sends, petreld answers and lives on.
+
+Deterministic (fixed seeds) sessions built from SMTP pieces, valid and
+broken: every verb, mutated commands, over-long lines, bare CR and LF, NUL
+and 8-bit octets, DATA and BDAT with wrong sizes, STARTTLS followed by
+garbage instead of a handshake, AUTH with bad base64, bursts of pipelined
+commands, input split into single bytes, and connections dropped at any
+point.  Four clients run at once.
+
+What must hold: the daemon never dies (the harness also fails the test on
+any sanitizer report in its log), every session ends with the connection
+closed by one side, a well-formed message sent between the random ones is
+delivered byte-exact, and a message acknowledged with 250 is never lost.
+"""
+
+import base64
+import os
+import random
+import socket
+import sys
+import threading
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import petrel  # noqa: E402
+from petrel import Daemon, make_message, T  # noqa: E402
+from test_tls_auth import secrets_dir, ALICE, ALICE_PW  # noqa: E402
+
+SESSIONS = 2000
+CLIENTS = 4
+
+
+def b64(b):
+    return base64.b64encode(b).decode()
+
+
+def mutate(rng, b):
+    b = bytearray(b)
+    for _ in range(rng.randint(1, 4)):
+        op = rng.randrange(4)
+        at = rng.randrange(len(b) + 1)
+        if op == 0 and b:
+            b[rng.randrange(len(b))] = rng.randrange(256)
+        elif op == 1:
+            b[at:at] = bytes([rng.choice(b"<>\"\\@:,.= \r\n\0\x80\xff")])
+        elif op == 2 and at < len(b):
+            del b[at]
+        else:
+            b = b[:at]
+    return bytes(b)
+
+
+def pieces(rng):
+    """The bytes of one random session, as a list of sends."""
+    rcpt = rng.choice([b"user@localhost", b"other@example.test", b"x@remote.example",
+                       b"\"q u\"@localhost", b"user%remote@localhost", b"<>",
+                       b"@a,@b:user@localhost", "ü@localhost".encode()])
+    body = rng.choice([b"Subject: f\r\n\r\nhello\r\n",
+                       b"Subject: f\r\n\r\n..dot\r\n\r\n",
+                       b"no header line\n.\n",
+                       b"Subject: x\r\n\r\n" + rng.randbytes(rng.randrange(2000)),
+                       b"Received: x\r\n" * rng.randrange(0, 120) + b"\r\nb\r\n"])
+    valid = [
+        b"EHLO fuzz.test\r\n", b"HELO fuzz.test\r\n", b"EHLO\r\n",
+        b"MAIL FROM:<a@localhost>\r\n", b"MAIL FROM:<a@localhost> SIZE=100 BODY=8BITMIME\r\n",
+        b"MAIL FROM:<> SMTPUTF8\r\n", b"RCPT TO:<" + rcpt + b">\r\n",
+        b"DATA\r\n", body + b".\r\n", b"RSET\r\n", b"NOOP\r\n", b"VRFY user\r\n",
+        b"HELP\r\n", b"QUIT\r\n", b"STARTTLS\r\n", b"AUTH PLAIN\r\n", b"*\r\n",
+        b"AUTH PLAIN " + b64(b"\0" + ALICE.encode() + b"\0" + ALICE_PW.encode()).encode() + b"\r\n",
+        b"AUTH PLAIN " + b64(rng.randbytes(rng.randrange(1, 40))).encode() + b"\r\n",
+        b"AUTH LOGIN\r\n", b"AUTH LOGIN " + b64(ALICE.encode()).encode() + b"\r\n",
+        b"BDAT %d\r\n" % rng.randrange(0, 300), b"BDAT %d LAST\r\n" % rng.randrange(0, 300),
+        b"BDAT 0 LAST\r\n", b"EXPN list\r\n",
+    ]
+    out = []
+    for _ in range(rng.randint(1, 25)):
+        k = rng.randrange(100)
+        if k < 55:
+            out.append(rng.choice(valid))
+        elif k < 75:
+            out.append(mutate(rng, rng.choice(valid)))
+        elif k < 80:
+            out.append(b"A" * rng.choice([510, 511, 512, 600, 5000, 70000]) + b"\r\n")
+        elif k < 85:
+            out.append(rng.randbytes(rng.randrange(1, 300)))
+        elif k < 90:                    # a handshake that is not one
+            out.append(b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03" + rng.randbytes(60))
+        elif k < 95:
+            out.append(rng.choice([b"\n", b"\r", b"\r\r\n", b"\n.\n", b"\r\n.\n",
+                                   b".\r\n", b"\0\r\n"]))
+        else:
+            out.append(bytes(rng.randrange(256) for _ in range(rng.randrange(1, 50))))
+    if rng.random() < 0.3:              # all of it in one packet
+        out = [b"".join(out)]
+    elif rng.random() < 0.1:            # one byte at a time (short sessions only)
+        joined = b"".join(out)[:400]
+        out = [joined[i:i + 1] for i in range(len(joined))]
+    return out
+
+
+def run_session(port, rng, use_tls_port=None):
+    sends = pieces(rng)
+    cut = rng.random() < 0.2            # drop the connection part way
+    if cut:
+        sends = sends[:rng.randrange(len(sends) + 1)]
+    s = socket.create_connection((petrel.HOST, port), timeout=T(10))
+    try:
+        s.settimeout(T(10))
+        for chunk in sends:
+            try:
+                s.sendall(chunk)
+            except OSError:
+                return "closed by server while sending"
+        if cut:
+            return "dropped"
+        try:
+            s.shutdown(socket.SHUT_WR)
+        except OSError:
+            return "closed by server"
+        # the daemon must end the session once the client has sent all
+        while True:
+            try:
+                data = s.recv(65536)
+            except ConnectionResetError:
+                return "reset"
+            except socket.timeout:
+                raise AssertionError("session still open %ss after the client "
+                                     "finished sending: %r" % (T(10), sends[:5]))
+            if not data:
+                return "closed"
+    finally:
+        s.close()
+
+
+def check_alive(d):
+    assert d.proc.poll() is None, "petreld died (exit %s)" % d.proc.returncode
+    with d.client() as c:
+        c.cmd("EHLO check.test", 250)
+        c.cmd("QUIT", 221)
+
+
+def test_random_sessions_never_hurt_the_daemon():
+    sec = secrets_dir()
+    with Daemon(settings={"tls_cert_file": sec["cert"], "tls_key_file": sec["key"],
+                          "auth_passwords": sec["passwd"], "smtp_timeout": 30,
+                          "message_size_limit": 100000},
+                listener={"tls": "starttls", "auth": True}) as d:
+        errors, ends, acked = [], {}, []
+        lock = threading.Lock()
+
+        def client(n):
+            rng = random.Random(1000 + n)
+            for i in range(SESSIONS // CLIENTS):
+                try:
+                    how = run_session(d.port, rng)
+                    with lock:
+                        ends[how] = ends.get(how, 0) + 1
+                except Exception as e:  # noqa: B902
+                    with lock:
+                        errors.append(repr(e)[:300])
+                if i % 25 == 0:         # a well-formed message between the random ones
+                    tok = "fuzz-%d-%d" % (n, i)
+                    try:
+                        with d.client() as c:
+                            c.ehlo()
+                            q = c.send_mail("a@localhost", ["fuzzcheck@localhost"],
+                                            make_message(tok))
+                        with lock:
+                            acked.append((q, tok))
+                    except Exception as e:  # noqa: B902
+                        with lock:
+                            errors.append("valid message: " + repr(e)[:300])
+
+        threads = [petrel.start_thread(client, n) for n in range(CLIENTS)]
+        for t in threads:
+            t.join(T(300))
+        assert not any(t.is_alive() for t in threads), "clients still running"
+        petrel.diag("session ends: %s" % sorted(ends.items()))
+        assert not errors, "%d errors, e.g. %s" % (len(errors), errors[:3])
+        check_alive(d)
+        got = d.wait_delivered("fuzzcheck", len(acked), timeout=30)
+        by_qid = {petrel.qid_of_file(g): g for g in got}
+        for q, tok in acked:
+            assert q in by_qid, "acknowledged %s (%s) not delivered" % (q, tok)
+            assert petrel.Delivered(by_qid[q]).body == petrel.to_lf(make_message(tok))
+        time.sleep(0.2)
+        check_alive(d)
+
+
+if __name__ == "__main__":
+    petrel.main()
