@@ -29,6 +29,7 @@ from test_tls_auth import secrets_dir, ALICE, ALICE_PW  # noqa: E402
 
 SESSIONS = 2000
 CLIENTS = 4
+WAIT_354 = object()                     # in a session: read until the 354 reply
 
 
 def b64(b):
@@ -74,6 +75,23 @@ def pieces(rng):
         b"BDAT 0 LAST\r\n", b"EXPN list\r\n",
     ]
     out = []
+    if rng.random() < 0.6:              # get past the envelope, to reach content
+        out += [b"EHLO fuzz.test\r\n", b"MAIL FROM:<a@localhost>\r\n",
+                b"RCPT TO:<user@localhost>\r\n"]
+        if rng.random() < 0.5:
+            out.append(b"DATA\r\n")
+            if rng.random() < 0.8:
+                out.append(WAIT_354)    # as a client should (RFC 2920)
+            for _ in range(rng.randint(0, 8)):
+                out.append(rng.choice([b"line\r\n", b"\r\n.\n", b"\n.\r\n", b"\r.\r",
+                                       b"..\r\n", b"\r\n", b"Received: x\r\n",
+                                       rng.randbytes(rng.randrange(1, 200))]))
+            if rng.random() < 0.7:
+                out.append(b"\r\n.\r\n")
+        elif rng.random() < 0.5:
+            n = rng.randrange(0, 200)
+            out.append(b"BDAT %d%s\r\n" % (n, rng.choice([b"", b" LAST"])))
+            out.append(rng.randbytes(n + rng.choice([0, 0, 0, -1, 1, 5])))
     for _ in range(rng.randint(1, 25)):
         k = rng.randrange(100)
         if k < 55:
@@ -91,12 +109,26 @@ def pieces(rng):
                                    b".\r\n", b"\0\r\n"]))
         else:
             out.append(bytes(rng.randrange(256) for _ in range(rng.randrange(1, 50))))
+    if WAIT_354 in out:
+        return out
     if rng.random() < 0.3:              # all of it in one packet
         out = [b"".join(out)]
     elif rng.random() < 0.1:            # one byte at a time (short sessions only)
         joined = b"".join(out)[:400]
         out = [joined[i:i + 1] for i in range(len(joined))]
     return out
+
+
+def wait_354(s):
+    got = b""
+    while b"\r\n354 " not in b"\r\n" + got:
+        try:
+            data = s.recv(65536)
+        except (socket.timeout, OSError):
+            return
+        if not data:
+            return
+        got += data
 
 
 def run_session(port, rng, use_tls_port=None):
@@ -108,6 +140,9 @@ def run_session(port, rng, use_tls_port=None):
     try:
         s.settimeout(T(10))
         for chunk in sends:
+            if chunk is WAIT_354:
+                wait_354(s)
+                continue
             try:
                 s.sendall(chunk)
             except OSError:
@@ -126,7 +161,7 @@ def run_session(port, rng, use_tls_port=None):
                 return "reset"
             except socket.timeout:
                 raise AssertionError("session still open %ss after the client "
-                                     "finished sending: %r" % (T(10), sends[:5]))
+                                     "finished sending: %r" % (T(10), sends[:6]))
             if not data:
                 return "closed"
     finally:
