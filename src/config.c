@@ -91,6 +91,8 @@ static const struct setting settings[] = {
 	  .help = "longest wait between retries, in seconds (default 4000)" },
 	{ .name = "delivery_workers", .type = T_INT, .offset = OFF(delivery_workers), .min = 1, .max = 256,
 	  .help = "threads that run blocking deliveries (default 32)" },
+	{ .name = "filter_workers", .type = T_INT, .offset = OFF(filter_workers), .min = 1, .max = 256,
+	  .help = "threads for the blocking work of filters (host->work_submit) and password checks (default 2)" },
 	{ .name = "max_connections", .type = T_INT, .offset = OFF(max_connections), .min = 1,
 	  .max = 1000000, .help = "concurrent SMTP sessions accepted (default 10000)" },
 	{ .name = "pending_timeout", .type = T_INT, .offset = OFF(pending_timeout), .min = 1,
@@ -538,6 +540,7 @@ static void set_defaults(struct config *c)
 	c->retry_initial = 300;
 	c->retry_max = 4000;
 	c->delivery_workers = 32;
+	c->filter_workers = 2;
 	c->max_connections = 10000;
 	c->pending_timeout = 30;
 	c->auth_failure_limit = 3;

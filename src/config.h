@@ -70,6 +70,7 @@ struct config {
 	int retry_initial;
 	int retry_max;
 	int delivery_workers;
+	int filter_workers;
 	int max_connections;
 	int pending_timeout;            /* seconds a suspended hook may wait */
 	char *tls_cert_file;            /* default key pair of TLS listeners */

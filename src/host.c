@@ -13,6 +13,7 @@
 #include "module_load.h"
 #include "server.h"
 #include "session.h"
+#include "worker.h"
 
 #include <ctype.h>
 #include <errno.h>
@@ -333,6 +334,15 @@ static void module_fd_event(struct ev_loop *loop, int fd, int mask, void *arg)
 	       mf->arg);
 }
 
+static int h_work_submit(petrel_conf *self, petrel_work_fn *work, petrel_work_fn *done, void *arg)
+{
+	struct server *srv = self ? self->srv : NULL;
+	if (!srv || !srv->filter_workers || !work || !done)
+		return -1;
+	workers_submit(srv->filter_workers, work, done, arg);
+	return 0;
+}
+
 static int h_fd_watch(petrel_conf *self, int fd, int events, petrel_fd_fn *fn, void *arg)
 {
 	struct server *srv = self ? self->srv : NULL;
@@ -487,4 +497,5 @@ const struct petrel_host petrel_host_v1 = {
 	.txn_client_helo = h_txn_client_helo,
 	.txn_size = h_txn_size,
 	.part_charset = part_charset,
+	.work_submit = h_work_submit,
 };

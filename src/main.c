@@ -189,7 +189,7 @@ static void check_stopped(struct ev_loop *loop, void *arg)
 {
 	struct server *srv = arg;
 	if (srv->nsessions == 0 && spool_commits_pending(srv->spool) == 0 &&
-	    queue_active(srv->queue) == 0) {
+	    queue_active(srv->queue) == 0 && workers_pending(srv->filter_workers) == 0) {
 		ev_stop(loop);
 		return;
 	}
@@ -324,10 +324,9 @@ int main(int argc, char **argv)
 	if (sfd < 0 || ev_fd_set(srv->loop, sfd, EV_READ, on_signal, srv, &err) < 0)
 		log_fatal("signalfd: %m");
 	srv->workers = workers_start(srv->loop, cfg->delivery_workers);
-	/* Password hashes get their own threads: behind a queue of maildir
-	 * syncs a login would wait for deliveries. */
-	if (srv->auth_db)
-		srv->auth_workers = workers_start(srv->loop, 2);
+	/* Filters' blocking work and password hashes get their own threads:
+	 * behind a queue of maildir syncs they would wait for deliveries. */
+	srv->filter_workers = workers_start(srv->loop, cfg->filter_workers);
 	srv->queue = queue_new(srv);
 	struct qmsg **rec;
 	int nrec;
@@ -349,7 +348,7 @@ int main(int argc, char **argv)
 	         cfg->hostname, cfg->spool, srv->mods.n);
 	ev_run(srv->loop);
 	workers_stop(&srv->workers);
-	workers_stop(&srv->auth_workers);
+	workers_stop(&srv->filter_workers);
 	spool_close(&srv->spool);
 	unlink(pidfile);
 	free(pidfile);

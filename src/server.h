@@ -42,7 +42,7 @@ struct server {
 	struct workers *workers;
 	struct tls_server **tls;           /* per listener (config order), NULL: none */
 	struct auth_db *auth_db;           /* auth_passwords, NULL when unset */
-	struct workers *auth_workers;      /* password hashing, off the loop */
+	struct workers *filter_workers;    /* modules' blocking work, password hashing */
 	struct petrel_session *sessions;   /* doubly linked */
 	int nsessions;
 	bool stopping;

@@ -143,7 +143,7 @@ static void start_check(struct petrel_session *s, const char *user, const char *
 	s->auth_try_user = xstrdup(user);
 	s->auth_job = job;
 	sasl_end(s);
-	workers_submit(s->srv->auth_workers, check_work, check_done, job);
+	workers_submit(s->srv->filter_workers, check_work, check_done, job);
 }
 
 void auth_done(struct petrel_session *s, int v)

@@ -34,6 +34,7 @@ typedef struct petrel_part petrel_part;
 #define PETREL_MIME_BAD_ENCODING 0x80
 
 typedef void petrel_timer_fn(void *arg);
+typedef void petrel_work_fn(void *arg);
 typedef void petrel_fd_fn(int fd, int events, void *arg);
 #define PETREL_FD_READ  1
 #define PETREL_FD_WRITE 2
@@ -164,7 +165,18 @@ struct petrel_host {
 	const char *(*txn_client_helo)(petrel_txn *t);
 	unsigned long long (*txn_size)(petrel_txn *t);      /* message bytes, at eom */
 	const char *(*part_charset)(petrel_part *p);        /* lower-case, "" if none */
-	/* api 1.0 ends here; new functions are appended. */
+	/* api 1.0 ends here. */
+
+	/* 1.1: run work(arg) on a thread of the daemon's filter pool
+	 * (filter_workers), then done(arg) on the loop thread.  For blocking
+	 * or slow work in a hook: suspend(), work_submit(), return
+	 * PETREL_PENDING, and resume() from done().  work() may call only
+	 * host->log; it must not touch the session or transaction, which may
+	 * be gone by then (resume() then returns -1).  Jobs run in submission
+	 * order per thread; the daemon finishes them before it exits.
+	 * Returns 0, or -1 when work or done is NULL. */
+	int (*work_submit)(petrel_conf *self, petrel_work_fn *work, petrel_work_fn *done, void *arg);
+	/* api 1.1 ends here; new functions are appended. */
 };
 
 /* True when the host offers function F (a member of struct petrel_host)

@@ -20,6 +20,8 @@
  *   core may change its structs freely.
  *
  * HISTORY (newest first; every bump gets a dated line)
+ *   1.1  2026-11-29  host->work_submit: blocking work of a filter on the
+ *                    daemon's filter thread pool, done() on the loop.
  *   1.0  2026-11-29  first API: descriptor, settings table; stage/filter
  *                    hooks connect, helo, auth, mail, rcpt, headers, part,
  *                    eom, queued, txn_end, session_end; verdicts continue,
@@ -36,6 +38,6 @@
 #define PETREL_VERSION_H
 
 #define PETREL_API_MAJOR 1
-#define PETREL_API_MINOR 0
+#define PETREL_API_MINOR 1
 
 #endif

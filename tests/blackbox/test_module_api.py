@@ -642,6 +642,49 @@ def test_slow_filter_does_not_delay_other_sessions():
         assert i_b < i_resume < i_a, (i_b, i_resume, i_a)
 
 
+def test_blocking_work_on_the_filter_pool_does_not_delay_other_sessions():
+    # API 1.1 work_submit: two sessions' hooks each block a pool thread
+    # (filter_workers = 2) for the whole delay; a third session's message
+    # goes through meanwhile, then both blocked ones are resumed and queued
+    delay = int(T(3) * 1000)
+    with _slow_daemon({"delay_ms": delay, "only_rcpt": "slow@localhost", "wait": "work"},
+                      settings={"pending_timeout": 60, "filter_workers": 2}) as d:
+        slow = []
+        for name in ("a", "b"):
+            c = d.client()
+            c.ehlo(name + ".test")
+            c.mail_rcpt(name + "@localhost", ["slow@localhost"])
+            c.cmd("DATA", 354)
+            c.send(make_message("from " + name) + b".\r\n")
+            slow.append(c)
+        d.wait_log(r"(?s)slow: suspend qid=\w+ at=eom.*slow: suspend qid=\w+ at=eom")
+        qf = petrel.send_one(d.port, "f@localhost", "fast@localhost", make_message("fast"))
+        d.wait_delivered("fast", 1)
+        for c in slow:
+            assert not _has_bytes(c), "a blocked session got a reply early: %r" % c.buf
+        assert "slow: work done" not in d.log_text()
+        qids = [c.expect(250, "2.0.0", timeout=delay / 1000.0 + 10).qid for c in slow]
+        for c in slow:
+            c.close()
+        d.wait_delivered("slow", 2)
+        log = d.log_text()
+        for q in qids:
+            # the work ran on a pool thread, then done() resumed the session
+            i_work = log.index("slow: work done qid=%s" % q)
+            i_resume = log.index("slow: resume qid=%s verdict=continue resume=0" % q)
+            assert log.index("%s: client=" % qf) < i_work < i_resume < log.index("%s: client=" % q)
+
+
+def test_filter_workers_setting_is_checked():
+    for value, ok in ((0, False), (257, False), (1, True)):
+        with Daemon(settings={"filter_workers": value}, start=False) as d:
+            p = _check_config(d)
+            err = p.stderr.decode("utf-8", "replace")
+            assert (p.returncode == 0) == ok, (value, p.returncode, err)
+            if not ok:
+                assert re.search(re.escape(d.conf) + r":\d+: filter_workers", err), err
+
+
 def test_slow_auth_hook_resumes_the_login():
     # a pending auth hook: the login waits, pipelined MAIL behind it too,
     # another session goes on; then the resumed verdict decides

@@ -11,6 +11,10 @@
  *
  * With only_rcpt set, only transactions for that recipient wait.
  *
+ * With wait = "work" (API 1.1) the wait is not a timer but blocking work:
+ * a job sleeps delay_ms on the daemon's filter thread pool
+ * (host->work_submit), and its done() resumes the session.
+ *
  * Logs "slow: suspend qid=Q at=eom delay_ms=N" and
  * "slow: resume qid=Q verdict=V resume=R" (R is -1 when the core gave up
  * waiting first).
@@ -24,6 +28,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <time.h>
 
 struct wait {
 	struct slow *sl;
@@ -39,6 +44,7 @@ struct slow {
 	int verdict;
 	int at_rcpt;
 	int at_auth;
+	int by_work;          /* wait = "work": block a pool thread, not a timer */
 	const char *reply;
 	const char *only_rcpt;
 	struct wait *waits;
@@ -71,7 +77,19 @@ static void wake(void *arg)
 	free(w);
 }
 
-/* Suspend session s until the timer; label names it in the logs. */
+/* On a pool thread: the kind of call a real filter makes (a blocking
+ * socket, a scan), here a sleep.  Touches nothing but its record. */
+static void block(void *arg)
+{
+	struct wait *w = arg;
+	struct timespec ts = { .tv_sec = w->sl->delay_ms / 1000,
+	                       .tv_nsec = (w->sl->delay_ms % 1000) * 1000000L };
+	while (nanosleep(&ts, &ts) != 0)
+		;
+	w->sl->host->log(PETREL_LOG_INFO, "slow: work done qid=%s", w->qid);
+}
+
+/* Suspend session s until the timer or the work; label names it in the logs. */
 static int slow_suspend(struct slow *sl, petrel_session *s, const char *label, const char *at)
 {
 	const struct petrel_host *h = sl->host;
@@ -81,7 +99,9 @@ static int slow_suspend(struct slow *sl, petrel_session *s, const char *label, c
 	w->sl = sl;
 	snprintf(w->qid, sizeof w->qid, "%s", label);
 	w->pending = h->suspend(s);
-	if (!h->timer_add(sl->self, (unsigned long long)sl->delay_ms, wake, w)) {
+	int ok = sl->by_work ? h->work_submit(sl->self, block, wake, w) == 0
+	                     : h->timer_add(sl->self, (unsigned long long)sl->delay_ms, wake, w) != 0;
+	if (!ok) {
 		free(w);
 		return PETREL_TEMPFAIL;
 	}
@@ -179,6 +199,17 @@ static int slow_init(const struct petrel_host *host, petrel_conf *conf, void **s
 	}
 	sl->at_rcpt = !strcmp(at, "rcpt");
 	sl->at_auth = !strcmp(at, "auth");
+	const char *how = "timer";
+	host->conf_string(conf, "wait", &how);
+	if (strcmp(how, "timer") && strcmp(how, "work")) {
+		host->conf_error(conf, "wait", "'%s': must be \"timer\" or \"work\"", how);
+		return -1;
+	}
+	sl->by_work = !strcmp(how, "work");
+	if (sl->by_work && !PETREL_HOST_HAS(host, 1)) {
+		host->conf_error(conf, "wait", "\"work\" needs module API 1.1 (work_submit)");
+		return -1;
+	}
 	host->conf_string(conf, "reply", &sl->reply);
 	host->conf_string(conf, "only_rcpt", &sl->only_rcpt);
 	return 0;
@@ -200,6 +231,8 @@ static const struct petrel_setting slow_settings[] = {
 	{ .name = "verdict", .type = PETREL_SET_STRING, .help = "verdict after the wait (default continue)" },
 	{ .name = "at", .type = PETREL_SET_STRING, .help = "\"eom\" (default), \"rcpt\" or \"auth\"" },
 	{ .name = "reply", .type = PETREL_SET_STRING, .help = "reply for reject/tempfail" },
+	{ .name = "wait", .type = PETREL_SET_STRING,
+	  .help = "\"timer\" (default) or \"work\": sleep on a filter pool thread" },
 	{ .name = "only_rcpt", .type = PETREL_SET_STRING,
 	  .help = "only transactions with this recipient wait (default: all)" },
 	{ .type = PETREL_SET_END },
