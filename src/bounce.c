@@ -97,7 +97,7 @@ static void compose(struct server *srv, const struct qmsg *m, const char *qid,
 	buf_addf(b, "\r\n--%s/%s--\r\n", qid, host);
 }
 
-static void bounce_committed(void *arg, int ok, const char *err)
+static void bounce_committed(void *arg, int ok, int errnum, const char *err)
 {
 	struct qmsg *b = arg;
 	struct server *srv = b->srv;

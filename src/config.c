@@ -75,6 +75,10 @@ static const struct setting settings[] = {
 	{ .name = "message_size_limit", .type = T_SIZE, .offset = OFF(message_size_limit),
 	  .min = 1024, .max = (long long)1 << 40,
 	  .help = "largest message accepted, in bytes (default 10240000)" },
+	{ .name = "queue_minfree", .type = T_SIZE, .offset = OFF(queue_minfree),
+	  .min = 0, .max = (long long)1 << 50,
+	  .help = "free bytes the spool's filesystem must keep, besides the SIZE a client declares; "
+	          "at least 1.5 x message_size_limit (default 0); less gives 452 4.3.1 at MAIL" },
 	{ .name = "recipient_limit", .type = T_INT, .offset = OFF(recipient_limit),
 	  .min = 100, .max = 100000, .help = "recipients per message (default 1000; RFC 5321 asks >= 100)" },
 	{ .name = "hopcount_limit", .type = T_INT, .offset = OFF(hopcount_limit),

@@ -62,6 +62,7 @@ struct config {
 	char *router;                   /* router module name */
 	char *module_path;              /* colon-separated dirs */
 	uint64_t message_size_limit;
+	uint64_t queue_minfree;
 	int recipient_limit;
 	int hopcount_limit;
 	int smtp_timeout;               /* seconds */

@@ -77,6 +77,7 @@ struct petrel_txn {
 	bool bare;               /* a bare CR or LF was seen */
 	bool too_big;
 	bool io_error;
+	int io_errno;            /* errno of the write that failed */
 };
 
 enum session_state {

@@ -29,9 +29,18 @@
 
 #define WBUF_FLUSH (64 * 1024)
 
+/* The reply when the spool cannot take a message: a full disk is "mail
+ * system full" (RFC 3463 X.3.1), the rest a queue file error. */
+const char *storage_reply(int errnum)
+{
+	return errnum == ENOSPC || errnum == EDQUOT ? "452 4.3.1 Error: insufficient system storage"
+	                                            : "451 4.3.0 Error: queue file write error";
+}
+
 static void wbuf_flush(struct petrel_txn *t)
 {
 	if (!t->io_error && write_all(t->fd, t->wbuf.data, t->wbuf.len) < 0) {
+		t->io_errno = errno;
 		log_error("%s: queue file write error: %m", t->qid);
 		t->io_error = true;
 	}
@@ -111,12 +120,15 @@ static void received_header(struct petrel_session *s, struct buf *b)
 		buf_addf(b, ";\r\n\t%s\r\n", date);
 }
 
-int data_begin(struct petrel_session *s, const char **err)
+int data_begin(struct petrel_session *s, const char **reply)
 {
 	struct petrel_txn *t = s->txn;
-	t->fd = spool_create(s->srv->spool, t->qm, err);
+	const char *err;
+	t->fd = spool_create(s->srv->spool, t->qm, &err);
 	if (t->fd < 0) {
-		log_error("%s: cannot create queue file: %s", t->qid, *err);
+		int e = errno;
+		log_error("%s: cannot create queue file: %s", t->qid, err);
+		*reply = storage_reply(e);
 		return -1;
 	}
 	struct timeval tv;
@@ -234,7 +246,7 @@ int bdat_consume(struct petrel_session *s)
 	return s->bdat_left == 0;
 }
 
-static void commit_done(void *arg, int ok, const char *err)
+static void commit_done(void *arg, int ok, int errnum, const char *err)
 {
 	struct petrel_session *s = arg;
 	struct petrel_txn *t = s->txn;
@@ -255,7 +267,7 @@ static void commit_done(void *arg, int ok, const char *err)
 	} else {
 		log_error("%s: cannot queue message: %s", t->qid, err);
 		if (s->fd >= 0)
-			session_reply(s, "451 4.3.0 Error: queue file write error");
+			session_reply(s, "%s", storage_reply(errnum));
 	}
 	t->fd = -1;
 	txn_free(s);
@@ -298,7 +310,7 @@ void data_end(struct petrel_session *s)
 	else if (t->received > cfg->hopcount_limit)
 		why = "554 5.4.6 Error: too many hops (mail loop?)";
 	else if (t->io_error)
-		why = "451 4.3.0 Error: queue file write error";
+		why = storage_reply(t->io_errno);
 	if (why) {
 		refuse(s, why);
 		return;
@@ -335,8 +347,9 @@ void message_done(struct petrel_session *s, int v)
 		return;
 	}
 	if (msg_rewrite(t, s->srv->spool, &err) < 0) {
+		int e = errno;
 		log_error("%s: cannot apply filter changes: %s", t->qid, err);
-		refuse(s, "451 4.3.0 Error: queue file write error");
+		refuse(s, storage_reply(e));
 		return;
 	}
 	msg_free(t);

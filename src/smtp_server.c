@@ -276,8 +276,18 @@ static void do_mail(struct petrel_session *s, const struct smtp_cmd *c)
 		reject(s, "MAIL", NULL, "555 5.5.4 BODY=BINARYMIME is not supported");
 		return;
 	}
-	if (c->has_size && c->size > s->srv->cfg->message_size_limit) {
+	struct config *cfg = s->srv->cfg;
+	if (c->has_size && c->size > cfg->message_size_limit) {
 		reject(s, "MAIL", NULL, "552 5.3.4 Message size exceeds fixed limit");
+		return;
+	}
+	uint64_t keep = cfg->message_size_limit / 2 * 3;
+	if (cfg->queue_minfree > keep)
+		keep = cfg->queue_minfree;
+	if (spool_free_bytes(s->srv->spool) < keep + (c->has_size ? c->size : 0)) {
+		log_warn("spool %s: less than %llu bytes free", cfg->spool,
+		         (unsigned long long)(keep + (c->has_size ? c->size : 0)));
+		reject(s, "MAIL", NULL, "452 4.3.1 Insufficient system storage");
 		return;
 	}
 	struct petrel_txn *t = xcalloc(1, sizeof *t);
@@ -446,7 +456,7 @@ static void do_data(struct petrel_session *s)
 		return;
 	}
 	if (data_begin(s, &err) < 0) {
-		session_reply(s, "451 4.3.0 Error: queue file write error");
+		session_reply(s, "%s", err);
 		return;
 	}
 	session_reply(s, "354 End data with <CR><LF>.<CR><LF>");
@@ -462,7 +472,7 @@ static void do_bdat(struct petrel_session *s, const struct smtp_cmd *c)
 	s->state = S_BDAT;
 	const char *fail = no_rcpt_reply(s);
 	if (!fail && !s->txn->in_bdat && data_begin(s, &err) < 0)
-		fail = "451 4.3.0 Error: queue file write error";
+		fail = err;
 	if (fail) {
 		/* RFC 3030: the chunk is still read, and thrown away, within
 		 * the time a chunk may take (no data_begin() set it). */

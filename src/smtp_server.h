@@ -20,7 +20,9 @@ void addr_clear(struct petrel_addr *a);            /* free its strings, zero it 
 void session_set_timer(struct petrel_session *s);
 
 /* smtp_data.c */
-int data_begin(struct petrel_session *s, const char **err) __attribute__((warn_unused_result));
+/* Open the queue slot and write the envelope; -1 with the reply to give. */
+int data_begin(struct petrel_session *s, const char **reply) __attribute__((warn_unused_result));
+const char *storage_reply(int errnum);     /* 452 4.3.1 for a full disk, else 451 4.3.0 */
 /* Consume message bytes from s->in; returns 1 when the message ended. */
 int data_consume(struct petrel_session *s);
 /* Consume up to s->bdat_left bytes; returns 1 when the chunk ended. */

@@ -28,6 +28,7 @@
 #include <string.h>
 #include <sys/eventfd.h>
 #include <sys/stat.h>
+#include <sys/statvfs.h>
 #include <sys/time.h>
 #include <unistd.h>
 
@@ -42,6 +43,7 @@ struct commit {
 	spool_done_fn *done;
 	void *arg;
 	int ok;
+	int errnum;          /* errno of the failure */
 	char err[128];
 	struct commit *next;
 };
@@ -316,9 +318,11 @@ int spool_replace(struct spool *sp, struct qmsg *m, int *old_slot, const char *h
 		return -1;
 	}
 	if (write_all(fd, head, head_len) < 0 || write_all(fd, body, body_len) < 0) {
-		*err = strerror(errno);
+		int e = errno;
+		*err = strerror(e);
 		spool_abort(sp, m->slot, fd);
 		m->slot = was;
+		errno = e;          /* the caller's reply depends on it (ENOSPC) */
 		return -1;
 	}
 	*old_slot = was;
@@ -336,6 +340,7 @@ static bool sync_one(struct spool *sp)
 	struct commit *c = sp->batch[sp->batch_next++];
 	pthread_mutex_unlock(&sp->lock);
 	c->ok = fdatasync(c->fd) == 0;
+	c->errnum = c->ok ? 0 : errno;
 	if (!c->ok)
 		snprintf(c->err, sizeof c->err, "sync: %s", strerror(errno));
 	pthread_mutex_lock(&sp->lock);
@@ -369,6 +374,7 @@ static void commit_batch(struct spool *sp, struct commit *list)
 	for (struct commit *c = list; c; c = c->next) {
 		c->ok = seal_file(c) == 0;
 		if (!c->ok) {
+			c->errnum = errno;
 			snprintf(c->err, sizeof c->err, "seal: %s", strerror(errno));
 			continue;
 		}
@@ -412,6 +418,7 @@ static void commit_batch(struct spool *sp, struct commit *list)
 		snprintf(name, sizeof name, "%d", c->slot);
 		if (renameat2(sp->queue_fd, name, sp->hold_fd, c->qid, RENAME_NOREPLACE) < 0) {
 			c->ok = 0;
+			c->errnum = errno;
 			snprintf(c->err, sizeof c->err, "move to hold: %s", strerror(errno));
 		} else {
 			c->slot = -1;
@@ -427,6 +434,7 @@ static void commit_batch(struct spool *sp, struct commit *list)
 		for (struct commit *c = list; c; c = c->next)
 			if (c->ok) {
 				c->ok = 0;
+				c->errnum = e;
 				snprintf(c->err, sizeof c->err, "%s: %s", dir_err, strerror(e));
 			}
 	}
@@ -488,7 +496,7 @@ static void on_committed(struct ev_loop *loop, int fd, int mask, void *arg)
 	while (list) {
 		struct commit *n = list->next;
 		sp->pending--;
-		list->done(list->arg, list->ok, list->err);
+		list->done(list->arg, list->ok, list->errnum, list->err);
 		free(list);
 		list = n;
 	}
@@ -516,6 +524,14 @@ void spool_commit(struct spool *sp, struct qmsg *m, int fd, bool hold, spool_don
 	sp->todo_tail = c;
 	pthread_cond_signal(&sp->cond);
 	pthread_mutex_unlock(&sp->lock);
+}
+
+uint64_t spool_free_bytes(const struct spool *sp)
+{
+	struct statvfs st;
+	if (fstatvfs(sp->queue_fd, &st) < 0)
+		return UINT64_MAX;      /* cannot tell: let the writes say */
+	return (uint64_t)st.f_bavail * (uint64_t)st.f_frsize;
 }
 
 int spool_commits_pending(const struct spool *sp)

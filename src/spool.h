@@ -74,10 +74,10 @@ int spool_retire(struct spool *sp, const struct qmsg *m, int fd);
  * each status byte offset and the message offset. */
 void spool_envelope(struct buf *b, struct qmsg *m);
 
-typedef void spool_done_fn(void *arg, int ok, const char *err);
+typedef void spool_done_fn(void *arg, int ok, int errnum, const char *err);
 /* Seal and sync m's file, whose valid bytes end at fd's offset; the spool
  * closes fd.  hold: it goes to hold/ instead.  done() runs on the loop
- * thread after the message is durable (ok=1) or failed. */
+ * thread after the message is durable (ok=1) or failed (errnum, err). */
 void spool_commit(struct spool *sp, struct qmsg *m, int fd, bool hold, spool_done_fn *done,
                   void *arg);
 
@@ -89,6 +89,8 @@ int spool_replace(struct spool *sp, struct qmsg *m, int *old_slot, const char *h
                   size_t head_len, const char *body, size_t body_len, const char **err)
 	__attribute__((warn_unused_result));
 int spool_commits_pending(const struct spool *sp);
+/* Bytes free for unprivileged writers on the spool's filesystem. */
+uint64_t spool_free_bytes(const struct spool *sp);
 
 /* Paths, for the queue and recovery. */
 const char *spool_dir(const struct spool *sp);

@@ -302,9 +302,10 @@ struct result {
 	int ok, calls;
 };
 
-static void committed(void *arg, int ok, const char *err)
+static void committed(void *arg, int ok, int errnum, const char *err)
 {
 	struct result *r = arg;
+	(void)errnum;
 	r->ok = ok;
 	r->calls++;
 	if (!ok)
