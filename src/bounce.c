@@ -97,27 +97,63 @@ static void compose(struct server *srv, const struct qmsg *m, const char *qid,
 	buf_addf(b, "\r\n--%s/%s--\r\n", qid, host);
 }
 
-static void bounce_committed(void *arg, int ok, int errnum, const char *err)
+/* The original's queue file goes once its report is durable, not before:
+ * a crash in between finds the bounced destinations in the file and
+ * reports them again, where the other order would lose the report. */
+struct report {
+	struct qmsg *b;          /* the report, being committed */
+	struct qmsg *orig;       /* qid and slot of the original, or NULL */
+};
+
+static void retire_original(struct server *srv, struct qmsg *orig)
 {
-	struct qmsg *b = arg;
-	struct server *srv = b->srv;
-	if (!ok) {
-		log_error("%s: bounce could not be queued: %s", b->qid, err);
-		qmsg_free(&b);
-		return;
-	}
-	log_info("%s: from=<>, size=%llu, nrcpt=1 (queue active)", b->qid,
-	         (unsigned long long)b->size);
-	queue_add(srv->queue, b);
+	if (spool_retire(srv->spool, orig, -1) < 0)
+		log_error("%s: cannot remove queue file: %m", orig->qid);
+	else
+		log_info("%s: removed", orig->qid);
 }
 
-void bounce_send(struct server *srv, struct qmsg *m, const struct buf *headers)
+static void bounce_committed(void *arg, int ok, int errnum, const char *err)
+{
+	struct report *rp = arg;
+	struct qmsg *b = rp->b;
+	struct server *srv = b->srv;
+	(void)errnum;
+	if (!ok) {
+		log_error("%s: bounce could not be queued: %s", b->qid, err);
+		if (rp->orig)
+			log_warn("%s: kept in the queue until its bounce can be queued (next start)",
+			         rp->orig->qid);
+		qmsg_free(&b);
+	} else {
+		log_info("%s: from=<>, size=%llu, nrcpt=1 (queue active)", b->qid,
+		         (unsigned long long)b->size);
+		queue_add(srv->queue, b);
+		if (rp->orig)
+			retire_original(srv, rp->orig);
+	}
+	qmsg_free(&rp->orig);
+	free(rp);
+}
+
+bool bounce_due(const struct qmsg *m)
+{
+	if (!m->sender[0])
+		return false;
+	for (int i = 0; i < m->ndests; i++)
+		if (m->dests[i].status == Q_BOUNCED && !m->dests[i].reported)
+			return true;
+	return false;
+}
+
+void bounce_send(struct server *srv, struct qmsg *m, const struct buf *headers, bool retire)
 {
 	int n = 0;
+	bool keep = false;      /* the report failed: the original must stay */
 	for (int i = 0; i < m->ndests; i++)
 		n += m->dests[i].status == Q_BOUNCED && !m->dests[i].reported;
 	if (!n)
-		return;
+		goto reported;
 	if (!m->sender[0]) {
 		log_info("%s: no bounce: the sender is <>", m->qid);
 		goto reported;
@@ -146,6 +182,7 @@ void bounce_send(struct server *srv, struct qmsg *m, const struct buf *headers)
 	if (fd < 0) {
 		log_error("%s: bounce for %s not written: %s", qid, m->qid, err);
 		qmsg_free(&b);
+		keep = true;
 		goto reported;
 	}
 	struct buf body = {0}, file = {0};
@@ -160,12 +197,24 @@ void bounce_send(struct server *srv, struct qmsg *m, const struct buf *headers)
 		log_error("%s: bounce for %s not written: %m", qid, m->qid);
 		spool_abort(srv->spool, b->slot, fd);
 		qmsg_free(&b);
+		keep = true;
 		goto reported;
 	}
 	log_info("%s: sender non-delivery notification: %s", m->qid, qid);
-	spool_commit(srv->spool, b, fd, false, bounce_committed, b);
+	struct report *rp = xcalloc(1, sizeof *rp);
+	rp->b = b;
+	if (retire) {           /* a copy: m may be gone when the commit ends */
+		rp->orig = qmsg_new(m->qid, "", 0);
+		rp->orig->slot = m->slot;
+		retire = false;
+	}
+	spool_commit(srv->spool, b, fd, false, bounce_committed, rp);
 reported:
 	for (int i = 0; i < m->ndests; i++)
 		if (m->dests[i].status == Q_BOUNCED)
 			m->dests[i].reported = true;
+	if (keep && retire)
+		log_warn("%s: kept in the queue until its bounce can be queued (next start)", m->qid);
+	else if (retire)
+		retire_original(srv, m);
 }

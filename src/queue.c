@@ -41,6 +41,7 @@ struct job {
 	struct qmsg *m;
 	struct module **mods;   /* per destination; NULL: transport missing */
 	struct buf headers;     /* the message's header section, for a bounce */
+	bool retire_after_report;  /* done, but its bounce must be queued first */
 };
 
 static double now_f(void)
@@ -112,7 +113,9 @@ static void deliver_work(void *arg)
 		bounced |= m->dests[i].status == Q_BOUNCED && !m->dests[i].reported;
 	if (bounced)
 		bounce_capture_headers(fd, m, &j->headers);
-	if (!pending) {
+	if (!pending && bounced && bounce_due(m)) {
+		j->retire_after_report = true;      /* bounce_send() removes it */
+	} else if (!pending) {
 		if (spool_retire(srv->spool, m, fd) < 0)
 			log_error("%s: cannot remove queue file: %m", m->qid);
 		else
@@ -169,12 +172,10 @@ static void expire(struct qmsg *m)
 		         m->qid, d->address, d->transport, m->attempts,
 		         d->last_error ? d->last_error : "deferred");
 	}
-	bounce_send(m->srv, m, &headers);
-	buf_free(&headers);
-	if (spool_retire(m->srv->spool, m, fd) == 0)
-		log_info("%s: removed", m->qid);
 	if (fd >= 0)
 		close(fd);
+	bounce_send(m->srv, m, &headers, true);     /* then removes the file */
+	buf_free(&headers);
 }
 
 static void deliver_done(void *arg)
@@ -182,7 +183,7 @@ static void deliver_done(void *arg)
 	struct job *j = arg;
 	struct qmsg *m = j->m;
 	struct queue *q = m->srv->queue;
-	bounce_send(m->srv, m, &j->headers);
+	bounce_send(m->srv, m, &j->headers, j->retire_after_report);
 	buf_free(&j->headers);
 	free(j->mods);
 	free(j);

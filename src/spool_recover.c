@@ -221,6 +221,18 @@ static void move_corrupt(struct spool *sp, int dfd, const char *name, const char
 	(void)dfd;
 }
 
+/* Bounced destinations whose report may not have been queued (the file
+ * is removed only once it was).  Nothing is reported to <>. */
+static bool report_due(const struct qmsg *m)
+{
+	if (!m->sender[0])
+		return false;
+	for (int i = 0; i < m->ndests; i++)
+		if (m->dests[i].status == Q_BOUNCED)
+			return true;
+	return false;
+}
+
 /* One file of queue/: a message still pending (returned), or NULL when the
  * file was free, finished or corrupt (and dealt with). */
 static struct qmsg *recover_one(struct spool *sp, int dfd, const char *name, int *freed)
@@ -261,7 +273,11 @@ static struct qmsg *recover_one(struct spool *sp, int dfd, const char *name, int
 	int pending = 0;
 	for (int i = 0; i < m->ndests; i++)
 		pending += m->dests[i].status == Q_PENDING;
-	if (!pending) {
+	if (!pending && report_due(m)) {
+		/* Finished, but its bounce was not queued before the crash: the
+		 * queue sends it, then removes the file. */
+		log_info("%s: bounced destinations not reported yet: reporting now", m->qid);
+	} else if (!pending) {
 		/* Delivered before the crash; only the clean-up was lost. */
 		if (spool_retire(sp, m, fd) < 0)
 			log_error("%s: cannot remove: %m", m->qid);

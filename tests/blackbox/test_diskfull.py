@@ -15,6 +15,7 @@ import itertools
 import os
 import re
 import sys
+import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import petrel  # noqa: E402
@@ -128,6 +129,49 @@ def test_full_spool_gets_452_and_keeps_nothing():
             got = d.wait_delivered("user", 1)
             assert petrel.qid_of_file(got[0]) == qid
             assert petrel.Delivered(got[0]).body == petrel.to_lf(msg)
+            d.stop()
+    finally:
+        fs.close()
+
+
+def test_bounce_that_cannot_be_queued_is_sent_after_restart():
+    # The original leaves the queue only once its bounce is durable: here
+    # the spool is full when the message expires, so the report cannot be
+    # written; after a restart with room again, the sender gets it.
+    fs = Ext4(size_mb=16)
+    try:
+        settings = {"retry_initial": 1, "retry_max": 1, "queue_lifetime": 3,
+                    "message_size_limit": 100000}
+        with Daemon(settings=settings, start=False) as d:
+            target = os.path.join(fs.mnt, "spool")
+            os.makedirs(target)
+            os.rmdir(d.spool)
+            os.symlink(target, d.spool)
+            os.makedirs(os.path.join(d.mail, "localhost"))
+            with open(os.path.join(d.mail, "localhost", "user"), "w") as f:
+                f.write("not a maildir: deliveries to user defer\n")
+            d.start()
+            with d.client() as c:
+                c.ehlo()
+                qid = c.send_mail("a@localhost", ["user@localhost"],
+                                  make_message("expires on a full disk"))
+            fillers = fill(fs.mnt)
+            d.wait_log(re.escape(qid) + r": to=<user@localhost>.*status=bounced "
+                       r"\(message expired", timeout=30)
+            d.wait_log(re.escape(qid) + r": kept in the queue until its bounce can be queued")
+            assert qid in d.queued(), d.queued()
+            assert not d.delivered("a")
+            d.stop()
+            unfill(fillers)
+            d.start()
+            d.wait_log(re.escape(qid) + r": bounced destinations not reported yet")
+            got = d.wait_delivered("a", 1, timeout=20)
+            assert b"Undelivered Mail Returned to Sender" in got[0]
+            assert qid.encode() in got[0] and b"expires on a full disk" in got[0]
+            d.wait_log(re.escape(qid) + r": removed")
+            assert qid not in d.queued()
+            time.sleep(0.5)
+            assert len(d.delivered("a")) == 1, "more than one report"
             d.stop()
     finally:
         fs.close()

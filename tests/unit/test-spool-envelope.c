@@ -219,7 +219,12 @@ static void test_recover(struct spool *sp)
 	struct qmsg *pend = sample("AAA1");
 	put_msg("1", pend, "DP", 'Q');                 /* one destination left */
 	struct qmsg *done = sample("BBB2");
-	put_msg("2", done, "DB", 'Q');                 /* finished */
+	put_msg("2", done, "DD", 'Q');                 /* finished */
+	struct qmsg *bounced = sample("LLL12");
+	put_msg("9", bounced, "DB", 'Q');              /* finished, its bounce maybe not queued */
+	struct qmsg *nullb = qmsg_new("MMM13", "", 1700000002);
+	(void)qmsg_add_dest(nullb, "maildir", "x@example.org", "x@example.org");
+	put_msg("10", nullb, "B", 'Q');                /* bounced, but from <>: nothing to report */
 	struct qmsg *part = sample("CCC3");
 	put_msg("3", part, NULL, 'W');                 /* caught half written */
 	put("4", "garbage\n", 8);                      /* not a queue file */
@@ -235,48 +240,58 @@ static void test_recover(struct spool *sp)
 	put("not-a-slot", "x", 1);
 
 	struct qmsg **out;
-	int n;
+	int n, fd;
 	tap_ok(spool_recover(sp, &out, &n, &errs) == 0, "recover runs");
-	tap_ok(n == 2, "two messages come back (%d)", n);
-	if (n == 2) {
-		struct qmsg *a = !strcmp(out[0]->qid, "AAA1") ? out[0] : out[1];
-		struct qmsg *g = a == out[0] ? out[1] : out[0];
-		TAP_STREQ(a->qid, "AAA1", "the pending slot");
-		tap_ok(a->slot == 1, "with its slot number");
-		tap_ok(a->dests[0].status == Q_DELIVERED && a->dests[1].status == Q_PENDING,
-		       "and its delivered destination marked");
-		TAP_STREQ(g->qid, "GGG7", "the released file");
-		tap_ok(g->slot == -1, "named by its queue id");
+	tap_ok(n == 3, "three messages come back (%d)", n);
+	struct qmsg *a = NULL, *g = NULL, *l = NULL;
+	for (int i = 0; i < n; i++) {
+		if (!strcmp(out[i]->qid, "AAA1"))
+			a = out[i];
+		else if (!strcmp(out[i]->qid, "GGG7"))
+			g = out[i];
+		else if (!strcmp(out[i]->qid, "LLL12"))
+			l = out[i];
 	}
+	tap_ok(a && a->slot == 1, "the pending slot, with its slot number");
+	tap_ok(a && a->dests[0].status == Q_DELIVERED && a->dests[1].status == Q_PENDING,
+	       "and its delivered destination marked");
+	tap_ok(g && g->slot == -1, "the released file, named by its queue id");
+	tap_ok(l && l->slot == 9 && l->dests[1].status == Q_BOUNCED,
+	       "a finished message with a bounce to report stays for the queue");
+	fd = open_q("10");
+	tap_ok(fd >= 0 && spool_read_state(fd) == 'F', "a bounce from <> has nothing to report: freed");
+	close(fd);
 	for (int i = 0; i < n; i++)
 		qmsg_free(&out[i]);
 	free(out);
 	tap_ok(file_size("3") == 0, "the half-written slot is emptied");
-	int fd = open_q("2");
+	fd = open_q("2");
 	tap_ok(fd >= 0 && spool_read_state(fd) == 'F', "the finished slot is marked free");
 	close(fd);
 	tap_ok(file_size("4") < 0 && file_size("5") < 0 && file_size("not-a-slot") < 0,
 	       "damaged, cut and unknown files left queue/");
 	tap_ok(count_dir("corrupt") == 3, "and are kept in corrupt/ (%d)", count_dir("corrupt"));
-	tap_ok(count_dir("queue") == 5, "queue/ holds slots 1 2 3 6 and GGG7 (%d)", count_dir("queue"));
+	tap_ok(count_dir("queue") == 7, "queue/ holds slots 1 2 3 6 9 10 and GGG7 (%d)", count_dir("queue"));
 
-	/* slots are reused: the three free ones (2, 3, 6) first, then new ones */
-	int seen[3] = {0}, fds[4];
+	/* slots are reused: the free ones (2, 3, 6, 10) first, then new ones */
+	int seen[4] = {0}, fds[5];
 	const char *err = NULL;
 	bool reused = true;
-	for (int i = 0; i < 3; i++) {
+	for (int i = 0; i < 4; i++) {
 		struct qmsg *m = qmsg_new("HHH8", "", 0);
 		fds[i] = spool_create(sp, m, &err);
-		reused &= fds[i] >= 0 && (m->slot == 2 || m->slot == 3 || m->slot == 6) &&
+		reused &= fds[i] >= 0 &&
+		          (m->slot == 2 || m->slot == 3 || m->slot == 6 || m->slot == 10) &&
 		          lseek(fds[i], 0, SEEK_CUR) == 0;
+		for (int k = 0; k < i; k++)
+			reused &= seen[k] != m->slot;
 		seen[i] = m->slot;
 		qmsg_free(&m);
 	}
-	tap_ok(reused && seen[0] != seen[1] && seen[1] != seen[2] && seen[0] != seen[2],
-	       "the free slots are taken, each once, at offset 0");
+	tap_ok(reused, "the free slots are taken, each once, at offset 0");
 	struct qmsg *m = qmsg_new("III9", "", 0);
-	fds[3] = spool_create(sp, m, &err);
-	tap_ok(fds[3] >= 0 && m->slot == 7, "then a new slot above the highest seen (%d)", m->slot);
+	fds[4] = spool_create(sp, m, &err);
+	tap_ok(fds[4] >= 0 && m->slot == 11, "then a new slot above the highest seen (%d)", m->slot);
 	char big[4096];
 	memset(big, 'x', sizeof big);
 	tap_ok(write(fds[0], big, sizeof big) == (ssize_t)sizeof big, "write into a slot");
@@ -284,12 +299,14 @@ static void test_recover(struct spool *sp)
 	char name[16];
 	snprintf(name, sizeof name, "%d", seen[0]);
 	tap_ok(file_size(name) == 0, "an aborted message leaves nothing behind");
-	for (int i = 1; i < 3; i++)
+	for (int i = 1; i < 4; i++)
 		spool_abort(sp, seen[i], fds[i]);
-	spool_abort(sp, m->slot, fds[3]);
+	spool_abort(sp, m->slot, fds[4]);
 	qmsg_free(&m);
 	qmsg_free(&pend);
 	qmsg_free(&done);
+	qmsg_free(&bounced);
+	qmsg_free(&nullb);
 	qmsg_free(&part);
 	qmsg_free(&cut);
 	qmsg_free(&freed);
