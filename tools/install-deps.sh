@@ -1,12 +1,15 @@
 #!/bin/sh
 # install-deps.sh: install the Debian packages petrel needs to build, test
 # and benchmark.  Used by the README's Quick start and by .ci/run.
-# Postfix is installed only for smtp-source/smtp-sink and the benchmark; a
-# policy-rc.d that exits 101 keeps its package scripts from starting it.
+# Postfix is installed only for smtp-source/smtp-sink and the benchmark,
+# Dovecot only for the test that reads delivered mail over IMAP and POP3;
+# a policy-rc.d that exits 101 keeps their package scripts from starting
+# them.
 set -e
 pkgs="build-essential autoconf automake libtool libltdl-dev pkg-config
       libssl-dev libconfig-dev libpcre2-dev libc-ares-dev libcrypt-dev
-      openssl python3 swaks libnet-ssleay-perl postfix procps psmisc"
+      openssl python3 swaks libnet-ssleay-perl postfix procps psmisc
+      dovecot-imapd dovecot-pop3d"
 missing=""
 for p in $pkgs; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'ok installed' || missing="$missing $p"
