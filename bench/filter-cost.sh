@@ -5,15 +5,19 @@
 # in alternating rounds (throughput on a shared disk is noisy; CPU time per
 # message is the steadier figure).
 #
-#   bench/filter-cost.sh [-n MESSAGES] [-s SESSIONS] [-z SIZE] [-r RULES] [-k ROUNDS]
+#   bench/filter-cost.sh [-n MESSAGES] [-s SESSIONS] [-z SIZE] [-r RULES] [-k ROUNDS] [-F]
+#
+# -F: every run on its own newly made ext4 (loop device, as root), as
+#     bench.sh --fresh-fs: no run pays for the files earlier runs deleted.
 #
 # Loopback only; smtp-source (Debian's postfix package) is the load.
 set -euo pipefail
 TOP=$(cd "$(dirname "$0")/.." && pwd)
-N=10000 S=20 Z=1024 R=100 K=3
-while getopts n:s:z:r:k: o; do
+N=10000 S=20 Z=1024 R=100 K=3 FRESH=0
+while getopts n:s:z:r:k:F o; do
   case $o in n) N=$OPTARG ;; s) S=$OPTARG ;; z) Z=$OPTARG ;; r) R=$OPTARG ;; k) K=$OPTARG ;;
-  *) sed -n '2,12p' "$0"; exit 2 ;; esac
+  F) FRESH=1 ;;
+  *) sed -n '2,16p' "$0"; exit 2 ;; esac
 done
 B=${PETREL_BUILD:-$TOP/_build/default}
 PETRELD=$B/src/petreld
@@ -28,6 +32,11 @@ free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",
 run() {
   local mode=$1 tmp port pid filters="" regex=""
   tmp=$(mktemp -d /tmp/petrel-fc-XXXXXX)
+  if [ "$FRESH" = 1 ]; then
+    sync
+    truncate -s 8G "$tmp.img" && mkfs.ext4 -q -F "$tmp.img" && mount -o loop "$tmp.img" "$tmp" ||
+      { echo "-F: cannot make or mount $tmp.img" >&2; exit 1; }
+  fi
   port=$(free_port)
   if [ "$mode" = regex ]; then
     python3 "$TOP/modules/regex/gen-rules.py" "$R" >"$tmp/regex.rules"
@@ -61,6 +70,10 @@ CONF
   t1=$(date +%s.%N)
   read -r u1 s1 < <(awk '{print $14, $15}' /proc/$pid/stat)
   kill -TERM "$pid"; wait "$pid" || true
+  if [ "$FRESH" = 1 ]; then
+    umount "$tmp" || umount -l "$tmp"
+    rm -f "$tmp.img"
+  fi
   rm -rf "$tmp"
   awk -v u=$((u1 - u0)) -v s=$((s1 - s0)) -v t="$TICK" -v n="$N" -v d="$(echo "$t1 - $t0" | bc)" \
     'BEGIN { printf "%.3f %.3f %.3f %.0f\n", (u+s)*1000/t/n, u*1000/t/n, s*1000/t/n, n/d }'
