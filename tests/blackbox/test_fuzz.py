@@ -223,5 +223,141 @@ def test_random_sessions_never_hurt_the_daemon():
         check_alive(d)
 
 
+# ---------------------------------------------------------------------------
+# random MIME through the filters
+
+RULES = r"""# test_fuzz.py: a rule of every kind, so that random MIME reaches them all
+header Subject /reject-me/ reject
+header * /^x-hold: yes$/i hold
+header X-Remove /./ remove
+header Subject /add-one/ add X-Added: yes
+body /needle/ reject 550 5.7.1 body needle
+body /tempme/ tempfail
+mime-type /^application\/x-msdownload$/ reject
+filename /\.exe$/i reject 550 5.7.1 no exe
+filename /\.(zip|rar)$/i log
+sender /^drop@/ discard
+recipient /^redir@/ redirect user@localhost
+"""
+
+
+def random_text(rng, n):
+    words = [b"hello"] * 30 + [b"needle", b"tempme", b"=?utf-8?b?w7w=?=", b"=?x?q?bad", b"caf\xc3\xa9",
+             b"\xff\xfe", b"=3D", b"=ZZ", b"=\r\n", b"..", b".", b"-- ", b"\t"]
+    return b" ".join(rng.choice(words) for _ in range(n))
+
+
+def random_part(rng, depth):
+    kind = rng.randrange(6)
+    if depth > 0 and kind == 0:
+        bnd = rng.choice([b"b%d" % rng.randrange(1000), b"", b"x" * 80, b"a b", b"=_?"])
+        inner = b""
+        for _ in range(rng.randint(0, 4)):
+            inner += b"--" + bnd + rng.choice([b"\r\n", b"  \r\n", b"--\r\n"]) + random_part(rng, depth - 1)
+        if rng.random() < 0.7:
+            inner += b"--" + bnd + b"--\r\n"
+        ct = rng.choice([b"multipart/mixed", b"multipart/alternative", b"multipart/x-weird"])
+        return (b"Content-Type: " + ct + b"; boundary=\"" + bnd + b"\"\r\n\r\n"
+                + random_text(rng, rng.randrange(5)) + b"\r\n" + inner)
+    cte = rng.choice([b"base64", b"quoted-printable", b"7bit", b"8bit", b"x-unknown", b""])
+    ct = rng.choice([b"text/plain; charset=utf-8"] * 4 + [b"text/html", b"application/x-msdownload",
+                     b"application/octet-stream", b"image/png", b"text/plain; charset=\"",
+                     b"message/rfc822", b""])
+    fn = rng.choice([b""] * 6 + [b'; filename="a.exe"', b"; filename*=utf-8''%E2%82%AC.zip",
+                     b"; filename*0=\"part\"; filename*1=\".exe\"",
+                     b'; filename="=?utf-8?b?YS5leGU=?="', b"; filename=\"unterminated"])
+    head = b""
+    if ct:
+        head += b"Content-Type: " + ct + b"\r\n"
+    if cte:
+        head += b"Content-Transfer-Encoding: " + cte + b"\r\n"
+    if fn:
+        head += b"Content-Disposition: attachment" + fn + b"\r\n"
+    body = random_text(rng, rng.randrange(40))
+    if cte == b"base64" and rng.random() < 0.7:
+        body = base64.encodebytes(body).replace(b"\n", b"\r\n")
+        if rng.random() < 0.3:
+            body = body[:len(body) // 2] + b"!!**" + body[len(body) // 2:]
+    return head + b"\r\n" + body + b"\r\n"
+
+
+def random_message(rng, n):
+    subject = rng.choice([b"plain"] * 6 + [b"add-one"] * 3 + [
+        b"reject-me", b"=?utf-8?q?reject-me?=", b"=?utf-8?b?cmVqZWN0LW1l?=", b"=?bad?",
+        b"caf\xc3\xa9 add-one"])
+    head = b"Subject: " + subject + b"\r\nX-Fuzz: %d\r\n" % n
+    if rng.random() < 0.1:
+        head += b"X-Hold: yes\r\n"
+    if rng.random() < 0.2:
+        head += b"X-Remove: this\r\n"
+    if rng.random() < 0.1:
+        head += b"X-Long: " + b"y" * 900 + b"\r\n"
+    if rng.random() < 0.05:       # nested past any sane depth
+        part = b"Content-Type: text/plain\r\n\r\ndeep\r\n"
+        for i in range(70):
+            part = (b"Content-Type: multipart/mixed; boundary=\"d%d\"\r\n\r\n--d%d\r\n" % (i, i)
+                    + part + b"--d%d--\r\n" % i)
+        return head + b"MIME-Version: 1.0\r\n" + part
+    return head + b"MIME-Version: 1.0\r\n" + random_part(rng, rng.randint(0, 4))
+
+
+def dot_stuff(data):
+    return b"\r\n".join((b"." + l if l.startswith(b".") else l) for l in data.split(b"\r\n"))
+
+
+def test_random_mime_through_the_filters():
+    from test_regex import regex_daemon
+    with regex_daemon(RULES) as d:
+        outcomes, errors = [], []
+        lock = threading.Lock()
+
+        def client(k):
+            rng = random.Random(500 + k)
+            for i in range(150):
+                n = k * 1000 + i
+                sender = rng.choice(["a@localhost", "drop@localhost"])
+                rcpt = rng.choice(["user@localhost", "redir@localhost"])
+                data = random_message(rng, n)
+                try:
+                    with d.client() as c:
+                        c.ehlo()
+                        c.cmd("MAIL FROM:<%s>" % sender, 250)
+                        c.cmd("RCPT TO:<%s>" % rcpt, 250)
+                        c.cmd("DATA", 354)
+                        c.send(dot_stuff(data) + b"\r\n.\r\n")
+                        r = c.reply()
+                        with lock:
+                            outcomes.append((n, r.code, r.qid if r.code == 250 else None))
+                except Exception as e:  # noqa: B902
+                    with lock:
+                        errors.append("%d: %r" % (n, e))
+
+        threads = [petrel.start_thread(client, k) for k in range(2)]
+        for t in threads:
+            t.join(T(300))
+        assert not errors, "%d errors, e.g. %s" % (len(errors), errors[:3])
+        check_alive(d)
+        codes = {}
+        for _, code, _ in outcomes:
+            codes[code] = codes.get(code, 0) + 1
+        petrel.diag("replies: %s" % sorted(codes.items()))
+        assert set(codes) <= {250, 451, 550}, codes
+        # every 250 is either held, discarded, or delivered
+        accepted = [q for _, code, q in outcomes if code == 250]
+        log = d.log_text()
+        kept = [q for q in accepted if (q + ": hold:") not in log and (q + ": discard:") not in log]
+        deadline = time.monotonic() + T(30)
+        while True:
+            have = set()
+            for f in d.all_delivered_files():
+                with open(f, "rb") as fh:
+                    have.add(petrel.qid_of_file(fh.read()))
+            missing = [q for q in kept if q not in have]
+            if not missing:
+                break
+            assert time.monotonic() < deadline, "accepted, not delivered: %s" % missing[:5]
+            time.sleep(0.2)
+
+
 if __name__ == "__main__":
     petrel.main()
