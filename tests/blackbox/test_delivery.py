@@ -119,6 +119,15 @@ def test_large_message():
         qid = petrel.send_one(d.port, "a@localhost", "user@localhost", msg)
         got = d.wait_delivered("user", 1, timeout=20)
         assert_delivery(got[0], "a@localhost", "user@localhost", msg, qid)
+        # its 2 MB queue slot is not kept for reuse: small messages after
+        # it get a slot of their own size, the spool does not stay 2 MB big
+        d.wait_log(re.escape(qid) + r": removed")
+        sizes = [os.path.getsize(p) for p in d.spool_files() if "/queue/" in p]
+        assert all(sz < 1 << 20 for sz in sizes), sizes
+        small = make_message("small after large")
+        q2 = petrel.send_one(d.port, "a@localhost", "user@localhost", small)
+        got = d.wait_delivered("user", 2, timeout=20)
+        assert any(petrel.qid_of_file(g) == q2 for g in got)
 
 
 def test_8bitmime_byte_exact():
