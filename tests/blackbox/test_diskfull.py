@@ -20,7 +20,7 @@ import time
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import petrel  # noqa: E402
 from petrel import Daemon, make_message  # noqa: E402
-from test_powerloss import Ext4  # noqa: E402
+from test_powerloss import Ext4, on_fs  # noqa: E402
 
 
 _fillers = itertools.count()
@@ -62,10 +62,7 @@ def test_full_maildir_defers_then_delivers():
     fs = Ext4(size_mb=16)
     try:
         with Daemon(settings={"retry_initial": 1, "retry_max": 1}, start=False) as d:
-            target = os.path.join(fs.mnt, "mail")
-            os.makedirs(target)
-            os.rmdir(d.mail)
-            os.symlink(target, d.mail)
+            on_fs(d, fs, ["mail"])
             d.start()
             fillers = fill(fs.mnt)
             body = "full disk test\n" + "x" * 70 + "\n" * 1 + ("y" * 76 + "\n") * 600
@@ -89,10 +86,7 @@ def test_full_spool_gets_452_and_keeps_nothing():
     try:
         limit = 100000
         with Daemon(settings={"message_size_limit": limit}, start=False) as d:
-            target = os.path.join(fs.mnt, "spool")
-            os.makedirs(target)
-            os.rmdir(d.spool)
-            os.symlink(target, d.spool)
+            on_fs(d, fs, ["spool"])
             d.start()
             fillers = fill(fs.mnt)
             # not room for a message of the largest size: refused at MAIL
@@ -143,10 +137,7 @@ def test_bounce_that_cannot_be_queued_is_sent_after_restart():
         settings = {"retry_initial": 1, "retry_max": 1, "queue_lifetime": 3,
                     "message_size_limit": 100000}
         with Daemon(settings=settings, start=False) as d:
-            target = os.path.join(fs.mnt, "spool")
-            os.makedirs(target)
-            os.rmdir(d.spool)
-            os.symlink(target, d.spool)
+            on_fs(d, fs, ["spool"])
             os.makedirs(os.path.join(d.mail, "localhost"))
             with open(os.path.join(d.mail, "localhost", "user"), "w") as f:
                 f.write("not a maildir: deliveries to user defer\n")

@@ -79,9 +79,9 @@ class Ext4:
         shutil.rmtree(self.dir, ignore_errors=True)
 
 
-def on_fs(d, fs):
-    """Move the daemon's spool and maildirs onto fs (before its start)."""
-    for name in ("spool", "mail"):
+def on_fs(d, fs, names=("spool", "mail")):
+    """Move the daemon's spool and/or maildirs onto fs (before its start)."""
+    for name in names:
         path = getattr(d, name)
         target = os.path.join(fs.mnt, name)
         os.makedirs(target, exist_ok=True)
