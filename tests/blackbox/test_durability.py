@@ -457,7 +457,7 @@ def holds(path, data):
         return False
 
 
-def test_incomplete_incoming_cleaned_at_start():
+def test_incomplete_message_cleaned_at_start():
     tok = b"PARTIAL-TOKEN-7e3f"
     with Daemon() as d:
         c = d.client()
