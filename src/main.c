@@ -107,21 +107,20 @@ static int load_modules(struct server *srv, struct buf *errs)
 	return bad ? -1 : 0;
 }
 
-/* One TLS context per TLS listener, and the password file: both read
- * while we may still be root.  Errors go to errs, with the file and line
- * of the setting that names the file. */
-static int load_secrets(struct server *srv, struct buf *errs)
+/* One TLS context per TLS listener (into tls[], one per listener), and
+ * the password file.  Errors go to errs, with the file and line of the
+ * setting that names the file; what was read is returned all the same. */
+static int read_secrets(struct config *cfg, struct tls_server **tls, struct auth_db **db,
+                        struct buf *errs)
 {
-	struct config *cfg = srv->cfg;
 	int bad = 0;
-	srv->tls = xcalloc((size_t)cfg->nlisteners + 1, sizeof *srv->tls);
 	for (int i = 0; i < cfg->nlisteners; i++) {
 		struct listener_conf *lc = &cfg->listeners[i];
 		char err[512];
 		if (lc->tls == TLS_NONE || !lc->tls_cert_file || !lc->tls_key_file)
 			continue;
 		const char *file;
-		if (tls_server_new(lc->tls_cert_file, lc->tls_key_file, &srv->tls[i], &file, err,
+		if (tls_server_new(lc->tls_cert_file, lc->tls_key_file, &tls[i], &file, err,
 		                   sizeof err) < 0) {
 			config_error_at(cfg, file == lc->tls_key_file ? lc->tls_key_setting
 			                : lc->tls_cert_setting, errs, "%s", err);
@@ -130,8 +129,8 @@ static int load_secrets(struct server *srv, struct buf *errs)
 	}
 	if (cfg->auth_passwords) {
 		struct buf why = {0};
-		srv->auth_db = auth_db_load(cfg->auth_passwords, &why);
-		if (!srv->auth_db) {
+		*db = auth_db_load(cfg->auth_passwords, &why);
+		if (!*db) {
 			config_error_at(cfg, config_lookup(&cfg->cfg, "auth_passwords"), errs,
 			                "%s: bad password file (below)", cfg->auth_passwords);
 			buf_add(errs, why.data, why.len);
@@ -142,12 +141,72 @@ static int load_secrets(struct server *srv, struct buf *errs)
 	return bad ? -1 : 0;
 }
 
+/* At start, while we may still be root. */
+static int load_secrets(struct server *srv, struct buf *errs)
+{
+	srv->tls = xcalloc((size_t)srv->cfg->nlisteners + 1, sizeof *srv->tls);
+	return read_secrets(srv->cfg, srv->tls, &srv->auth_db, errs);
+}
+
+/* SIGHUP: read the TLS key pairs and the password file again from the
+ * files the configuration names (a renewed certificate, a new user), all
+ * or nothing: on any error the ones in use stay and the error is logged.
+ * Sessions already in TLS keep their context (OpenSSL counts references).
+ * A password check running on a worker may still use the old password
+ * table, so it is kept until exit.  The daemon runs as 'user' by now:
+ * the files must be readable by it for this to work. */
+static void reload_secrets(struct server *srv)
+{
+	struct config *cfg = srv->cfg;
+	struct buf errs = {0};
+	struct tls_server **tls = xcalloc((size_t)cfg->nlisteners + 1, sizeof *tls);
+	struct auth_db *db = NULL;
+	int ntls = 0;
+	if (read_secrets(cfg, tls, &db, &errs) < 0) {
+		for (int i = 0; i < cfg->nlisteners; i++)
+			tls_server_free(&tls[i]);
+		auth_db_free(&db);
+		while (errs.len && errs.data[errs.len - 1] == '\n')
+			errs.data[--errs.len] = 0;
+		for (size_t k = 0; k < errs.len; k++)
+			if (errs.data[k] == '\n')
+				errs.data[k] = ' ';
+		log_error("SIGHUP: reload failed, the key pairs and passwords in use stay: %s",
+		          errs.data ? errs.data : "?");
+		buf_free(&errs);
+		free(tls);
+		return;
+	}
+	for (int i = 0; i < cfg->nlisteners; i++) {
+		if (!tls[i])
+			continue;
+		tls_server_free(&srv->tls[i]);
+		srv->tls[i] = tls[i];
+		srv->listeners[i].tls = tls[i];
+		ntls++;
+	}
+	free(tls);
+	if (db) {
+		srv->old_auth_dbs = xrealloc(srv->old_auth_dbs,
+		                             (size_t)(srv->nold_auth_dbs + 1) * sizeof *srv->old_auth_dbs);
+		srv->old_auth_dbs[srv->nold_auth_dbs++] = srv->auth_db;
+		srv->auth_db = db;
+	}
+	log_info("SIGHUP: reloaded %d TLS key pair(s)%s; other settings take effect at the next start",
+	         ntls, db ? " and the password file" : "");
+	buf_free(&errs);
+}
+
 static void secrets_free(struct server *srv)
 {
 	for (int i = 0; srv->tls && srv->cfg && i < srv->cfg->nlisteners; i++)
 		tls_server_free(&srv->tls[i]);
 	xfree(&srv->tls);
 	auth_db_free(&srv->auth_db);
+	for (int i = 0; i < srv->nold_auth_dbs; i++)
+		auth_db_free(&srv->old_auth_dbs[i]);
+	xfree(&srv->old_auth_dbs);
+	srv->nold_auth_dbs = 0;
 }
 
 static int drop_privileges(struct config *cfg, struct buf *errs)
@@ -208,7 +267,8 @@ static void on_signal(struct ev_loop *loop, int fd, int mask, void *arg)
 			continue;
 		}
 		if (si.ssi_signo == SIGHUP) {
-			log_info("SIGHUP: configuration reload is not implemented yet; ignored");
+			if (!srv->stopping)
+				reload_secrets(srv);
 			continue;
 		}
 		if (srv->stopping)

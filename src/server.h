@@ -42,6 +42,8 @@ struct server {
 	struct workers *workers;
 	struct tls_server **tls;           /* per listener (config order), NULL: none */
 	struct auth_db *auth_db;           /* auth_passwords, NULL when unset */
+	struct auth_db **old_auth_dbs;     /* replaced by SIGHUP, freed at exit */
+	int nold_auth_dbs;
 	struct workers *filter_workers;    /* modules' blocking work, password hashing */
 	struct petrel_session *sessions;   /* doubly linked */
 	int nsessions;

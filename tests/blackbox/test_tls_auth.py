@@ -10,6 +10,7 @@ Every reply code of the issue is checked, with its enhanced code."""
 import atexit
 import base64
 import os
+import signal
 import pwd
 import re
 import shutil
@@ -659,6 +660,69 @@ def test_root_only_key_works_after_dropping_privileges():
             d.wait_delivered("user", 1)
     finally:
         shutil.rmtree(keydir, ignore_errors=True)
+
+
+def _peer_cn(sock):
+    """The CN of the certificate the server presented."""
+    import ssl
+    der = sock.getpeercert(binary_form=True)
+    pem = ssl.DER_cert_to_PEM_cert(der)
+    p = subprocess.run(["openssl", "x509", "-noout", "-subject"], input=pem.encode(),
+                       capture_output=True)
+    return p.stdout.decode().strip().split("CN", 1)[-1].lstrip(" =")
+
+
+def test_sighup_reloads_key_pair_and_passwords():
+    # a renewed certificate and a changed password file take effect for
+    # new sessions at SIGHUP; a session already in TLS goes on; a broken
+    # file at the next SIGHUP changes nothing
+    sec = tempfile.mkdtemp(prefix="petrel-bb-reload-")
+    try:
+        os.chmod(sec, 0o755)
+        cert, key = petrel.make_cert(sec, "old.mx.test")
+        pw = write_passwd(sec, "passwd", ["alice:" + crypt_hash("old-pw", b"$6$")])
+        with Daemon(settings={"tls_cert_file": cert, "tls_key_file": key, "auth_passwords": pw},
+                    listener={"tls": "starttls", "auth": True}) as d:
+            old = d.client()
+            old.ehlo()
+            assert _peer_cn(old.starttls()) == "old.mx.test"
+            old.ehlo()
+            new_dir = tempfile.mkdtemp(dir=sec)
+            c2, k2 = petrel.make_cert(new_dir, "new.mx.test")
+            os.replace(c2, cert)
+            os.replace(k2, key)
+            write_passwd(sec, "passwd", ["alice:" + crypt_hash("new-pw", b"$6$"),
+                                         "carol:" + crypt_hash("carol-pw", b"$6$")])
+            d.proc.send_signal(signal.SIGHUP)
+            d.wait_log(r"SIGHUP: reloaded 1 TLS key pair\(s\) and the password file")
+            with d.client() as c:
+                c.ehlo()
+                assert _peer_cn(c.starttls()) == "new.mx.test"
+                c.ehlo()
+                c.cmd("AUTH PLAIN " + plain("alice", "old-pw"), 535, "5.7.8")
+                c.cmd("AUTH PLAIN " + plain("alice", "new-pw"), 235, "2.7.0")
+            with d.client() as c:
+                c.ehlo()
+                c.starttls()
+                c.ehlo()
+                c.cmd("AUTH PLAIN " + plain("carol", "carol-pw"), 235, "2.7.0")
+            # the session from before the reload still works over its TLS
+            old.cmd("NOOP", 250)
+            q = old.send_mail("a@localhost", ["user@localhost"], make_message("across reload"))
+            assert petrel.qid_of_file(d.wait_delivered("user", 1)[0]) == q
+            old.close()
+            # a broken key: the reload fails as a whole, nothing changes
+            with open(key, "w") as f:
+                f.write("not a key\n")
+            d.proc.send_signal(signal.SIGHUP)
+            d.wait_log(r"SIGHUP: reload failed, the key pairs and passwords in use stay: .*key")
+            with d.client() as c:
+                c.ehlo()
+                assert _peer_cn(c.starttls()) == "new.mx.test"
+                c.ehlo()
+                c.cmd("AUTH PLAIN " + plain("carol", "carol-pw"), 235, "2.7.0")
+    finally:
+        shutil.rmtree(sec, ignore_errors=True)
 
 
 if __name__ == "__main__":
