@@ -406,8 +406,10 @@ static void commit_batch(struct spool *sp, struct commit *list)
 	/* A slot file made since the last time: its directory entry must be
 	 * durable too.  Every slot in this batch was made before it began. */
 	const char *dir_err = NULL;
-	if (atomic_exchange(&sp->created, 0) && fsync(sp->queue_fd) < 0)
+	if (atomic_exchange(&sp->created, 0) && fsync(sp->queue_fd) < 0) {
 		dir_err = "sync queue directory";
+		atomic_store(&sp->created, 1);   /* the next batch must try again */
+	}
 	/* Held messages leave the slots for hold/QID: both directories are
 	 * synced so that the message is in exactly one of them. */
 	int held = 0;
