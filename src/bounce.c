@@ -146,7 +146,7 @@ bool bounce_due(const struct qmsg *m)
 	return false;
 }
 
-void bounce_send(struct server *srv, struct qmsg *m, const struct buf *headers, bool retire)
+bool bounce_send(struct server *srv, struct qmsg *m, const struct buf *headers, bool retire)
 {
 	int n = 0;
 	bool keep = false;      /* the report failed: the original must stay */
@@ -214,7 +214,8 @@ reported:
 		if (m->dests[i].status == Q_BOUNCED)
 			m->dests[i].reported = true;
 	if (keep && retire)
-		log_warn("%s: kept in the queue until its bounce can be queued (next start)", m->qid);
+		log_warn("%s: kept in the queue until its bounce can be queued", m->qid);
 	else if (retire)
 		retire_original(srv, m);
+	return !keep;
 }

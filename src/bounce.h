@@ -25,10 +25,10 @@ void bounce_capture_headers(int fd, const struct qmsg *m, struct buf *out);
 /* Send the sender a report about m's destinations with status
  * Q_BOUNCED that have not been reported yet; 'headers' from
  * bounce_capture_headers.  retire: m is finished, and its queue file is
- * removed once the report is durable (at once when no report is due; it
- * stays, for the next start, when the report cannot be written).  Loop
- * thread. */
-void bounce_send(struct server *srv, struct qmsg *m, const struct buf *headers, bool retire);
+ * removed once the report is durable (at once when no report is due).
+ * Returns false when the report could not be written: the file stays,
+ * and the caller tries again later.  Loop thread. */
+bool bounce_send(struct server *srv, struct qmsg *m, const struct buf *headers, bool retire);
 /* Does m have bounced destinations to report (to a sender that is not <>)? */
 bool bounce_due(const struct qmsg *m);
 

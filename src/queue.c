@@ -152,7 +152,33 @@ static void retry_due(struct ev_loop *loop, void *arg)
 	kick(q);
 }
 
-static void expire(struct qmsg *m)
+/* Try m again after the backoff of its attempts so far. */
+static void schedule_retry(struct qmsg *m)
+{
+	struct config *cfg = m->srv->cfg;
+	uint64_t delay = (uint64_t)cfg->retry_initial;
+	for (int i = 1; i < m->attempts && delay < (uint64_t)cfg->retry_max; i++)
+		delay *= 2;
+	if (delay > (uint64_t)cfg->retry_max)
+		delay = (uint64_t)cfg->retry_max;
+	m->retry.cb = retry_due;
+	if (!m->srv->stopping)
+		ev_timer_start(m->srv->loop, &m->retry, delay * 1000);
+}
+
+/* The report could not be written: m stays, and its bounced destinations
+ * are reported on the next attempt (which finds nothing else to do). */
+static void report_later(struct qmsg *m)
+{
+	for (int i = 0; i < m->ndests; i++)
+		if (m->dests[i].status == Q_BOUNCED)
+			m->dests[i].reported = false;
+	m->attempts++;
+	schedule_retry(m);
+}
+
+/* Returns false when m must stay (its report could not be written). */
+static bool expire(struct qmsg *m)
 {
 	char path[4096];
 	struct buf headers = {0};
@@ -174,8 +200,9 @@ static void expire(struct qmsg *m)
 	}
 	if (fd >= 0)
 		close(fd);
-	bounce_send(m->srv, m, &headers, true);     /* then removes the file */
+	bool done = bounce_send(m->srv, m, &headers, true);   /* then removes the file */
 	buf_free(&headers);
+	return done;
 }
 
 static void deliver_done(void *arg)
@@ -183,7 +210,12 @@ static void deliver_done(void *arg)
 	struct job *j = arg;
 	struct qmsg *m = j->m;
 	struct queue *q = m->srv->queue;
-	bounce_send(m->srv, m, &j->headers, j->retire_after_report);
+	bool reported = bounce_send(m->srv, m, &j->headers, j->retire_after_report);
+	bool must_stay = j->retire_after_report && !reported;
+	if (!reported)          /* not written: the next attempt reports them */
+		for (int i = 0; i < m->ndests; i++)
+			if (m->dests[i].status == Q_BOUNCED)
+				m->dests[i].reported = false;
 	buf_free(&j->headers);
 	free(j->mods);
 	free(j);
@@ -191,23 +223,19 @@ static void deliver_done(void *arg)
 	int pending = 0;
 	for (int i = 0; i < m->ndests; i++)
 		pending += m->dests[i].status == Q_PENDING;
-	if (!pending) {
+	if (must_stay) {
+		report_later(m);
+	} else if (!pending) {
 		forget(q, m);
 	} else {
 		m->attempts++;
-		struct config *cfg = m->srv->cfg;
-		if (time(NULL) - m->arrival >= cfg->queue_lifetime) {
-			expire(m);
-			forget(q, m);
+		if (time(NULL) - m->arrival >= m->srv->cfg->queue_lifetime) {
+			if (expire(m))
+				forget(q, m);
+			else
+				report_later(m);
 		} else {
-			uint64_t delay = (uint64_t)cfg->retry_initial;
-			for (int i = 1; i < m->attempts && delay < (uint64_t)cfg->retry_max; i++)
-				delay *= 2;
-			if (delay > (uint64_t)cfg->retry_max)
-				delay = (uint64_t)cfg->retry_max;
-			m->retry.cb = retry_due;
-			if (!m->srv->stopping)
-				ev_timer_start(m->srv->loop, &m->retry, delay * 1000);
+			schedule_retry(m);
 		}
 	}
 	kick(q);

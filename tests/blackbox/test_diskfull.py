@@ -128,10 +128,11 @@ def test_full_spool_gets_452_and_keeps_nothing():
         fs.close()
 
 
-def test_bounce_that_cannot_be_queued_is_sent_after_restart():
+def test_bounce_that_cannot_be_queued_is_tried_again():
     # The original leaves the queue only once its bounce is durable: here
     # the spool is full when the message expires, so the report cannot be
-    # written; after a restart with room again, the sender gets it.
+    # written.  The message stays, across a restart too, and its report is
+    # tried again until there is room; then the sender gets it, once.
     fs = Ext4(size_mb=16)
     try:
         settings = {"retry_initial": 1, "retry_max": 1, "queue_lifetime": 3,
@@ -149,19 +150,22 @@ def test_bounce_that_cannot_be_queued_is_sent_after_restart():
             fillers = fill(fs.mnt)
             d.wait_log(re.escape(qid) + r": to=<user@localhost>.*status=bounced "
                        r"\(message expired", timeout=30)
-            d.wait_log(re.escape(qid) + r": kept in the queue until its bounce can be queued")
+            kept = re.escape(qid) + r": kept in the queue until its bounce can be queued"
+            d.wait_log(kept)
             assert qid in d.queued(), d.queued()
-            assert not d.delivered("a")
+            # across a restart, still without room: found, tried, kept
             d.stop()
-            unfill(fillers)
             d.start()
             d.wait_log(re.escape(qid) + r": bounced destinations not reported yet")
+            d.wait_log(r"(?s)start #2.*" + kept)
+            assert not d.delivered("a")
+            unfill(fillers)
             got = d.wait_delivered("a", 1, timeout=20)
             assert b"Undelivered Mail Returned to Sender" in got[0]
             assert qid.encode() in got[0] and b"expires on a full disk" in got[0]
             d.wait_log(re.escape(qid) + r": removed")
             assert qid not in d.queued()
-            time.sleep(0.5)
+            time.sleep(1.5)          # a retry more would report it twice
             assert len(d.delivered("a")) == 1, "more than one report"
             d.stop()
     finally:
