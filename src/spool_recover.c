@@ -7,9 +7,10 @@
  * envelope read, and it is delivered to the destinations still pending.
  * A file that fails a check is moved to corrupt/ and logged, never
  * deleted.  After a power failure a file can fail its check without any
- * mail at stake: a slot being rewritten when the power went holds pieces
- * of a delivered message and of one never acknowledged.  It goes to
- * corrupt/ all the same: only a human can tell.
+ * mail at stake: a slot sealed but not yet synced when the power went
+ * (never acknowledged) may hold part of its message, or pieces of it and
+ * of a delivered one.  It goes to corrupt/ all the same: only a human
+ * can tell.
  */
 #ifndef _GNU_SOURCE
 #define _GNU_SOURCE
