@@ -136,15 +136,6 @@ static void bounce_committed(void *arg, int ok, int errnum, const char *err)
 	free(rp);
 }
 
-bool bounce_due(const struct qmsg *m)
-{
-	if (!m->sender[0])
-		return false;
-	for (int i = 0; i < m->ndests; i++)
-		if (m->dests[i].status == Q_BOUNCED && !m->dests[i].reported)
-			return true;
-	return false;
-}
 
 bool bounce_send(struct server *srv, struct qmsg *m, const struct buf *headers, bool retire)
 {
@@ -206,6 +197,7 @@ bool bounce_send(struct server *srv, struct qmsg *m, const struct buf *headers, 
 	if (retire) {           /* a copy: m may be gone when the commit ends */
 		rp->orig = qmsg_new(m->qid, "", 0);
 		rp->orig->slot = m->slot;
+		rp->orig->end = m->end;
 		retire = false;
 	}
 	spool_commit(srv->spool, b, fd, false, bounce_committed, rp);

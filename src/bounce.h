@@ -29,7 +29,6 @@ void bounce_capture_headers(int fd, const struct qmsg *m, struct buf *out);
  * Returns false when the report could not be written: the file stays,
  * and the caller tries again later.  Loop thread. */
 bool bounce_send(struct server *srv, struct qmsg *m, const struct buf *headers, bool retire);
-/* Does m have bounced destinations to report (to a sender that is not <>)? */
-bool bounce_due(const struct qmsg *m);
+
 
 #endif

@@ -83,3 +83,12 @@ void qmsg_free(struct qmsg **mp)
 	*mp = NULL;
 }
 
+bool qmsg_bounce_due(const struct qmsg *m)
+{
+	if (!m->sender[0])
+		return false;
+	for (int i = 0; i < m->ndests; i++)
+		if (m->dests[i].status == Q_BOUNCED && !m->dests[i].reported)
+			return true;
+	return false;
+}

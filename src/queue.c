@@ -108,12 +108,10 @@ static void deliver_work(void *arg)
 		log_info("%s: to=<%s>%s, relay=%s, delay=%.2f, status=%s (%s)", m->qid, d->address,
 		         orig, d->transport, now_f() - m->arrival_precise, result_word(r), dl.status);
 	}
-	bool bounced = false;
-	for (int i = 0; i < m->ndests; i++)
-		bounced |= m->dests[i].status == Q_BOUNCED && !m->dests[i].reported;
-	if (bounced)
+	bool report = qmsg_bounce_due(m);
+	if (report)
 		bounce_capture_headers(fd, m, &j->headers);
-	if (!pending && bounced && bounce_due(m)) {
+	if (!pending && report) {
 		j->retire_after_report = true;      /* bounce_send() removes it */
 	} else if (!pending) {
 		if (spool_retire(srv->spool, m, fd) < 0)

@@ -63,6 +63,9 @@ struct qdest *qmsg_add_dest(struct qmsg *m, const char *transport, const char *a
 /* Remove destination i (its file record is the caller's business). */
 void qmsg_drop_dest(struct qmsg *m, int i);
 void qmsg_free(struct qmsg **m);
+/* Bounced destinations not reported yet, to a sender that is not <>
+ * (after recovery none counts as reported: the file does not say). */
+bool qmsg_bounce_due(const struct qmsg *m);
 
 struct queue;
 struct queue *queue_new(struct server *srv);

@@ -202,9 +202,10 @@ int spool_retire(struct spool *sp, const struct qmsg *m, int fd)
 	int own = -1;
 	if (fd < 0 && (fd = own = openat(sp->queue_fd, name, O_RDWR | O_CLOEXEC)) < 0)
 		return -1;
-	struct stat st;
 	int r = 0;
-	if (fstat(fd, &st) == 0 && st.st_size <= SLOT_KEEP_MAX) {
+	/* A slot only grows past SLOT_KEEP_MAX with the message it holds:
+	 * larger ones were removed when they were done. */
+	if (m->end <= SLOT_KEEP_MAX) {
 		/* Not synced: if a crash loses the mark, the message is
 		 * delivered once more; nothing is lost. */
 		if (pwrite(fd, "F", 1, SPOOL_STATE_OFF) == 1)

@@ -210,7 +210,7 @@ bool spool_slot_name(const char *s, int *slot)
 	return true;
 }
 
-static void move_corrupt(struct spool *sp, int dfd, const char *name, const char *why)
+static void move_corrupt(struct spool *sp, const char *name, const char *why)
 {
 	char *dst = xasprintf("%s/corrupt/%s.%lld", spool_dir(sp), name, (long long)time(NULL));
 	char *src = xasprintf("%s/queue/%s", spool_dir(sp), name);
@@ -219,19 +219,6 @@ static void move_corrupt(struct spool *sp, int dfd, const char *name, const char
 		log_error("queue/%s: cannot move to %s: %m", name, dst);
 	free(src);
 	free(dst);
-	(void)dfd;
-}
-
-/* Bounced destinations whose report may not have been queued (the file
- * is removed only once it was).  Nothing is reported to <>. */
-static bool report_due(const struct qmsg *m)
-{
-	if (!m->sender[0])
-		return false;
-	for (int i = 0; i < m->ndests; i++)
-		if (m->dests[i].status == Q_BOUNCED)
-			return true;
-	return false;
 }
 
 /* One file of queue/: a message still pending (returned), or NULL when the
@@ -242,7 +229,7 @@ static struct qmsg *recover_one(struct spool *sp, int dfd, const char *name, int
 	bool is_slot = spool_slot_name(name, &slot);
 	const char *why = "neither a slot nor a queue id";
 	if (!is_slot && !valid_qid(name)) {
-		move_corrupt(sp, dfd, name, why);
+		move_corrupt(sp, name, why);
 		return NULL;
 	}
 	int fd = openat(dfd, name, O_RDWR | O_CLOEXEC);
@@ -267,14 +254,14 @@ static struct qmsg *recover_one(struct spool *sp, int dfd, const char *name, int
 	struct qmsg *m = spool_read_envelope(fd, is_slot ? NULL : name, &why);
 	if (!m) {
 		close(fd);
-		move_corrupt(sp, dfd, name, why);
+		move_corrupt(sp, name, why);
 		return NULL;
 	}
 	m->slot = is_slot ? slot : -1;
 	int pending = 0;
 	for (int i = 0; i < m->ndests; i++)
 		pending += m->dests[i].status == Q_PENDING;
-	if (!pending && report_due(m)) {
+	if (!pending && qmsg_bounce_due(m)) {
 		/* Finished, but its bounce was not queued before the crash: the
 		 * queue sends it, then removes the file. */
 		log_info("%s: bounced destinations not reported yet: reporting now", m->qid);
