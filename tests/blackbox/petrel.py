@@ -813,6 +813,19 @@ def tls_context():
     return ctx
 
 
+def run_as(d, user):
+    """Prepare Daemon d (not started) to run as user: its settings name
+    the user, and the user can reach the spool and write the maildirs.
+    Returns the pwd entry.  Skips the test when not root."""
+    import pwd
+    if os.geteuid() != 0:
+        skip("needs root (petreld dropping to %s)" % user)
+    pw = pwd.getpwnam(user)
+    os.chmod(d.dir, 0o755)
+    os.chown(d.mail, pw.pw_uid, pw.pw_gid)
+    return pw
+
+
 def make_cert(directory, name="mx.test"):
     """A self-signed certificate and its key (PEM) in directory; returns
     (cert_path, key_path).  Skips the test when the openssl CLI is missing."""

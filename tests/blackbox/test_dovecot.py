@@ -14,7 +14,6 @@ dovecot-pop3d).
 import imaplib
 import os
 import poplib
-import pwd
 import grp
 import subprocess
 import sys
@@ -113,10 +112,8 @@ def test_imap_and_pop3_read_what_petrel_delivered():
         petrel.skip("needs root (Dovecot, and petreld dropping to %s)" % USER)
     if not os.access(DOVECOT, os.X_OK):
         petrel.skip("Dovecot not installed (dovecot-imapd, dovecot-pop3d)")
-    pw = pwd.getpwnam(USER)
     d = Daemon(settings={"user": USER}, start=False)
-    os.chmod(d.dir, 0o755)
-    os.chown(d.mail, pw.pw_uid, pw.pw_gid)
+    pw = petrel.run_as(d, USER)
     with d:
         d.start()
         dov = None

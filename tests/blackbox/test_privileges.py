@@ -4,7 +4,6 @@ as root, then runs as that user; the spool and the mail it writes belong to
 it.  Skipped when the tests do not run as root."""
 
 import os
-import pwd
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -26,13 +25,8 @@ def proc_ids(pid):
 
 
 def test_runs_as_user_after_binding():
-    if os.geteuid() != 0:
-        petrel.skip("needs root")
-    pw = pwd.getpwnam(USER)
     d = Daemon(settings={"user": USER}, start=False)
-    # the unprivileged user must reach its spool and maildirs
-    os.chmod(d.dir, 0o755)
-    os.chown(d.mail, pw.pw_uid, pw.pw_gid)
+    pw = petrel.run_as(d, USER)
     with d:
         d.start()
         uid, gid = proc_ids(d.proc.pid)

@@ -683,10 +683,15 @@ def test_sighup_reloads_key_pair_and_passwords():
         pw = write_passwd(sec, "passwd", ["alice:" + crypt_hash("old-pw", b"$6$")])
         with Daemon(settings={"tls_cert_file": cert, "tls_key_file": key, "auth_passwords": pw},
                     listener={"tls": "starttls", "auth": True}) as d:
-            old = d.client()
-            old.ehlo()
-            assert _peer_cn(old.starttls()) == "old.mx.test"
-            old.ehlo()
+            def tls_session():
+                c = d.client()
+                c.ehlo()
+                cn = _peer_cn(c.starttls())
+                c.ehlo()
+                return c, cn
+
+            old, cn = tls_session()
+            assert cn == "old.mx.test"
             new_dir = tempfile.mkdtemp(dir=sec)
             c2, k2 = petrel.make_cert(new_dir, "new.mx.test")
             os.replace(c2, cert)
@@ -695,16 +700,12 @@ def test_sighup_reloads_key_pair_and_passwords():
                                          "carol:" + crypt_hash("carol-pw", b"$6$")])
             d.proc.send_signal(signal.SIGHUP)
             d.wait_log(r"SIGHUP: reloaded 1 TLS key pair\(s\) and the password file")
-            with d.client() as c:
-                c.ehlo()
-                assert _peer_cn(c.starttls()) == "new.mx.test"
-                c.ehlo()
+            c, cn = tls_session()
+            with c:
+                assert cn == "new.mx.test"
                 c.cmd("AUTH PLAIN " + plain("alice", "old-pw"), 535, "5.7.8")
                 c.cmd("AUTH PLAIN " + plain("alice", "new-pw"), 235, "2.7.0")
-            with d.client() as c:
-                c.ehlo()
-                c.starttls()
-                c.ehlo()
+            with tls_session()[0] as c:
                 c.cmd("AUTH PLAIN " + plain("carol", "carol-pw"), 235, "2.7.0")
             # the session from before the reload still works over its TLS
             old.cmd("NOOP", 250)
@@ -716,10 +717,9 @@ def test_sighup_reloads_key_pair_and_passwords():
                 f.write("not a key\n")
             d.proc.send_signal(signal.SIGHUP)
             d.wait_log(r"SIGHUP: reload failed, the key pairs and passwords in use stay: .*key")
-            with d.client() as c:
-                c.ehlo()
-                assert _peer_cn(c.starttls()) == "new.mx.test"
-                c.ehlo()
+            c, cn = tls_session()
+            with c:
+                assert cn == "new.mx.test"
                 c.cmd("AUTH PLAIN " + plain("carol", "carol-pw"), 235, "2.7.0")
     finally:
         shutil.rmtree(sec, ignore_errors=True)
