@@ -53,6 +53,14 @@ struct module *module_get(struct modules *m, struct config *cfg, const char *nam
 struct module *module_find(struct modules *m, const char *name);  /* loaded only */
 void modules_free(struct modules *m);   /* fini() each, close handles */
 
+/* The module's transport operations the core may use: an ops field that
+ * came with API minor N exists only for a module built with api_minor >= N
+ * (the struct of an older module ends before it). */
+static inline bool module_has_transport_1_2(const struct module *mod)
+{
+	return mod->desc->transport && mod->desc->api_minor >= 2;
+}
+
 extern const struct petrel_host petrel_host_v1;
 
 #endif

@@ -176,7 +176,49 @@ struct petrel_host {
 	 * order per thread; the daemon finishes them before it exits.
 	 * Returns 0, or -1 when work or done is NULL. */
 	int (*work_submit)(petrel_conf *self, petrel_work_fn *work, petrel_work_fn *done, void *arg);
-	/* api 1.1 ends here; new functions are appended. */
+	/* api 1.1 ends here. */
+
+	/* 1.2: deliveries with several recipients (transport start(), on the
+	 * loop; a deliver() call sees exactly one, i = 0).  Index i from 0 to
+	 * delivery_rcpt_count()-1.  orcpt: the DSN ORCPT as given
+	 * ("rfc822;a@b.example", xtext undone) or ""; notify: PETREL_NOTIFY_*
+	 * bits, 0 when the client gave no NOTIFY. */
+	int (*delivery_rcpt_count)(petrel_delivery *d);
+	const char *(*delivery_rcpt)(petrel_delivery *d, int i);
+	const char *(*delivery_rcpt_orcpt)(petrel_delivery *d, int i);
+	unsigned (*delivery_rcpt_notify)(petrel_delivery *d, int i);
+	/* The result for recipient i: PETREL_DELIVERED, DEFER or BOUNCE, with
+	 * the reply that decided it: the remote server's ("550 5.1.1 <a@b>:
+	 * unknown user", its enhanced code first after the number when it
+	 * gave one) or a local reason ("connect to mx.example[192.0.2.1]:25:
+	 * Connection refused").  Once per recipient; later calls are ignored. */
+	void (*delivery_rcpt_result)(petrel_delivery *d, int i, int result, const char *fmt, ...)
+		PETREL_PRINTF(4, 5);
+	/* Where the message went, for the log's relay= and a report's
+	 * Remote-MTA: "mx.example.test[127.0.0.2]:25". */
+	void (*delivery_relay)(petrel_delivery *d, const char *relay);
+	/* The asynchronous delivery is over (see transport start()). */
+	void (*delivery_done)(petrel_delivery *d);
+	/* Read the message again from its first byte (a second MX, a retry
+	 * on another connection).  Returns 0 or -1. */
+	int (*delivery_rewind)(petrel_delivery *d);
+	unsigned long long (*delivery_size)(petrel_delivery *d);  /* message bytes, as stored (CRLF) */
+	unsigned (*delivery_flags)(petrel_delivery *d);           /* PETREL_DLV_* */
+	const char *(*delivery_envid)(petrel_delivery *d);        /* DSN ENVID, xtext undone, or "" */
+	/* The next hop the routes table or relayhost chose: "[host]:port" or
+	 * "host:port" (brackets: no MX lookup), or "" for the recipients'
+	 * domain by MX.  Option: a key of the route that chose it ("tls",
+	 * "auth_user", "auth_password" from relayhost_credentials), NULL when
+	 * not set. */
+	const char *(*delivery_nexthop)(petrel_delivery *d);
+	const char *(*delivery_route_option)(petrel_delivery *d, const char *name);
+	/* A top-level string setting of the daemon ("hostname", "resolver"),
+	 * NULL when not set and without default.  Lives as long as the module. */
+	const char *(*global_string)(const char *name);
+	/* Does the daemon itself listen on this address and port (a next hop
+	 * that loops back to us)?  addr is numeric ("127.0.0.1", "::1"). */
+	int (*is_own_address)(const char *addr, int port);
+	/* api 1.2 ends here; new functions are appended. */
 };
 
 /* True when the host offers function F (a member of struct petrel_host)

@@ -22,6 +22,8 @@
  * Threads: hooks and init/fini run on the event loop thread and must not
  * block.  A transport's deliver() runs on a worker thread; it may block
  * and may run concurrently with other deliver() calls of the same module.
+ * A transport's check(), start() and stop() (1.2) run on the loop and
+ * must not block.
  */
 #ifndef PETREL_MODULE_H
 #define PETREL_MODULE_H
@@ -125,10 +127,60 @@ enum petrel_delivery_result {
 	PETREL_BOUNCE = 2,         /* permanent: the sender is told */
 };
 
+/* 1.2: what a transport's check() answers at RCPT time. */
+enum petrel_check_result {
+	PETREL_CHECK_OK = 0,       /* the transport can take this address */
+	PETREL_CHECK_REFUSE = 1,   /* never: the RCPT is refused (550 5.1.1 or the reply given) */
+	PETREL_CHECK_TEMPFAIL = 2, /* not now: 450 4.2.0 or the reply given */
+};
+
+/* 1.2: DSN NOTIFY (RFC 3461) of a recipient, host->delivery_rcpt_notify. */
+#define PETREL_NOTIFY_SUCCESS 0x01
+#define PETREL_NOTIFY_FAILURE 0x02
+#define PETREL_NOTIFY_DELAY   0x04
+#define PETREL_NOTIFY_NEVER   0x08
+
+/* 1.2: message facts, host->delivery_flags. */
+#define PETREL_DLV_8BITMIME 0x01   /* BODY=8BITMIME was given */
+#define PETREL_DLV_SMTPUTF8 0x02   /* SMTPUTF8 was given: needs it at the next hop */
+#define PETREL_DLV_RET_FULL 0x04   /* DSN RET=FULL */
+#define PETREL_DLV_RET_HDRS 0x08   /* DSN RET=HDRS */
+
 struct petrel_transport_ops {
 	/* Deliver one message to one recipient.  Runs on a worker thread and
 	 * may block.  Set a human-readable status with host->delivery_status. */
 	int (*deliver)(void *state, petrel_delivery *d);
+	/* api 1.0 ends here; the daemon reads the fields below only from a
+	 * module whose api_minor is at least the one each names. */
+
+	/* 1.2: may this transport take mail for address (the final
+	 * recipient the router chose, split into local part and lower-case
+	 * domain)?  Called on the loop at RCPT time for each destination
+	 * host->route_add() adds; must not block.  For REFUSE or TEMPFAIL it
+	 * may write a whole reply ("550 5.1.1 <a/b@x>: bad mailbox name") into
+	 * reply (size bytes); an empty reply gets the default.  NULL: every
+	 * address is taken. */
+	int (*check)(void *state, const char *address, const char *local, const char *domain,
+	             char *reply, size_t size);
+
+	/* 1.2: asynchronous delivery on the event loop.  When set, the daemon
+	 * calls start() instead of deliver(), on the loop, with every pending
+	 * recipient of one message that has this transport and the same next
+	 * hop (host->delivery_rcpt_count / delivery_rcpt / delivery_nexthop).
+	 * start() must not block: it returns at once and the transport goes
+	 * on from fd watches and timers (host->fd_watch, timer_add).  It
+	 * reports each recipient once with host->delivery_rcpt_result() and
+	 * then calls host->delivery_done(d) exactly once, on the loop; d is
+	 * gone after that.  A recipient not reported by then is deferred.
+	 * Returns 0, or -1 when nothing was started (done() must not be
+	 * called then; every recipient is deferred with the status set by
+	 * host->delivery_status).  The transport queues deliveries for one
+	 * destination itself, and decides how many connections it opens. */
+	int (*start)(void *state, petrel_delivery *d);
+	/* 1.2: the daemon is stopping: finish or abandon every started
+	 * delivery now (report what is known, done() for each) without
+	 * waiting on the network.  NULL for a transport without start(). */
+	void (*stop)(void *state);
 };
 
 struct petrel_module {

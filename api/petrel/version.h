@@ -20,6 +20,15 @@
  *   core may change its structs freely.
  *
  * HISTORY (newest first; every bump gets a dated line)
+ *   1.2  2026-12-02  transports: check() at RCPT time; asynchronous
+ *                    start()/stop() on the loop with every recipient of
+ *                    one message for one next hop; host: delivery_rcpt_*
+ *                    (count, address, ORCPT, NOTIFY, result per
+ *                    recipient), delivery_relay, delivery_done,
+ *                    delivery_rewind, delivery_size, delivery_flags,
+ *                    delivery_envid, delivery_nexthop,
+ *                    delivery_route_option, global_string,
+ *                    is_own_address.
  *   1.1  2026-11-29  host->work_submit: blocking work of a filter on the
  *                    daemon's filter thread pool, done() on the loop.
  *   1.0  2026-11-29  first API: descriptor, settings table; stage/filter
@@ -38,6 +47,6 @@
 #define PETREL_VERSION_H
 
 #define PETREL_API_MAJOR 1
-#define PETREL_API_MINOR 1
+#define PETREL_API_MINOR 2
 
 #endif
