@@ -125,6 +125,9 @@ enum petrel_delivery_result {
 	PETREL_DELIVERED = 0,
 	PETREL_DEFER = 1,          /* temporary: stays queued, retried later */
 	PETREL_BOUNCE = 2,         /* permanent: the sender is told */
+	PETREL_RELAYED = 3,        /* 1.2: delivered to a next hop that does not
+	                            * take DSN: a NOTIFY=SUCCESS recipient gets a
+	                            * "relayed" report (RFC 3461 4.1) */
 };
 
 /* 1.2: what a transport's check() answers at RCPT time. */

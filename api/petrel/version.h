@@ -28,7 +28,7 @@
  *                    delivery_rewind, delivery_size, delivery_flags,
  *                    delivery_envid, delivery_nexthop,
  *                    delivery_route_option, global_string,
- *                    is_own_address.
+ *                    is_own_address; result PETREL_RELAYED.
  *   1.1  2026-11-29  host->work_submit: blocking work of a filter on the
  *                    daemon's filter thread pool, done() on the loop.
  *   1.0  2026-11-29  first API: descriptor, settings table; stage/filter
