@@ -220,6 +220,42 @@ int spool_retire(struct spool *sp, const struct qmsg *m, int fd)
 	return r;
 }
 
+/* --- the crash-loop guard (spool.h: "Delivery attempts") --- */
+
+int spool_attempt_mark(int fd, char mark)
+{
+	for (;;) {
+		ssize_t n = pwrite(fd, &mark, 1, SPOOL_ATTEMPT_OFF);
+		if (n == 1)
+			return 0;
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n >= 0)
+			errno = EIO;
+		return -1;
+	}
+}
+
+int spool_hold(struct spool *sp, struct qmsg *m, const char **err)
+{
+	char name[QID_MAX > 16 ? QID_MAX : 16];
+	if (m->slot >= 0)
+		snprintf(name, sizeof name, "%d", m->slot);
+	else
+		snprintf(name, sizeof name, "%s", m->qid);
+	if (renameat2(sp->queue_fd, name, sp->hold_fd, m->qid, RENAME_NOREPLACE) < 0) {
+		*err = errno == EEXIST ? "hold/ already has a file of that name" : strerror(errno);
+		return -1;
+	}
+	m->slot = -1;
+	/* in exactly one of the two directories after a power cut too; if a
+	 * sync fails it is held all the same (a power cut may bring it back
+	 * to queue/, where the next start holds it again) */
+	if (fsync(sp->hold_fd) < 0 || fsync(sp->queue_fd) < 0)
+		log_error("%s: moved to hold/, but syncing the directories failed: %m", m->qid);
+	return 0;
+}
+
 /* --- the seal --- */
 
 enum { CRC_LINE, CRC_STATUS, CRC_MID, CRC_E, CRC_BODY };

@@ -43,8 +43,10 @@ int spool_read_state(int fd)
 	return st == 'W' || st == 'Q' || st == 'F' ? st : -1;
 }
 
-/* The seal line of a sealed file: its length and CRC. */
-static int read_seal(int fd, uint64_t *len, uint32_t *crc, const char **why)
+/* The seal line of a sealed file: its length and CRC, and the delivery
+ * attempt mark and crash count in its padding (spool.h). */
+static int read_seal(int fd, uint64_t *len, uint32_t *crc, char *mark, int *crashes,
+                     const char **why)
 {
 	char line[SPOOL_HDR_LEN + 1];
 	if (pread_all(fd, line, SPOOL_HDR_LEN, 0) != SPOOL_HDR_LEN ||
@@ -64,6 +66,10 @@ static int read_seal(int fd, uint64_t *len, uint32_t *crc, const char **why)
 		*why = "bad checksum in the seal";
 		return -1;
 	}
+	char a = line[SPOOL_ATTEMPT_OFF], c = line[SPOOL_CRASHES_OFF];
+	*mark = a == SPOOL_ATTEMPT_SHARED || a == SPOOL_ATTEMPT_SOLO || a == SPOOL_ATTEMPT_SUSPECT
+	            ? a : SPOOL_ATTEMPT_NONE;
+	*crashes = c >= '1' && c <= '9' ? c - '0' : 0;
 	return 0;
 }
 
@@ -97,7 +103,9 @@ struct qmsg *spool_read_envelope(int fd, const char *qid, const char **why)
 {
 	uint64_t len;
 	uint32_t crc;
-	if (read_seal(fd, &len, &crc, why) < 0 || check_seal(fd, len, crc, why) < 0)
+	char mark;
+	int crashes;
+	if (read_seal(fd, &len, &crc, &mark, &crashes, why) < 0 || check_seal(fd, len, crc, why) < 0)
 		return NULL;
 	/* dup() shares the offset: start after the seal whatever came before */
 	int dfd = lseek(fd, SPOOL_HDR_LEN, SEEK_SET) == SPOOL_HDR_LEN ? dup(fd) : -1;
@@ -128,6 +136,8 @@ struct qmsg *spool_read_envelope(int fd, const char *qid, const char **why)
 				goto bad;
 			}
 			m = qmsg_new(line + 2, "", 0);
+			m->attempt_mark = mark;
+			m->crashes = crashes;
 			continue;
 		}
 		switch (line[0]) {
@@ -221,6 +231,47 @@ static void move_corrupt(struct spool *sp, const char *name, const char *why)
 	free(dst);
 }
 
+/* The crash-loop guard (spool.h): m was found with a delivery attempt in
+ * progress, so petreld died during it.  Count the crash; a message that
+ * was alone in its attempt (mark S) and reached SPOOL_CRASH_LIMIT goes to
+ * hold/.  Otherwise it is a suspect: its next attempt runs alone, so a
+ * crash then is its own.  Returns false when m was held (or must not be
+ * delivered in this run). */
+static bool count_crash(struct spool *sp, struct qmsg *m, int fd)
+{
+	bool alone = m->attempt_mark == SPOOL_ATTEMPT_SOLO;
+	if (m->crashes < 9)
+		m->crashes++;
+	char bytes[2] = { SPOOL_ATTEMPT_SUSPECT, (char)('0' + m->crashes) };
+	if (alone && m->crashes >= SPOOL_CRASH_LIMIT) {
+		const char *err = "cannot write the queue file";
+		/* count and a blank mark travel with it to hold/; if it cannot
+		 * move, the mark S goes back, so the next start tries again */
+		if (pwrite(fd, bytes + 1, 1, SPOOL_CRASHES_OFF) != 1 ||
+		    spool_attempt_mark(fd, SPOOL_ATTEMPT_NONE) < 0 || spool_hold(sp, m, &err) < 0) {
+			if (spool_attempt_mark(fd, SPOOL_ATTEMPT_SOLO) < 0)
+				log_error("%s: cannot write the queue file: %m", m->qid);
+			log_error("%s: petreld died %d times while delivering this message, the last "
+			          "time with nothing else being delivered, and it cannot be held (%s): "
+			          "not delivered in this run", m->qid, m->crashes, err);
+			return false;
+		}
+		log_error("%s: petreld died %d times while delivering this message, the last time "
+		          "with nothing else being delivered: the message is held in %s/hold/%s "
+		          "and will not be tried again until released (petrelctl -s %s release %s), "
+		          "which gives it one more attempt",
+		          m->qid, m->crashes, spool_dir(sp), m->qid, spool_dir(sp), m->qid);
+		return false;
+	}
+	if (pwrite(fd, bytes, 2, SPOOL_ATTEMPT_OFF) != 2)
+		log_error("%s: cannot record a crash in the queue file: %m", m->qid);
+	log_warn("%s: petreld stopped during a delivery attempt of this message (crash %d; held "
+	         "after %d%s): its next attempt runs with nothing else being delivered",
+	         m->qid, m->crashes, SPOOL_CRASH_LIMIT, alone ? "" : ", counting only the ones alone");
+	m->suspect = true;
+	return true;
+}
+
 /* One file of queue/: a message still pending (returned), or NULL when the
  * file was free, finished or corrupt (and dealt with). */
 static struct qmsg *recover_one(struct spool *sp, int dfd, const char *name, int *freed)
@@ -272,6 +323,13 @@ static struct qmsg *recover_one(struct spool *sp, int dfd, const char *name, int
 		else
 			log_info("%s: removed", m->qid);
 		close(fd);
+		qmsg_free(&m);
+		return NULL;
+	}
+	if (m->attempt_mark == SPOOL_ATTEMPT_SUSPECT) {
+		m->suspect = true;         /* not retried alone since its crash yet */
+	} else if (m->attempt_mark != SPOOL_ATTEMPT_NONE && !count_crash(sp, m, fd)) {
+		close(fd);                 /* held (or cannot be): not in this run */
 		qmsg_free(&m);
 		return NULL;
 	}
