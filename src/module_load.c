@@ -123,8 +123,10 @@ static const char *unsafe_why(const struct stat *st, bool dir, char *why, size_t
 		return why;
 	}
 	if ((st->st_mode & (S_IWGRP | S_IWOTH)) && !(dir && (st->st_mode & S_ISVTX))) {
+		mode_t w = st->st_mode & (S_IWGRP | S_IWOTH);
 		snprintf(why, len, "writable by %s (mode %04o)",
-		         st->st_mode & S_IWGRP ? "its group" : "others", (unsigned)(st->st_mode & 07777));
+		         w == S_IWGRP ? "its group" : w == S_IWOTH ? "others" : "its group and others",
+		         (unsigned)(st->st_mode & 07777));
 		return why;
 	}
 	return NULL;
