@@ -18,12 +18,17 @@
  *
  * A queue file is a fixed 64-byte seal line, an envelope of text lines,
  * then the message exactly as received (CRLF lines, Received: first):
- *   PETREL-QUEUE 2 <state> <length, 16 hex> <crc32c, 8 hex>   (padded, \n)
+ *   PETREL-QUEUE 3 <state> <length, 16 hex> <crc32c, 8 hex>   (padded, \n)
  *   Q <qid>
  *   T <arrival, unix seconds>
  *   S <sender>                         (empty for <>)
  *   D<status>\t<transport>\t<address>\t<original recipient>   (one per destination)
  *   E
+ * In version 3 a field (sender, transport, address, original) is written
+ * with a backslash as "\\" and each control byte (TAB, CR, LF, ...) as
+ * "\xHH", so whatever bytes it holds, reading it gives it back
+ * (tests/fuzz/fuzz_spool_envelope.c checks the round trip).  Version 2
+ * wrote fields as they were; such files are still read, as they are.
  * <state> is W (being written, never acknowledged), Q (sealed: committed)
  * or F (free: delivered, the slot may be reused).  <length> is the file's
  * valid length: a reused slot may hold old bytes past it.  The CRC covers
@@ -68,6 +73,7 @@
 #include <stdint.h>
 
 #define SPOOL_HDR_LEN 64
+#define SPOOL_VERSION 3       /* written; 2 is read too */
 #define SPOOL_STATE_OFF 15    /* the state byte in the seal line */
 #define SPOOL_ATTEMPT_OFF 44  /* the delivery attempt mark, in the padding */
 #define SPOOL_CRASHES_OFF 45  /* crashes during an attempt: ' ', '1'..'9' */

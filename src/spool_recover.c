@@ -36,24 +36,26 @@ int spool_read_state(int fd)
 	ssize_t n = pread_all(fd, line, sizeof line, 0);
 	if (n == 0)
 		return 0;
-	if (n != (ssize_t)sizeof line || memcmp(line, "PETREL-QUEUE 2 ", 15) != 0 ||
-	    line[SPOOL_HDR_LEN - 1] != '\n')
+	if (n != (ssize_t)sizeof line || memcmp(line, "PETREL-QUEUE ", 13) != 0 ||
+	    (line[13] != '2' && line[13] != '3') || line[14] != ' ' || line[SPOOL_HDR_LEN - 1] != '\n')
 		return -1;
 	char st = line[SPOOL_STATE_OFF];
 	return st == 'W' || st == 'Q' || st == 'F' ? st : -1;
 }
 
-/* The seal line of a sealed file: its length and CRC, and the delivery
- * attempt mark and crash count in its padding (spool.h). */
-static int read_seal(int fd, uint64_t *len, uint32_t *crc, char *mark, int *crashes,
-                     const char **why)
+/* The seal line of a sealed file: its format version, length and CRC,
+ * and the delivery attempt mark and crash count in its padding (spool.h). */
+static int read_seal(int fd, uint64_t *len, uint32_t *crc, int *version, char *mark,
+                     int *crashes, const char **why)
 {
 	char line[SPOOL_HDR_LEN + 1];
 	if (pread_all(fd, line, SPOOL_HDR_LEN, 0) != SPOOL_HDR_LEN ||
-	    memcmp(line, "PETREL-QUEUE 2 Q ", 17) != 0) {
+	    memcmp(line, "PETREL-QUEUE ", 13) != 0 || (line[13] != '2' && line[13] != '3') ||
+	    memcmp(line + 14, " Q ", 3) != 0) {
 		*why = "not a sealed petrel queue file (or another version)";
 		return -1;
 	}
+	*version = line[13] - '0';
 	line[SPOOL_HDR_LEN] = 0;
 	char *end;
 	*len = strtoull(line + 17, &end, 16);
@@ -99,13 +101,45 @@ static int check_seal(int fd, uint64_t len, uint32_t want, const char **why)
 	return 0;
 }
 
+static int hexval(char c)
+{
+	return c >= '0' && c <= '9' ? c - '0' : c >= 'A' && c <= 'F' ? c - 'A' + 10
+	     : c >= 'a' && c <= 'f' ? c - 'a' + 10 : -1;
+}
+
+/* Undo spool.c's add_field() in place (version 3); -1 on a bad escape or
+ * an escaped NUL. */
+static int unescape(char *s)
+{
+	char *w = s;
+	for (char *r = s; *r; r++) {
+		if (*r != '\\') {
+			*w++ = *r;
+			continue;
+		}
+		if (r[1] == '\\') {
+			*w++ = '\\';
+			r++;
+		} else if (r[1] == 'x' && hexval(r[2]) >= 0 && hexval(r[3]) >= 0 &&
+		           (hexval(r[2]) | hexval(r[3]))) {
+			*w++ = (char)(hexval(r[2]) * 16 + hexval(r[3]));
+			r += 3;
+		} else {
+			return -1;
+		}
+	}
+	*w = 0;
+	return 0;
+}
+
 struct qmsg *spool_read_envelope(int fd, const char *qid, const char **why)
 {
 	uint64_t len;
 	uint32_t crc;
 	char mark;
-	int crashes;
-	if (read_seal(fd, &len, &crc, &mark, &crashes, why) < 0 || check_seal(fd, len, crc, why) < 0)
+	int crashes, version;
+	if (read_seal(fd, &len, &crc, &version, &mark, &crashes, why) < 0 ||
+	    check_seal(fd, len, crc, why) < 0)
 		return NULL;
 	/* dup() shares the offset: start after the seal whatever came before */
 	int dfd = lseek(fd, SPOOL_HDR_LEN, SEEK_SET) == SPOOL_HDR_LEN ? dup(fd) : -1;
@@ -146,6 +180,10 @@ struct qmsg *spool_read_envelope(int fd, const char *qid, const char **why)
 			m->arrival_precise = (double)m->arrival;
 			break;
 		case 'S':
+			if (version >= 3 && unescape(line + 2) < 0) {
+				*why = "bad escape in the sender";
+				goto bad;
+			}
 			free(m->sender);
 			m->sender = xstrdup(line + 2);
 			break;
@@ -158,6 +196,10 @@ struct qmsg *spool_read_envelope(int fd, const char *qid, const char **why)
 			}
 			*addr++ = 0;
 			*orig++ = 0;
+			if (version >= 3 && (unescape(tr) < 0 || unescape(addr) < 0 || unescape(orig) < 0)) {
+				*why = "bad escape in a destination line";
+				goto bad;
+			}
 			struct qdest *d = qmsg_add_dest(m, tr, addr, orig);
 			if (!d) {
 				*why = "bad destination address";
