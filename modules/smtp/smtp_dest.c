@@ -377,25 +377,35 @@ static void pump(struct smtp_dest *dd)
 
 /* --- start, tick, stop --- */
 
-static enum smtp_tls_policy tls_of(struct smtp *m, const char *v, int *implicit)
+/* The route's "tls" (none, may, encrypt, verify) and "tls_mode"
+ * ("implicit": TLS from the first byte, as on port 465).  Implicit TLS
+ * is at least "encrypt"; "verify" from either side wins. */
+static enum smtp_tls_policy tls_of(struct smtp *m, const char *v, const char *mode, int *implicit)
 {
+	enum smtp_tls_policy p = m->tls;
 	*implicit = 0;
 	if (!v || !*v)
-		return m->tls;
-	if (!strcmp(v, "none"))
-		return TLS_NONE;
-	if (!strcmp(v, "may"))
-		return TLS_MAY;
-	if (!strcmp(v, "encrypt") || !strcmp(v, "starttls"))
-		return m->tls == TLS_VERIFY ? TLS_VERIFY : TLS_ENCRYPT;
-	if (!strcmp(v, "verify"))
-		return TLS_VERIFY;
-	if (!strcmp(v, "implicit")) {
+		p = m->tls;
+	else if (!strcmp(v, "none"))
+		p = TLS_NONE;
+	else if (!strcmp(v, "may"))
+		p = TLS_MAY;
+	else if (!strcmp(v, "encrypt") || !strcmp(v, "starttls"))
+		p = m->tls == TLS_VERIFY ? TLS_VERIFY : TLS_ENCRYPT;
+	else if (!strcmp(v, "verify"))
+		p = TLS_VERIFY;
+	else if (!strcmp(v, "implicit"))
+		mode = "implicit";
+	else
+		m->host->log(PETREL_LOG_WARN, "smtp: route option tls = \"%s\" is unknown; using the default", v);
+	if (mode && !strcmp(mode, "implicit")) {
 		*implicit = 1;
-		return m->tls == TLS_VERIFY ? TLS_VERIFY : TLS_ENCRYPT;
+		if (p < TLS_ENCRYPT)
+			p = m->tls == TLS_VERIFY ? TLS_VERIFY : TLS_ENCRYPT;
+	} else if (mode && *mode && strcmp(mode, "starttls")) {
+		m->host->log(PETREL_LOG_WARN, "smtp: route option tls_mode = \"%s\" is unknown; ignored", mode);
 	}
-	m->host->log(PETREL_LOG_WARN, "smtp: route option tls = \"%s\" is unknown; using the default", v);
-	return m->tls;
+	return p;
 }
 
 /* Split a next hop: "[host]:port", "host:port", "[IPv6:addr]:port". */
@@ -477,7 +487,8 @@ int smtp_dest_start(struct smtp *m, petrel_delivery *d, char *err, size_t errsiz
 		}
 	}
 	int implicit;
-	enum smtp_tls_policy tls = tls_of(m, h->delivery_route_option(d, "tls"), &implicit);
+	enum smtp_tls_policy tls = tls_of(m, h->delivery_route_option(d, "tls"),
+	                                   h->delivery_route_option(d, "tls_mode"), &implicit);
 	const char *au = h->delivery_route_option(d, "auth_user");
 	const char *ap = h->delivery_route_option(d, "auth_password");
 	if (!au || !ap)
