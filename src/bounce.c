@@ -10,6 +10,7 @@
 #include "spool.h"
 
 #include <errno.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -17,6 +18,15 @@
 #include <unistd.h>
 
 #define HEADERS_MAX (64 * 1024)
+
+size_t bounce_header_end(const char *data, size_t len)
+{
+	if (len >= 2 && data[0] == '\r' && data[1] == '\n')
+		return 0;                      /* no header section at all */
+	/* the message's bytes may hold a NUL: lengths, never strstr */
+	const char *end = len >= 4 ? memmem(data, len, "\r\n\r\n", 4) : NULL;
+	return end ? (size_t)(end - data) + 2 : SIZE_MAX;
+}
 
 void bounce_capture_headers(int fd, const struct qmsg *m, struct buf *out)
 {
@@ -30,9 +40,11 @@ void bounce_capture_headers(int fd, const struct qmsg *m, struct buf *out)
 			break;
 		buf_add(out, chunk, (size_t)n);
 		pos += n;
-		char *end = strstr(out->data, "\r\n\r\n");
-		if (end) {
-			out->len = (size_t)(end - out->data) + 2;
+		/* the whole buffer again: a CRLFCRLF may straddle two reads, and
+		 * the buffer is at most HEADERS_MAX + one chunk */
+		size_t end = bounce_header_end(out->data, out->len);
+		if (end != SIZE_MAX) {
+			out->len = end;
 			out->data[out->len] = 0;
 			return;
 		}

@@ -12,11 +12,18 @@
 #define PETREL_BOUNCE_H
 
 #include <stdbool.h>
+#include <stddef.h>
 
 #include "mem.h"
 #include "queue.h"
 
 struct server;
+
+/* The length of the header section at the start of a message's bytes
+ * (data, len; any byte may be NUL): up to and including the CRLF of its
+ * last line, 0 when the message starts with the blank line, SIZE_MAX when
+ * no blank line ends it within len.  Pure: no daemon needed. */
+size_t bounce_header_end(const char *data, size_t len);
 
 /* Read the header section of a queued message (for the report); fd is
  * the queue file.  Returns a new buffer (possibly empty). */

@@ -83,6 +83,14 @@ static const struct setting settings[] = {
 	  .min = 100, .max = 100000, .help = "recipients per message (default 1000; RFC 5321 asks >= 100)" },
 	{ .name = "hopcount_limit", .type = T_INT, .offset = OFF(hopcount_limit),
 	  .min = 1, .max = 1000, .help = "Received: headers allowed before a message is refused as looping (default 100)" },
+	{ .name = "header_size_limit", .type = T_SIZE, .offset = OFF(header_size_limit),
+	  .min = 1024, .max = (long long)1 << 30,
+	  .help = "bytes of one header field, continuation lines included, in the message's header "
+	          "section or a MIME part's; more refuses the message with 552 5.3.4 (default 102400)" },
+	{ .name = "header_count_limit", .type = T_INT, .offset = OFF(header_count_limit),
+	  .min = 10, .max = 10000000,
+	  .help = "header fields in the message's header section, and in each MIME part's; more "
+	          "refuses the message with 552 5.3.4 (default 1000)" },
 	{ .name = "smtp_timeout", .type = T_INT, .offset = OFF(smtp_timeout), .min = 1, .max = 3600,
 	  .help = "seconds to wait for the next command (default 300)" },
 	{ .name = "data_timeout", .type = T_INT, .offset = OFF(data_timeout), .min = 1, .max = 86400,
@@ -558,6 +566,8 @@ static void set_defaults(struct config *c)
 	c->message_size_limit = 10240000;
 	c->recipient_limit = 1000;
 	c->hopcount_limit = 100;
+	c->header_size_limit = 102400;
+	c->header_count_limit = 1000;
 	c->smtp_timeout = 300;
 	c->data_timeout = 600;
 	c->queue_lifetime = 5 * 86400;

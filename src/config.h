@@ -65,6 +65,8 @@ struct config {
 	uint64_t queue_minfree;
 	int recipient_limit;
 	int hopcount_limit;
+	uint64_t header_size_limit;     /* octets of one header field */
+	int header_count_limit;         /* fields of one header section */
 	int smtp_timeout;               /* seconds */
 	int data_timeout;
 	int queue_lifetime;             /* seconds */

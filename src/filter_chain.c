@@ -102,6 +102,8 @@ static void chain_run(struct petrel_session *s)
 	int n = chain_len(s);
 	int phases = r->step == STEP_MESSAGE ? msg_nparts(s->txn) + 2 : 1;
 	for (; r->phase < phases; r->phase++, r->mod = 0) {
+		if (r->step == STEP_MESSAGE && r->phase >= 2 && r->mod == 0)
+			msg_part_release(s->txn, r->phase - 2);   /* every hook has seen it */
 		for (; r->mod < n; r->mod++) {
 			int v = call_hook(s, r->mod);
 			if (v < 0 || v == PETREL_CONTINUE)

@@ -6,8 +6,11 @@
  * Start-up: read and check the configuration; load the modules it names
  * (stages, filters, router, every module with a block, maildir); load
  * the TLS key pairs and the AUTH password file (root-only files work, and
- * -t checks them too); bind the listeners; drop privileges; open the spool and recover what it holds;
- * run the loop.  SIGTERM: stop accepting, answer 421 to idle sessions, let
+ * -t checks them too); bind the listeners; give the spool to 'user' (the
+ * one path root changes, opened without following links) and drop
+ * privileges; open the spool, lock SPOOL/petreld.pid (petrelctl trusts
+ * the pid only with the lock; a second petreld on the spool stops) and
+ * recover what the spool holds; run the loop.  SIGTERM: stop accepting, answer 421 to idle sessions, let
  * messages being committed finish (their 250 is sent), let deliveries in
  * flight finish, then exit 0.  What is queued stays queued.
  */
@@ -23,6 +26,7 @@
 #include "worker.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <grp.h>
 #include <pwd.h>
 #include <signal.h>
@@ -210,6 +214,58 @@ static void secrets_free(struct server *srv)
 	srv->nold_auth_dbs = 0;
 }
 
+/* As root, before the drop: create the spool and give it to the user.
+ * This is the only path root creates or changes: everything else (the
+ * spool's subdirectories, the pid file, the maildirs, the ratelimit state)
+ * is made after the drop, as the user.  The user may be able to write the
+ * spool's parent and put a symbolic link in its place; so the spool is
+ * opened without following one (O_NOFOLLOW), and it is the directory
+ * opened that is checked and changed (fstat, fchown), never the name
+ * again.  Refused: a spool that is a link or not a directory, or that
+ * belongs to anyone but root or the user. */
+__attribute__((warn_unused_result))
+static int spool_give(const char *spool, const struct passwd *pw, struct buf *errs)
+{
+	if (mkdir(spool, 0700) < 0 && errno != EEXIST) {
+		buf_addf(errs, "spool %s: %s\n", spool, strerror(errno));
+		return -1;
+	}
+	int fd = open(spool, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+	if (fd < 0) {
+		int e = errno;
+		struct stat lst;
+		if (lstat(spool, &lst) == 0 && S_ISLNK(lst.st_mode))
+			buf_addf(errs, "spool %s: refused: it is a symbolic link (root gives the spool "
+			         "to user %s and follows no link; name the real directory)\n", spool,
+			         pw->pw_name);
+		else if (e == ENOTDIR || e == ELOOP)
+			buf_addf(errs, "spool %s: refused: not a directory\n", spool);
+		else
+			buf_addf(errs, "spool %s: %s\n", spool, strerror(e));
+		return -1;
+	}
+	struct stat st;
+	if (fstat(fd, &st) < 0) {
+		buf_addf(errs, "spool %s: %s\n", spool, strerror(errno));
+		close(fd);
+		return -1;
+	}
+	if (st.st_uid != 0 && st.st_uid != pw->pw_uid) {
+		buf_addf(errs, "spool %s: refused: owned by uid %d, neither root nor user %s\n",
+		         spool, (int)st.st_uid, pw->pw_name);
+		close(fd);
+		return -1;
+	}
+	if ((st.st_uid != pw->pw_uid || st.st_gid != pw->pw_gid) &&
+	    fchown(fd, pw->pw_uid, pw->pw_gid) < 0) {
+		buf_addf(errs, "chown %s: %s\n", spool, strerror(errno));
+		close(fd);
+		return -1;
+	}
+	close(fd);
+	return 0;
+}
+
 static int drop_privileges(struct config *cfg, struct buf *errs)
 {
 	if (!cfg->user)
@@ -224,14 +280,8 @@ static int drop_privileges(struct config *cfg, struct buf *errs)
 			log_warn("not started as root: staying uid %d instead of %s", (int)getuid(), cfg->user);
 		return 0;
 	}
-	if (mkdir(cfg->spool, 0700) < 0 && errno != EEXIST) {
-		buf_addf(errs, "spool %s: %s\n", cfg->spool, strerror(errno));
+	if (spool_give(cfg->spool, pw, errs) < 0)
 		return -1;
-	}
-	if (chown(cfg->spool, pw->pw_uid, pw->pw_gid) < 0) {
-		buf_addf(errs, "chown %s: %s\n", cfg->spool, strerror(errno));
-		return -1;
-	}
 	if (initgroups(pw->pw_name, pw->pw_gid) < 0 || setgid(pw->pw_gid) < 0 ||
 	    setuid(pw->pw_uid) < 0) {
 		buf_addf(errs, "cannot become user %s: %s\n", cfg->user, strerror(errno));
@@ -243,6 +293,40 @@ static int drop_privileges(struct config *cfg, struct buf *errs)
 	}
 	log_info("running as %s (uid %d)", cfg->user, (int)pw->pw_uid);
 	return 0;
+}
+
+/* The pid file, SPOOL/petreld.pid, and the write lock (fcntl) we hold
+ * on it while we run: petrelctl signals the pid the file names only when
+ * that process holds this lock (it reads /proc/locks), so a pid written
+ * there by someone else is not signalled.  The lock also keeps a second
+ * petreld off a spool in use: that is fatal.  Runs as the user, after the
+ * drop.  Returns the descriptor (kept open until exit), or -1 when the
+ * file cannot be written (a warning: petrelctl then cannot signal us). */
+static int pidfile_lock(const char *pidfile)
+{
+	int fd = open(pidfile, O_RDWR | O_CREAT | O_NOFOLLOW | O_CLOEXEC, 0644);
+	if (fd < 0) {
+		log_warn("cannot write %s: %m", pidfile);
+		return -1;
+	}
+	struct flock fl = { .l_type = F_WRLCK, .l_whence = SEEK_SET };
+	if (fcntl(fd, F_SETLK, &fl) < 0) {
+		struct flock who = { .l_type = F_WRLCK, .l_whence = SEEK_SET };
+		if ((errno == EAGAIN || errno == EACCES) && fcntl(fd, F_GETLK, &who) == 0 &&
+		    who.l_type != F_UNLCK)
+			log_fatal("%s: the spool is in use by petreld pid %d", pidfile, (int)who.l_pid);
+		log_warn("cannot lock %s: %m", pidfile);
+		close(fd);
+		return -1;
+	}
+	char line[32];
+	int n = snprintf(line, sizeof line, "%d\n", (int)getpid());
+	if (ftruncate(fd, 0) < 0 || pwrite(fd, line, (size_t)n, 0) != n) {
+		log_warn("cannot write %s: %m", pidfile);
+		close(fd);
+		return -1;
+	}
+	return fd;
 }
 
 static void check_stopped(struct ev_loop *loop, void *arg)
@@ -389,6 +473,8 @@ int main(int argc, char **argv)
 	 * behind a queue of maildir syncs they would wait for deliveries. */
 	srv->filter_workers = workers_start(srv->loop, cfg->filter_workers);
 	srv->queue = queue_new(srv);
+	char *pidfile = xasprintf("%s/petreld.pid", cfg->spool);
+	int pidfd = pidfile_lock(pidfile);
 	struct qmsg **rec;
 	int nrec;
 	if (spool_recover(srv->spool, &rec, &nrec, &errs) < 0)
@@ -396,15 +482,6 @@ int main(int argc, char **argv)
 	for (int i = 0; i < nrec; i++)
 		queue_add(srv->queue, rec[i]);
 	free(rec);
-	/* petrelctl finds us here (release, flush) */
-	char *pidfile = xasprintf("%s/petreld.pid", cfg->spool);
-	FILE *pf = fopen(pidfile, "w");
-	if (pf) {
-		fprintf(pf, "%d\n", (int)getpid());
-		fclose(pf);
-	} else {
-		log_warn("cannot write %s: %m", pidfile);
-	}
 	log_info("petreld %s started: hostname %s, spool %s, %d modules", PACKAGE_VERSION,
 	         cfg->hostname, cfg->spool, srv->mods.n);
 	ev_run(srv->loop);
@@ -412,7 +489,10 @@ int main(int argc, char **argv)
 	workers_stop(&srv->filter_workers);
 	auth_throttle_free(&srv->auth_throttle);
 	spool_close(&srv->spool);
-	unlink(pidfile);
+	if (pidfd >= 0) {
+		unlink(pidfile);
+		close(pidfd);           /* the lock goes with it */
+	}
 	free(pidfile);
 	log_info("stopped: %llu messages accepted, %d left in the queue",
 	         (unsigned long long)srv->counter_accepted, queue_size(srv->queue));

@@ -124,12 +124,16 @@ static bool analyze(struct mime_part *p, bool in_digest)
 	};
 	bool have[3] = {0};
 	mime_hdr_begin(&it, p->head, p->head_len);
-	while (mime_hdr_next(&it))
+	while (mime_hdr_next(&it)) {
+		p->nfields++;
+		if (it.raw_len > p->longest_field)
+			p->longest_field = it.raw_len;
 		for (int k = 0; k < 3; k++)
 			if (!have[k] && !strcasecmp(it.name.data, names[k])) {
 				have[k] = true;
 				mime_add(&f[k], it.value.data, it.value.len);
 			}
+	}
 	p->flags |= it.flags;
 	mime_hdr_end(&it);
 

@@ -85,6 +85,9 @@ struct mime_part {
 	                              Content-Type name; RFC 2047 words decoded; "" if none */
 	enum mime_encoding encoding;
 	unsigned flags;            /* MIME_BAD_* about this part */
+	int nfields;               /* header fields in head (as mime_hdr_next counts them) */
+	size_t longest_field;      /* octets of its longest field, continuation lines and
+	                              line ends included (for header_size_limit) */
 };
 
 struct mime_message {
@@ -128,6 +131,7 @@ void mime_decode_body(const struct mime_part *p, struct buf *out, unsigned *flag
 struct mime_hdr_iter {
 	const char *p, *end;       /* the unread rest of the block */
 	struct buf name, value;    /* the current field */
+	size_t raw_len;            /* the current field's octets in the block, line ends included */
 	unsigned flags;            /* MIME_BAD_HEADER if a line was skipped */
 };
 

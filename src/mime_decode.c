@@ -443,6 +443,7 @@ int mime_hdr_next(struct mime_hdr_iter *it)
 			it->flags |= MIME_BAD_HEADER;
 			continue;
 		}
+		it->raw_len = (size_t)(fend - line);
 		buf_reset(&it->name);
 		buf_add(&it->name, line, (size_t)(ne - line));
 		unfold(colon + 1, fend, &it->value);

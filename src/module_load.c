@@ -1,15 +1,28 @@
 /*
  * module_load.c - load, check and configure modules (see module_load.h).
+ *
+ * Modules are loaded as root, before the drop: a module file is code run
+ * as root.  So the loader opens only a file it found itself, in a
+ * directory of module_path (or the path named), never through libltdl's
+ * search (LD_LIBRARY_PATH, the system directories), and only when no one
+ * but root or the user we run as could have written it: the file must be
+ * a regular file owned by one of them and not writable by group or
+ * others, and so must every directory above it (a sticky directory such
+ * as /tmp may be writable by others: no one can rename what is not theirs
+ * in it).
  */
 #include "module_load.h"
 #include "log.h"
 #include "mem.h"
 
+#include <errno.h>
 #include <ltdl.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 static int ltdl_ready;
 
@@ -97,6 +110,120 @@ static void where_error(struct config *cfg, config_setting_t *where, struct buf 
 	buf_free(&msg);
 }
 
+/* Is st (the file or a directory above it) safe to take code from?
+ * NULL, or why not (static text, or in why[]). */
+static const char *unsafe_why(const struct stat *st, bool dir, char *why, size_t len)
+{
+	uid_t me = geteuid();
+	if (!dir && !S_ISREG(st->st_mode))
+		return "not a regular file";
+	if (st->st_uid != 0 && st->st_uid != me) {
+		snprintf(why, len, "owned by uid %d, neither root nor the user petreld runs as (uid %d)",
+		         (int)st->st_uid, (int)me);
+		return why;
+	}
+	if ((st->st_mode & (S_IWGRP | S_IWOTH)) && !(dir && (st->st_mode & S_ISVTX))) {
+		mode_t w = st->st_mode & (S_IWGRP | S_IWOTH);
+		snprintf(why, len, "writable by %s (mode %04o)",
+		         w == S_IWGRP ? "its group" : w == S_IWOTH ? "others" : "its group and others",
+		         (unsigned)(st->st_mode & 07777));
+		return why;
+	}
+	return NULL;
+}
+
+/* Check the module file 'path' (absolute) and every directory above it;
+ * -1 with the reason in err. */
+__attribute__((warn_unused_result))
+static int module_file_check(const char *path, struct buf *err)
+{
+	char why[160];
+	struct stat st;
+	if (stat(path, &st) < 0) {
+		buf_addf(err, "%s: %s", path, strerror(errno));
+		return -1;
+	}
+	const char *bad = unsafe_why(&st, false, why, sizeof why);
+	if (bad) {
+		buf_addf(err, "%s: %s", path, bad);
+		return -1;
+	}
+	char *dir = xstrdup(path);
+	for (char *slash = strrchr(dir, '/'); slash; slash = strrchr(dir, '/')) {
+		slash[slash == dir] = 0;           /* "/a/b" -> "/a" -> "/" */
+		if (stat(dir, &st) < 0) {
+			buf_addf(err, "directory %s: %s", dir, strerror(errno));
+			free(dir);
+			return -1;
+		}
+		bad = unsafe_why(&st, true, why, sizeof why);
+		if (bad) {
+			buf_addf(err, "directory %s (of %s): %s", dir, path, bad);
+			free(dir);
+			return -1;
+		}
+		if (slash == dir)
+			break;
+	}
+	free(dir);
+	return 0;
+}
+
+/* The module file for 'base' in directory 'dir': dir/base.so, or a
+ * libtool build tree's dir/.libs/base.so ("x.la" and "x.so" name x).
+ * Returns a new absolute path, or NULL when neither exists. */
+static char *module_file_in(const char *dir, const char *base)
+{
+	size_t n = strlen(base);
+	if (n > 3 && (!strcmp(base + n - 3, ".so") || !strcmp(base + n - 3, ".la")))
+		n -= 3;
+	char *cwd = NULL;
+	if (dir[0] != '/')
+		cwd = getcwd(NULL, 0);
+	const char *pre = cwd ? cwd : "", *sep = cwd ? "/" : "";
+	const char *subs[] = { "", "/.libs" };
+	for (size_t i = 0; i < sizeof subs / sizeof *subs; i++) {
+		char *p = xasprintf("%s%s%s%s/%.*s.so", pre, sep, dir, subs[i], (int)n, base);
+		if (access(p, F_OK) == 0) {
+			free(cwd);
+			return p;
+		}
+		free(p);
+	}
+	free(cwd);
+	return NULL;
+}
+
+/* Find the file of module 'name' (a name searched in module_path, or a
+ * path when it holds a '/'); NULL with the reason in err. */
+static char *module_find_file(const char *name, const char *module_path, struct buf *err)
+{
+	const char *slash = strrchr(name, '/');
+	if (slash) {
+		char *dir = slash == name ? xstrdup("/") : xstrndup(name, (size_t)(slash - name));
+		char *p = module_file_in(dir, slash + 1);
+		free(dir);
+		if (!p)
+			buf_addf(err, "no %s.so there", name);
+		return p;
+	}
+	const char *d = module_path;
+	while (d && *d) {
+		const char *colon = strchr(d, ':');
+		size_t len = colon ? (size_t)(colon - d) : strlen(d);
+		if (len) {
+			char *dir = xstrndup(d, len);
+			char *p = module_file_in(dir, name);
+			free(dir);
+			if (p)
+				return p;
+		}
+		d = colon ? colon + 1 : NULL;
+	}
+	buf_addf(err, "not found in module_path; searched %s", module_path ? module_path : "");
+	return NULL;
+}
+
 struct module *module_get(struct modules *m, struct config *cfg, const char *name,
                           config_setting_t *where, struct buf *errs)
 {
@@ -109,13 +236,28 @@ struct module *module_get(struct modules *m, struct config *cfg, const char *nam
 			log_fatal("lt_dlinit: %s", lt_dlerror());
 		ltdl_ready = 1;
 	}
-	lt_dlsetsearchpath(cfg->module_path);
-	lt_dlhandle h = lt_dlopenext(name);
-	if (!h) {
-		where_error(cfg, where, errs, name, "module '%s' cannot be loaded: %s; searched %s",
-		            name, lt_dlerror(), cfg->module_path);
+	struct buf why = {0};
+	char *file = module_find_file(name, cfg->module_path, &why);
+	if (!file) {
+		where_error(cfg, where, errs, name, "module '%s' cannot be loaded: %s", name, why.data);
+		buf_free(&why);
 		return NULL;
 	}
+	if (module_file_check(file, &why) < 0) {
+		where_error(cfg, where, errs, name, "module '%s' refused: %s", name, why.data);
+		buf_free(&why);
+		free(file);
+		return NULL;
+	}
+	buf_free(&why);
+	lt_dlhandle h = lt_dlopen(file);    /* a path: libltdl searches nothing */
+	if (!h) {
+		where_error(cfg, where, errs, name, "module '%s' cannot be loaded: %s: %s", name,
+		            file, lt_dlerror());
+		free(file);
+		return NULL;
+	}
+	free(file);
 	const struct petrel_module *d = lt_dlsym(h, PETREL_MODULE_SYMBOL);
 	if (!d) {
 		where_error(cfg, where, errs, name,

@@ -2,7 +2,11 @@
  * module_load.h - the module registry: load with libltdl, check, configure.
  *
  * A module is loaded once per daemon, by name, from module_path (or by
- * path when the name contains '/').  Before any of its code runs the
+ * path when the name contains '/'): DIR/NAME.so, or DIR/.libs/NAME.so in
+ * a libtool build tree; nowhere else (no LD_LIBRARY_PATH, no system
+ * directories).  The file, and every directory above it, must belong to
+ * root or to the user we run as and be writable by no one else (a sticky
+ * directory excepted): it runs as root.  Before any of its code runs the
  * loader checks the exported descriptor: the API major version must equal
  * ours, the name must not be taken.  Its configuration block
  * modules.<name> is checked against the module's settings table, then

@@ -23,6 +23,7 @@ struct hdr {
 	char *value;        /* unfolded */
 	char *decoded;      /* RFC 2047 decoded, lazily */
 	size_t start, end;  /* the field's bytes in the message, CRLF included */
+	size_t value_start; /* just after the colon */
 };
 
 enum change_op { CH_ADD, CH_PREPEND, CH_CHANGE, CH_REMOVE };
@@ -57,9 +58,42 @@ struct msg_view {
 	struct mime_message mime;
 	struct petrel_part *parts;
 	struct change *changes;
-	int nchanges;
+	int nchanges, changes_cap;
 };
 
+/* Append the unfolded value m[from..end) to b: every line's trailing CR
+ * and LF dropped, the leading white space of continuation lines kept, the
+ * whole trimmed of surrounding SP and HT.  One pass over the field. */
+static char *unfold_value(const char *m, size_t from, size_t end)
+{
+	struct buf b = {0};
+	buf_reserve(&b, end - from);
+	size_t pos = from;
+	while (pos < end) {
+		const char *eol = memchr(m + pos, '\n', end - pos);
+		size_t next = eol ? (size_t)(eol - m) + 1 : end, n = next - pos;
+		while (n && (m[pos + n - 1] == '\n' || m[pos + n - 1] == '\r'))
+			n--;
+		buf_add(&b, m + pos, n);
+		pos = next;
+	}
+	size_t s = 0, n = b.len;
+	while (s < n && (b.data[s] == ' ' || b.data[s] == '\t'))
+		s++;
+	while (n > s && (b.data[n - 1] == ' ' || b.data[n - 1] == '\t'))
+		n--;
+	memmove(b.data, b.data + s, n - s);
+	b.data[n - s] = 0;
+	return b.data;
+}
+
+/*
+ * The top-level header fields, each examined once: a field's lines are
+ * only delimited here (its continuation lines move h->end), and its value
+ * is unfolded once when the field is complete, so the work is linear in
+ * the header section whatever its shape (smtp_data.c bounds the section
+ * itself: header_size_limit, header_count_limit).
+ */
 static void index_headers(struct msg_view *v)
 {
 	const char *m = v->msg;
@@ -72,19 +106,9 @@ static void index_headers(struct msg_view *v)
 		if (linelen <= 2 && (m[pos] == '\r' || m[pos] == '\n'))
 			break;                          /* the empty line */
 		if (m[pos] == ' ' || m[pos] == '\t') {
-			/* continuation: fold into the previous field */
-			if (v->nhdrs) {
-				struct hdr *h = &v->hdrs[v->nhdrs - 1];
-				size_t n = linelen;
-				while (n && (m[pos + n - 1] == '\n' || m[pos + n - 1] == '\r'))
-					n--;
-				struct buf b = {0};
-				buf_adds(&b, h->value);
-				buf_add(&b, m + pos, n);
-				free(h->value);
-				h->value = b.data ? b.data : xstrdup("");
-				h->end = end;
-			}
+			/* continuation: part of the previous field */
+			if (v->nhdrs)
+				v->hdrs[v->nhdrs - 1].end = end;
 			pos = end;
 			continue;
 		}
@@ -99,29 +123,17 @@ static void index_headers(struct msg_view *v)
 		size_t nl = (size_t)(colon - (m + pos));
 		while (nl && (m[pos + nl - 1] == ' ' || m[pos + nl - 1] == '\t'))
 			nl--;
-		h->name = xstrndup(m + pos, nl);
-		const char *val = colon + 1;
-		size_t vl = (size_t)(m + end - val);
-		while (vl && (val[vl - 1] == '\n' || val[vl - 1] == '\r'))
-			vl--;
-		h->value = xstrndup(val, vl);
-		h->decoded = NULL;
-		h->start = pos;
-		h->end = end;
+		*h = (struct hdr){
+			.name = xstrndup(m + pos, nl),
+			.value_start = (size_t)(colon + 1 - m),
+			.start = pos,
+			.end = end,
+		};
 		pos = end;
 	}
 	v->body_start = pos;
-	/* trim the unfolded values */
-	for (int i = 0; i < v->nhdrs; i++) {
-		char *s = v->hdrs[i].value, *p = s;
-		while (*p == ' ' || *p == '\t')
-			p++;
-		size_t n = strlen(p);
-		while (n && (p[n - 1] == ' ' || p[n - 1] == '\t'))
-			n--;
-		memmove(s, p, n);
-		s[n] = 0;
-	}
+	for (int i = 0; i < v->nhdrs; i++)
+		v->hdrs[i].value = unfold_value(m, v->hdrs[i].value_start, v->hdrs[i].end);
 }
 
 int msg_load(struct petrel_txn *t, const char **err)
@@ -193,6 +205,23 @@ void msg_free(struct petrel_txn *t)
 	free(v->changes);
 	free(v);
 	t->msg = NULL;
+}
+
+int msg_part_over_limit(struct petrel_txn *t, uint64_t field_max, int fields_max,
+                        const char **reply)
+{
+	const struct mime_message *m = t->msg ? &t->msg->mime : NULL;
+	for (int i = 0; m && i < m->nparts; i++) {
+		if (m->parts[i].longest_field > field_max) {
+			*reply = "552 5.3.4 Error: MIME part header field too large";
+			return i;
+		}
+		if (m->parts[i].nfields > fields_max) {
+			*reply = "552 5.3.4 Error: too many MIME part header fields";
+			return i;
+		}
+	}
+	return -1;
 }
 
 int msg_nparts(struct petrel_txn *t)
@@ -273,8 +302,11 @@ static int add_change(struct petrel_txn *t, enum change_op op, const char *name,
 	struct msg_view *v = t->msg;
 	if (!v || !name_ok(name) || (value && !value_ok(value)))
 		return -1;
-	v->changes = xrealloc(v->changes, (size_t)(v->nchanges + 1) * sizeof *v->changes);
-	v->changes[v->nchanges++] = (struct change){ .op = op, .name = xstrdup(name), .n = n,
+	if (v->nchanges == v->changes_cap) {        /* doubling: one change per header stays linear */
+		v->changes_cap = v->changes_cap ? 2 * v->changes_cap : 16;
+		v->changes = xrealloc(v->changes, (size_t)v->changes_cap * sizeof *v->changes);
+	}
+	v->changes[v->nchanges++] = (struct change){ .op = op, .name = xstrdup(name), .n = n < 0 ? -1 : n,
 	                                             .value = value ? xstrdup(value) : NULL };
 	return 0;
 }
@@ -301,38 +333,112 @@ static void write_field(struct buf *b, const char *name, const char *value)
 	buf_addf(b, "%s: %s\r\n", name, value);
 }
 
+/*
+ * Which change applies to which header, without comparing every header
+ * with every change (a rule that removes each header makes as many
+ * changes as there are headers).  Headers and changes are sorted by name
+ * (ties by position), so each name's headers meet that name's changes in
+ * one merge: O((headers + changes) log(headers + changes)) whatever the
+ * names.  Sorting, not hashing: the names are the peer's to choose.
+ */
+static int cmp_hdr(const void *a, const void *b, void *arg)
+{
+	const struct msg_view *v = arg;
+	int i = *(const int *)a, j = *(const int *)b;
+	int c = strcasecmp(v->hdrs[i].name, v->hdrs[j].name);
+	return c ? c : (i > j) - (i < j);
+}
+
+static int cmp_change(const void *a, const void *b, void *arg)
+{
+	const struct msg_view *v = arg;
+	int i = *(const int *)a, j = *(const int *)b;
+	const struct change *x = &v->changes[i], *y = &v->changes[j];
+	int c = strcasecmp(x->name, y->name);
+	if (c)
+		return c;
+	if (x->n != y->n)
+		return (x->n > y->n) - (x->n < y->n);     /* -1 (all of that name) first */
+	return (i > j) - (i < j);
+}
+
+/* For every header: removed, or the index of the change giving its new
+ * value (-1: unchanged).  The last matching change wins, a remove always. */
+static void match_changes(const struct msg_view *v, bool *removed, int *value_of)
+{
+	int *hs = xmalloc(((size_t)v->nhdrs + 1) * sizeof *hs);
+	int *cs = xmalloc(((size_t)v->nchanges + 1) * sizeof *cs);
+	int nh = v->nhdrs, nc = 0;
+	for (int i = 0; i < nh; i++) {
+		hs[i] = i;
+		removed[i] = false;
+		value_of[i] = -1;
+	}
+	for (int c = 0; c < v->nchanges; c++)
+		if (v->changes[c].op == CH_CHANGE || v->changes[c].op == CH_REMOVE)
+			cs[nc++] = c;
+	qsort_r(hs, (size_t)nh, sizeof *hs, cmp_hdr, (void *)v);
+	qsort_r(cs, (size_t)nc, sizeof *cs, cmp_change, (void *)v);
+	int hi = 0, ci = 0;
+	while (hi < nh) {
+		const char *name = v->hdrs[hs[hi]].name;
+		int he = hi;
+		while (he < nh && !strcasecmp(v->hdrs[hs[he]].name, name))
+			he++;
+		while (ci < nc && strcasecmp(v->changes[cs[ci]].name, name) < 0)
+			ci++;
+		int ce = ci;
+		while (ce < nc && !strcasecmp(v->changes[cs[ce]].name, name))
+			ce++;
+		/* changes of this name: first those for all (n = -1), then by n */
+		bool all_removed = false;
+		int all_value = -1, k = ci;
+		for (; k < ce && v->changes[cs[k]].n < 0; k++) {
+			if (v->changes[cs[k]].op == CH_REMOVE)
+				all_removed = true;
+			else
+				all_value = cs[k];      /* ascending: the last one stays */
+		}
+		for (int occ = 0; occ < he - hi; occ++) {
+			int h = hs[hi + occ], value = all_value;
+			bool rm = all_removed;
+			while (k < ce && v->changes[cs[k]].n < occ)
+				k++;
+			for (; k < ce && v->changes[cs[k]].n == occ; k++) {
+				if (v->changes[cs[k]].op == CH_REMOVE)
+					rm = true;
+				else if (cs[k] > value)
+					value = cs[k];
+			}
+			removed[h] = rm;
+			value_of[h] = value;
+		}
+		hi = he;
+		ci = ce;
+	}
+	free(hs);
+	free(cs);
+}
+
 static void build_headers(struct msg_view *v, struct buf *b)
 {
 	for (int c = 0; c < v->nchanges; c++)
 		if (v->changes[c].op == CH_PREPEND)
 			write_field(b, v->changes[c].name, v->changes[c].value);
-	int *seen = xcalloc((size_t)v->nhdrs + 1, sizeof *seen);
+	bool *removed = xmalloc(((size_t)v->nhdrs + 1) * sizeof *removed);
+	int *value_of = xmalloc(((size_t)v->nhdrs + 1) * sizeof *value_of);
+	match_changes(v, removed, value_of);
 	for (int i = 0; i < v->nhdrs; i++) {
 		struct hdr *h = &v->hdrs[i];
-		int occ = 0;
-		for (int k = 0; k < i; k++)
-			occ += !strcasecmp(v->hdrs[k].name, h->name);
-		const char *value = NULL;
-		bool removed = false;
-		for (int c = 0; c < v->nchanges; c++) {
-			struct change *ch = &v->changes[c];
-			if ((ch->op != CH_CHANGE && ch->op != CH_REMOVE) || strcasecmp(ch->name, h->name))
-				continue;
-			if (ch->n >= 0 && ch->n != occ)
-				continue;
-			if (ch->op == CH_REMOVE)
-				removed = true;
-			else
-				value = ch->value;
-		}
-		if (removed)
+		if (removed[i])
 			continue;
-		if (value)
-			write_field(b, h->name, value);
+		if (value_of[i] >= 0)
+			write_field(b, h->name, v->changes[value_of[i]].value);
 		else
 			buf_add(b, v->msg + h->start, h->end - h->start);
 	}
-	free(seen);
+	free(removed);
+	free(value_of);
 	for (int c = 0; c < v->nchanges; c++)
 		if (v->changes[c].op == CH_ADD)
 			write_field(b, v->changes[c].name, v->changes[c].value);
@@ -376,11 +482,19 @@ const char *part_filename(struct petrel_part *p) { return p->mp->filename; }
 const char *part_disposition(struct petrel_part *p) { return p->mp->disposition; }
 const char *part_charset(struct petrel_part *p) { return p->mp->charset; }
 
+/* mime_parse() has already checked every leaf's encoding: nothing to
+ * decode for the flags. */
 unsigned part_flags(struct petrel_part *p)
 {
-	if (!p->decoded)
-		(void)part_body(p, NULL);
 	return p->mp->flags;
+}
+
+void msg_part_release(struct petrel_txn *t, int i)
+{
+	if (!t->msg || i < 0 || i >= t->msg->mime.nparts)
+		return;
+	buf_free(&t->msg->parts[i].body);
+	t->msg->parts[i].decoded = false;
 }
 
 const char *part_body(struct petrel_part *p, size_t *len)

@@ -19,7 +19,16 @@ struct spool;
 int msg_load(struct petrel_txn *t, const char **err) __attribute__((warn_unused_result));
 void msg_free(struct petrel_txn *t);
 int msg_nparts(struct petrel_txn *t);
+/* The first MIME part (0: the message itself) with a header field longer
+ * than field_max octets or more than fields_max fields, with *reply set
+ * to the 552 5.3.4 to give; -1 when none (or the message is not loaded). */
+int msg_part_over_limit(struct petrel_txn *t, uint64_t field_max, int fields_max,
+                        const char **reply);
 struct petrel_part *msg_part(struct petrel_txn *t, int i);
+/* Free part i's decoded body (part_body), once every hook has seen the
+ * part: bodies are "valid until the hook returns", and holding each
+ * container's copy would cost the message size once per nesting level. */
+void msg_part_release(struct petrel_txn *t, int i);
 bool msg_changed(struct petrel_txn *t);
 int msg_rewrite(struct petrel_txn *t, struct spool *sp, const char **err)
 	__attribute__((warn_unused_result));

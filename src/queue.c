@@ -7,6 +7,12 @@
  * (no sync: after a crash a destination may be delivered again, never
  * lost), and removes the file when nothing is pending.  Back on the loop a
  * message with deferred destinations gets a retry timer.
+ *
+ * Crash-loop guard (spool.h, "Delivery attempts"): each attempt is marked
+ * in the queue file while the transports run.  A message recovery found
+ * in flight at a crash (m->suspect) is tried alone: it waits until nothing
+ * else is being delivered, and nothing else starts until it is done, so
+ * that a crash then is its own and recovery can hold it.
  */
 #include "queue.h"
 #include "bounce.h"
@@ -35,6 +41,7 @@ struct queue {
 	int nmsgs;
 	struct qmsg **all;      /* every message held, for shutdown */
 	int nall, capall;
+	bool solo_running;      /* a suspect's attempt, alone: start nothing else */
 };
 
 struct job {
@@ -42,6 +49,7 @@ struct job {
 	struct module **mods;   /* per destination; NULL: transport missing */
 	struct buf headers;     /* the message's header section, for a bounce */
 	bool retire_after_report;  /* done, but its bounce must be queued first */
+	bool solo;              /* the attempt of a suspect, with nothing else running */
 };
 
 static double now_f(void)
@@ -71,6 +79,8 @@ static void deliver_work(void *arg)
 		log_error("%s: cannot open queue file: %m", m->qid);
 		return;
 	}
+	if (spool_attempt_mark(fd, j->solo ? SPOOL_ATTEMPT_SOLO : SPOOL_ATTEMPT_SHARED) < 0)
+		log_error("%s: cannot mark the delivery attempt: %m", m->qid);
 	int pending = 0;
 	for (int i = 0; i < m->ndests; i++) {
 		struct qdest *d = &m->dests[i];
@@ -108,6 +118,9 @@ static void deliver_work(void *arg)
 		log_info("%s: to=<%s>%s, relay=%s, delay=%.2f, status=%s (%s)", m->qid, d->address,
 		         orig, d->transport, now_f() - m->arrival_precise, result_word(r), dl.status);
 	}
+	/* before the slot can be retired and reused */
+	if (spool_attempt_mark(fd, SPOOL_ATTEMPT_NONE) < 0)
+		log_error("%s: cannot clear the delivery attempt mark: %m", m->qid);
 	bool report = qmsg_bounce_due(m);
 	if (report)
 		bounce_capture_headers(fd, m, &j->headers);
@@ -210,6 +223,10 @@ static void deliver_done(void *arg)
 	struct queue *q = m->srv->queue;
 	bool reported = bounce_send(m->srv, m, &j->headers, j->retire_after_report);
 	bool must_stay = j->retire_after_report && !reported;
+	if (j->solo) {
+		q->solo_running = false;
+		m->suspect = false;     /* it did not crash alone: a message like others */
+	}
 	if (!reported)          /* not written: the next attempt reports them */
 		for (int i = 0; i < m->ndests; i++)
 			if (m->dests[i].status == Q_BOUNCED)
@@ -243,14 +260,17 @@ static void kick(struct queue *q)
 {
 	struct server *srv = q->srv;
 	int max_active = srv->cfg->delivery_workers * 2;
-	while (!srv->stopping && q->active < max_active && q->run_head) {
+	while (!srv->stopping && q->active < max_active && q->run_head && !q->solo_running) {
 		struct qmsg *m = q->run_head;
+		if (m->suspect && q->active > 0)
+			break;              /* it runs alone: let the others finish */
 		q->run_head = m->next;
 		if (!q->run_head)
 			q->run_tail = NULL;
 		m->next = NULL;
 		struct job *j = xcalloc(1, sizeof *j);
 		j->m = m;
+		j->solo = q->solo_running = m->suspect;
 		j->mods = xcalloc((size_t)m->ndests, sizeof *j->mods);
 		for (int i = 0; i < m->ndests; i++) {
 			struct module *mod = module_find(&srv->mods, m->dests[i].transport);
@@ -321,6 +341,7 @@ void queue_rescan(struct queue *q)
 			continue;
 		}
 		m->slot = -1;
+		m->suspect = m->crashes > 0;   /* it crashed the daemon before: alone */
 		log_info("%s: released into the queue", name);
 		queue_add(q, m);
 		added++;

@@ -50,6 +50,9 @@ struct qmsg {
 	uint64_t end;        /* where the file's valid bytes end */
 	uint64_t size;       /* message bytes */
 	int attempts;
+	int crashes;         /* daemon crashes during its attempts (spool.h) */
+	char attempt_mark;   /* the mark found in its queue file when read */
+	bool suspect;        /* in flight at a crash: its next attempt runs alone */
 	struct ev_timer retry;
 	struct qmsg *next;   /* in the run list */
 	int qindex;          /* in the queue's table of held messages */

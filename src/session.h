@@ -73,6 +73,12 @@ struct petrel_txn {
 	bool in_headers;
 	char hdr_start[10];      /* first bytes of the current header line */
 	int hdr_len;
+	uint64_t hdr_line;       /* content octets of the current header line */
+	bool hdr_cont;           /* it began with SP or HT (a continuation line) */
+	bool hdr_colon;          /* it holds a ':' */
+	int hdr_fields;          /* header fields so far */
+	uint64_t hdr_field_len;  /* octets of the current field, line ends included */
+	const char *hdr_refuse;  /* the reply when the header section broke a limit */
 	int received;            /* Received: headers seen */
 	bool bare;               /* a bare CR or LF was seen */
 	bool too_big;

@@ -5,8 +5,25 @@
  * message at CR LF "." CR LF.  A CR or LF that is not part of a CR LF pair
  * ("bare") never ends a line: it marks the message, which is refused as a
  * whole after the real end (this closes SMTP smuggling: \n.\n, \r.\r and
- * every mix).  Dot-stuffing is undone; BDAT content is taken as it comes.
- * While the header section passes, Received: headers are counted.
+ * every mix).  Dot-stuffing is undone.  BDAT content is taken as it comes
+ * (no dot-stuffing, no end marker), but under the same line rule: only CR
+ * LF ends a line, in one chunk or across two, and a bare CR or LF anywhere
+ * -- a CR as the very last octet of BDAT LAST included -- refuses the
+ * message with the same 554 5.5.2 as DATA (Postfix's
+ * smtpd_forbid_bare_newline = reject, for both).  So the header scanner
+ * below, the filters' view (msg_edit.c, mime.c, which would also split at
+ * a bare LF) and the delivered file always agree on where lines end.
+ *
+ * While the header section passes, it is scanned once, as it streams:
+ * Received: fields are counted (hopcount_limit), and every field's size
+ * and the number of fields are held against header_size_limit and
+ * header_count_limit.  The section ends at the empty line, or at a line
+ * that is neither a field nor a continuation (where msg_edit.c ends it
+ * too).  A section over a limit refuses the whole message at its end with
+ * 552 5.3.4 and nothing more is written to the queue file.  Refused, not
+ * cut: fields past a limit handed on as "body" would still be headers to
+ * the reader's mail client, unseen by every header filter (a Subject or
+ * From after 10,000 padding fields would evade them all).
  *
  * Bytes are buffered and written to a queue slot as they arrive; nothing
  * is acknowledged until spool_commit() says the file is durable.
@@ -54,38 +71,76 @@ static void put_raw(struct petrel_txn *t, const char *p, size_t n)
 		wbuf_flush(t);
 }
 
+/* Is the content still going to the queue file? */
+static bool storing(const struct petrel_txn *t)
+{
+	return !t->too_big && !t->hdr_refuse;
+}
+
 /* Message content (not CR LF line ends). */
 static void put_content(struct petrel_session *s, const char *p, size_t n)
 {
 	struct petrel_txn *t = s->txn;
-	if (t->in_headers && t->hdr_len < 9) {
-		size_t k = n < (size_t)(9 - t->hdr_len) ? n : (size_t)(9 - t->hdr_len);
-		memcpy(t->hdr_start + t->hdr_len, p, k);
-		t->hdr_len += (int)k;
-	}
 	if (n == 0)
 		return;
+	if (t->in_headers) {
+		if (t->hdr_line == 0) {         /* the first octets of a line */
+			t->hdr_cont = p[0] == ' ' || p[0] == '\t';
+			t->hdr_colon = false;
+		}
+		t->hdr_line += n;
+		if (!t->hdr_colon && memchr(p, ':', n))
+			t->hdr_colon = true;
+		if (t->hdr_len < 9) {
+			size_t k = n < (size_t)(9 - t->hdr_len) ? n : (size_t)(9 - t->hdr_len);
+			memcpy(t->hdr_start + t->hdr_len, p, k);
+			t->hdr_len += (int)k;
+		}
+	}
 	t->size += n;
 	if (t->size > s->srv->cfg->message_size_limit)
 		t->too_big = true;
-	if (!t->too_big)
+	if (storing(t))
 		put_raw(t, p, n);
+}
+
+/* A header line ended (its CR LF not counted in hdr_line yet). */
+static void header_line_end(struct petrel_session *s)
+{
+	struct petrel_txn *t = s->txn;
+	const struct config *cfg = s->srv->cfg;
+	if (t->hdr_line == 0) {
+		t->in_headers = false;          /* the empty line */
+	} else if (!t->hdr_cont && !t->hdr_colon) {
+		t->in_headers = false;          /* not a header field: the body starts */
+	} else {
+		if (!t->hdr_cont || t->hdr_fields == 0) {
+			t->hdr_fields++;        /* a stray first continuation counts as one */
+			t->hdr_field_len = 0;
+		}
+		t->hdr_field_len += t->hdr_line + 2;
+		if (!t->hdr_cont && t->hdr_len >= 9 && strncasecmp(t->hdr_start, "received:", 9) == 0)
+			t->received++;
+		if (t->hdr_field_len > cfg->header_size_limit)
+			t->hdr_refuse = "552 5.3.4 Error: message header field too large";
+		else if (t->hdr_fields > cfg->header_count_limit)
+			t->hdr_refuse = "552 5.3.4 Error: too many message header fields";
+		if (t->hdr_refuse)
+			t->in_headers = false;  /* judged: the rest is only counted */
+	}
+	t->hdr_len = 0;
+	t->hdr_line = 0;
 }
 
 static void line_end(struct petrel_session *s)
 {
 	struct petrel_txn *t = s->txn;
-	if (t->in_headers) {
-		if (t->hdr_len == 0)
-			t->in_headers = false;
-		else if (t->hdr_len >= 9 && strncasecmp(t->hdr_start, "received:", 9) == 0)
-			t->received++;
-		t->hdr_len = 0;
-	}
+	if (t->in_headers)
+		header_line_end(s);
 	t->size += 2;
 	if (t->size > s->srv->cfg->message_size_limit)
 		t->too_big = true;
-	if (!t->too_big)
+	if (storing(t))
 		put_raw(t, "\r\n", 2);
 }
 
@@ -140,6 +195,10 @@ int data_begin(struct petrel_session *s, const char **reply)
 	t->dstate = D_LINE_START;
 	t->in_headers = true;
 	t->hdr_len = 0;
+	t->hdr_line = 0;
+	t->hdr_fields = 0;
+	t->hdr_field_len = 0;
+	t->hdr_refuse = NULL;
 	s->data_deadline = ev_now_ms() + (uint64_t)s->srv->cfg->data_timeout * 1000;
 	return 0;
 }
@@ -218,27 +277,38 @@ int bdat_consume(struct petrel_session *s)
 	size_t n = s->in.len < s->bdat_left ? s->in.len : (size_t)s->bdat_left;
 	struct petrel_txn *t = s->bdat_discard ? NULL : s->txn;
 	if (t) {
-		/* The header scanner still runs: Received: headers count here too. */
+		/* DATA's line rule without its dot: CR LF ends a line (the
+		 * pair may straddle two chunks), a bare CR or LF marks the
+		 * message, which data_end() refuses. */
 		const char *p = s->in.data;
 		size_t pos = 0;
 		while (pos < n) {
 			if (t->dstate == D_CR) {
+				t->dstate = D_MID;
 				if (p[pos] == '\n') {
 					line_end(s);
 					t->dstate = D_LINE_START;
 					pos++;
 					continue;
 				}
+				t->bare = true;
 				put_content(s, "\r", 1);
 			}
-			t->dstate = D_MID;
 			size_t i = pos;
-			while (i < n && p[i] != '\r')
+			while (i < n && p[i] != '\r' && p[i] != '\n')
 				i++;
 			put_content(s, p + pos, i - pos);
-			if (i < n)
-				t->dstate = D_CR;
-			pos = i < n ? i + 1 : i;
+			t->dstate = D_MID;
+			if (i < n) {
+				if (p[i] == '\n') {
+					t->bare = true;
+					put_content(s, "\n", 1);
+				} else {
+					t->dstate = D_CR;
+				}
+				i++;
+			}
+			pos = i;
 		}
 	}
 	buf_consume(&s->in, n);
@@ -302,12 +372,20 @@ void data_end(struct petrel_session *s)
 	struct petrel_txn *t = s->txn;
 	struct config *cfg = s->srv->cfg;
 	const char *why = NULL, *err;
-	if (!t->too_big)
+	if (t->dstate == D_CR) {
+		/* BDAT LAST ended on a CR: no LF can follow, it is bare (DATA
+		 * cannot end there) */
+		t->bare = true;
+		t->dstate = D_MID;
+	}
+	if (storing(t))
 		wbuf_flush(t);
 	if (t->too_big)
 		why = "552 5.3.4 Error: message file too big";
 	else if (t->bare)
 		why = "554 5.5.2 Error: bare <CR> or <LF> in message content";
+	else if (t->hdr_refuse)
+		why = t->hdr_refuse;
 	else if (t->received > cfg->hopcount_limit)
 		why = "554 5.4.6 Error: too many hops (mail loop?)";
 	else if (t->io_error)
@@ -316,10 +394,22 @@ void data_end(struct petrel_session *s)
 		refuse(s, why);
 		return;
 	}
-	if (chain_wants_message(s) && msg_load(t, &err) < 0) {
-		log_error("%s: cannot read the message back for filters: %s", t->qid, err);
-		refuse(s, "451 4.3.0 Error: queue file read error");
-		return;
+	if (chain_wants_message(s)) {
+		if (msg_load(t, &err) < 0) {
+			log_error("%s: cannot read the message back for filters: %s", t->qid, err);
+			refuse(s, "451 4.3.0 Error: queue file read error");
+			return;
+		}
+		/* MIME part headers are parsed only for filters, and held to the
+		 * same limits there (a part's Content-Type behind 10,000 padding
+		 * fields would be the same evasion as the top level's) */
+		int part = msg_part_over_limit(t, cfg->header_size_limit, cfg->header_count_limit, &why);
+		if (part >= 0) {
+			log_info("%s: MIME part %d: header section over header_size_limit or "
+			         "header_count_limit", t->qid, part);
+			refuse(s, why);
+			return;
+		}
 	}
 	chain_start(s, STEP_MESSAGE);
 }

@@ -220,6 +220,42 @@ int spool_retire(struct spool *sp, const struct qmsg *m, int fd)
 	return r;
 }
 
+/* --- the crash-loop guard (spool.h: "Delivery attempts") --- */
+
+int spool_attempt_mark(int fd, char mark)
+{
+	for (;;) {
+		ssize_t n = pwrite(fd, &mark, 1, SPOOL_ATTEMPT_OFF);
+		if (n == 1)
+			return 0;
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n >= 0)
+			errno = EIO;
+		return -1;
+	}
+}
+
+int spool_hold(struct spool *sp, struct qmsg *m, const char **err)
+{
+	char name[QID_MAX > 16 ? QID_MAX : 16];
+	if (m->slot >= 0)
+		snprintf(name, sizeof name, "%d", m->slot);
+	else
+		snprintf(name, sizeof name, "%s", m->qid);
+	if (renameat2(sp->queue_fd, name, sp->hold_fd, m->qid, RENAME_NOREPLACE) < 0) {
+		*err = errno == EEXIST ? "hold/ already has a file of that name" : strerror(errno);
+		return -1;
+	}
+	m->slot = -1;
+	/* in exactly one of the two directories after a power cut too; if a
+	 * sync fails it is held all the same (a power cut may bring it back
+	 * to queue/, where the next start holds it again) */
+	if (fsync(sp->hold_fd) < 0 || fsync(sp->queue_fd) < 0)
+		log_error("%s: moved to hold/, but syncing the directories failed: %m", m->qid);
+	return 0;
+}
+
 /* --- the seal --- */
 
 enum { CRC_LINE, CRC_STATUS, CRC_MID, CRC_E, CRC_BODY };
@@ -254,7 +290,8 @@ void spool_crc_feed(struct spool_crc *c, const char *p, size_t n)
 static void seal_line(char line[SPOOL_HDR_LEN], char state, uint64_t len, uint32_t crc)
 {
 	char tmp[SPOOL_HDR_LEN + 1];
-	snprintf(tmp, sizeof tmp, "PETREL-QUEUE 2 %c %016" PRIX64 " %08" PRIX32 "%*s\n", state, len, crc,
+	snprintf(tmp, sizeof tmp, "PETREL-QUEUE %d %c %016" PRIX64 " %08" PRIX32 "%*s\n",
+	         SPOOL_VERSION, state, len, crc,
 	         SPOOL_HDR_LEN - 43, "");
 	memcpy(line, tmp, SPOOL_HDR_LEN);
 }
@@ -293,17 +330,45 @@ static int seal_file(struct commit *c)
 	return pwrite(c->fd, line, sizeof line, 0) == (ssize_t)sizeof line ? 0 : -1;
 }
 
+/* One envelope field: a backslash as "\\", a control byte (TAB and the
+ * line ends among them) as "\xHH", so a field never holds the TAB or LF
+ * that separate fields and records; every other byte as it is. */
+static void add_field(struct buf *b, const char *s)
+{
+	while (*s) {
+		size_t n = 0;
+		while (s[n] && s[n] != '\\' && (unsigned char)s[n] >= 0x20 && s[n] != 0x7f)
+			n++;
+		buf_add(b, s, n);
+		s += n;
+		if (*s == '\\')
+			buf_add(b, "\\\\", 2);
+		else if (*s)
+			buf_addf(b, "\\x%02X", (unsigned)(unsigned char)*s);
+		if (*s)
+			s++;
+	}
+}
+
 void spool_envelope(struct buf *b, struct qmsg *m)
 {
 	char line[SPOOL_HDR_LEN];
 	size_t base = b->len;
 	seal_line(line, 'W', 0, 0);
 	buf_add(b, line, sizeof line);
-	buf_addf(b, "Q %s\nT %lld\nS %s\n", m->qid, (long long)m->arrival, m->sender);
+	buf_addf(b, "Q %s\nT %lld\nS ", m->qid, (long long)m->arrival);
+	add_field(b, m->sender);
+	buf_add(b, "\n", 1);
 	for (int i = 0; i < m->ndests; i++) {
 		struct qdest *d = &m->dests[i];
 		d->status_off = (off_t)(b->len - base) + 1;
-		buf_addf(b, "D%c\t%s\t%s\t%s\n", d->status, d->transport, d->address, d->orig);
+		buf_addf(b, "D%c\t", d->status);
+		add_field(b, d->transport);
+		buf_add(b, "\t", 1);
+		add_field(b, d->address);
+		buf_add(b, "\t", 1);
+		add_field(b, d->orig);
+		buf_add(b, "\n", 1);
 	}
 	buf_adds(b, "E\n");
 	m->msg_off = (off_t)(b->len - base);

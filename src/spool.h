@@ -18,18 +18,41 @@
  *
  * A queue file is a fixed 64-byte seal line, an envelope of text lines,
  * then the message exactly as received (CRLF lines, Received: first):
- *   PETREL-QUEUE 2 <state> <length, 16 hex> <crc32c, 8 hex>   (padded, \n)
+ *   PETREL-QUEUE 3 <state> <length, 16 hex> <crc32c, 8 hex>   (padded, \n)
  *   Q <qid>
  *   T <arrival, unix seconds>
  *   S <sender>                         (empty for <>)
  *   D<status>\t<transport>\t<address>\t<original recipient>   (one per destination)
  *   E
+ * In version 3 a field (sender, transport, address, original) is written
+ * with a backslash as "\\" and each control byte (TAB, CR, LF, ...) as
+ * "\xHH", so whatever bytes it holds, reading it gives it back
+ * (tests/fuzz/fuzz_spool_envelope.c checks the round trip).  Version 2
+ * wrote fields as they were; such files are still read, as they are.
  * <state> is W (being written, never acknowledged), Q (sealed: committed)
  * or F (free: delivered, the slot may be reused).  <length> is the file's
  * valid length: a reused slot may hold old bytes past it.  The CRC covers
  * the bytes after the seal line up to <length>, with every status byte
  * counted as P.  <status> is one byte, P (pending), D (delivered), B
  * (bounced), rewritten in place as deliveries finish.
+ *
+ * Delivery attempts (the crash-loop guard): two bytes of the seal line's
+ * padding, which the CRC does not cover and older readers ignore, say what
+ * happened to the last attempts:
+ *   offset SPOOL_ATTEMPT_OFF: ' ' none in progress, 'A' an attempt in
+ *     progress beside others, 'S' an attempt in progress alone (nothing
+ *     else was delivering), 's' suspect: it was in flight when petreld
+ *     died, its next attempt runs alone;
+ *   offset SPOOL_CRASHES_OFF: ' ' or '1'..'9', the crashes seen with an
+ *     attempt of this message in progress.
+ * A worker marks 'A' or 'S' before it calls the transports and ' ' after
+ * (spool_attempt_mark): a pwrite each, never synced, because what they
+ * guard against is a crash of the process, which keeps the page cache
+ * (after a power cut a lost mark costs one more crash, never mail).  At
+ * start, recovery counts a crash for a mark it finds; a message found
+ * marked 'S' with SPOOL_CRASH_LIMIT crashes is moved to hold/ with an
+ * error log line, and the rest of the mail goes on.  A fresh seal line
+ * (a new message in a reused slot) has blank padding: no mark survives.
  *
  * Durability (the promise behind "250"): spool_commit() calls back only
  * after the sealed file is synced (and, for a slot file made since the
@@ -50,7 +73,17 @@
 #include <stdint.h>
 
 #define SPOOL_HDR_LEN 64
+#define SPOOL_VERSION 3       /* written; 2 is read too */
 #define SPOOL_STATE_OFF 15    /* the state byte in the seal line */
+#define SPOOL_ATTEMPT_OFF 44  /* the delivery attempt mark, in the padding */
+#define SPOOL_CRASHES_OFF 45  /* crashes during an attempt: ' ', '1'..'9' */
+#define SPOOL_CRASH_LIMIT 2   /* crashes (the last one alone) before hold */
+
+/* Marks at SPOOL_ATTEMPT_OFF. */
+#define SPOOL_ATTEMPT_NONE ' '
+#define SPOOL_ATTEMPT_SHARED 'A'
+#define SPOOL_ATTEMPT_SOLO 'S'
+#define SPOOL_ATTEMPT_SUSPECT 's'
 
 struct spool;
 
@@ -69,6 +102,16 @@ void spool_abort(struct spool *sp, int slot, int fd);
 /* A message is done: mark its slot free (or remove a file released from
  * hold).  fd is the open queue file or -1.  Any thread.  0 or -1. */
 int spool_retire(struct spool *sp, const struct qmsg *m, int fd);
+
+/* Record that a delivery attempt of m begins (SPOOL_ATTEMPT_SHARED or
+ * _SOLO) or ended (SPOOL_ATTEMPT_NONE) in its open queue file fd.  Any
+ * thread; no sync (see above).  0, or -1 with errno. */
+int spool_attempt_mark(int fd, char mark) __attribute__((warn_unused_result));
+/* Move m's queue file to hold/QID (both directories synced; a failed
+ * sync is logged); m->slot becomes -1.  0, or -1 with *err when the file
+ * was not moved. */
+int spool_hold(struct spool *sp, struct qmsg *m, const char **err)
+	__attribute__((warn_unused_result));
 
 /* Serialise the envelope of m (unsealed seal line first) into b, recording
  * each status byte offset and the message offset. */
@@ -107,10 +150,14 @@ void spool_crc_feed(struct spool_crc *c, const char *p, size_t n);
 void spool_seal_buf(char *file, size_t len, char state);
 
 /* Recovery (spool_recover.c): read every queue file, free what is not
- * sealed, and return the messages still pending, in arrival order. */
+ * sealed, and return the messages still pending, in arrival order.  The
+ * attempt marks are applied here (see above): a message in flight at a
+ * crash comes back with m->suspect set, one that crashed the daemon alone
+ * too often goes to hold/ and is not returned. */
 int spool_recover(struct spool *sp, struct qmsg ***out, int *n, struct buf *errs)
 	__attribute__((warn_unused_result));
-/* Read and check a sealed queue file; qid: the id it must hold, or NULL. */
+/* Read and check a sealed queue file; qid: the id it must hold, or NULL.
+ * Sets m->attempt_mark and m->crashes from the seal line. */
 struct qmsg *spool_read_envelope(int fd, const char *qid, const char **why);
 /* The state byte of a queue file: 'W', 'Q', 'F'; 0 for an empty file;
  * -1 when the seal line is not one. */

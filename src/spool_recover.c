@@ -36,22 +36,26 @@ int spool_read_state(int fd)
 	ssize_t n = pread_all(fd, line, sizeof line, 0);
 	if (n == 0)
 		return 0;
-	if (n != (ssize_t)sizeof line || memcmp(line, "PETREL-QUEUE 2 ", 15) != 0 ||
-	    line[SPOOL_HDR_LEN - 1] != '\n')
+	if (n != (ssize_t)sizeof line || memcmp(line, "PETREL-QUEUE ", 13) != 0 ||
+	    (line[13] != '2' && line[13] != '3') || line[14] != ' ' || line[SPOOL_HDR_LEN - 1] != '\n')
 		return -1;
 	char st = line[SPOOL_STATE_OFF];
 	return st == 'W' || st == 'Q' || st == 'F' ? st : -1;
 }
 
-/* The seal line of a sealed file: its length and CRC. */
-static int read_seal(int fd, uint64_t *len, uint32_t *crc, const char **why)
+/* The seal line of a sealed file: its format version, length and CRC,
+ * and the delivery attempt mark and crash count in its padding (spool.h). */
+static int read_seal(int fd, uint64_t *len, uint32_t *crc, int *version, char *mark,
+                     int *crashes, const char **why)
 {
 	char line[SPOOL_HDR_LEN + 1];
 	if (pread_all(fd, line, SPOOL_HDR_LEN, 0) != SPOOL_HDR_LEN ||
-	    memcmp(line, "PETREL-QUEUE 2 Q ", 17) != 0) {
+	    memcmp(line, "PETREL-QUEUE ", 13) != 0 || (line[13] != '2' && line[13] != '3') ||
+	    memcmp(line + 14, " Q ", 3) != 0) {
 		*why = "not a sealed petrel queue file (or another version)";
 		return -1;
 	}
+	*version = line[13] - '0';
 	line[SPOOL_HDR_LEN] = 0;
 	char *end;
 	*len = strtoull(line + 17, &end, 16);
@@ -64,6 +68,10 @@ static int read_seal(int fd, uint64_t *len, uint32_t *crc, const char **why)
 		*why = "bad checksum in the seal";
 		return -1;
 	}
+	char a = line[SPOOL_ATTEMPT_OFF], c = line[SPOOL_CRASHES_OFF];
+	*mark = a == SPOOL_ATTEMPT_SHARED || a == SPOOL_ATTEMPT_SOLO || a == SPOOL_ATTEMPT_SUSPECT
+	            ? a : SPOOL_ATTEMPT_NONE;
+	*crashes = c >= '1' && c <= '9' ? c - '0' : 0;
 	return 0;
 }
 
@@ -93,11 +101,45 @@ static int check_seal(int fd, uint64_t len, uint32_t want, const char **why)
 	return 0;
 }
 
+static int hexval(char c)
+{
+	return c >= '0' && c <= '9' ? c - '0' : c >= 'A' && c <= 'F' ? c - 'A' + 10
+	     : c >= 'a' && c <= 'f' ? c - 'a' + 10 : -1;
+}
+
+/* Undo spool.c's add_field() in place (version 3); -1 on a bad escape or
+ * an escaped NUL. */
+static int unescape(char *s)
+{
+	char *w = s;
+	for (char *r = s; *r; r++) {
+		if (*r != '\\') {
+			*w++ = *r;
+			continue;
+		}
+		if (r[1] == '\\') {
+			*w++ = '\\';
+			r++;
+		} else if (r[1] == 'x' && hexval(r[2]) >= 0 && hexval(r[3]) >= 0 &&
+		           (hexval(r[2]) | hexval(r[3]))) {
+			*w++ = (char)(hexval(r[2]) * 16 + hexval(r[3]));
+			r += 3;
+		} else {
+			return -1;
+		}
+	}
+	*w = 0;
+	return 0;
+}
+
 struct qmsg *spool_read_envelope(int fd, const char *qid, const char **why)
 {
 	uint64_t len;
 	uint32_t crc;
-	if (read_seal(fd, &len, &crc, why) < 0 || check_seal(fd, len, crc, why) < 0)
+	char mark;
+	int crashes, version;
+	if (read_seal(fd, &len, &crc, &version, &mark, &crashes, why) < 0 ||
+	    check_seal(fd, len, crc, why) < 0)
 		return NULL;
 	/* dup() shares the offset: start after the seal whatever came before */
 	int dfd = lseek(fd, SPOOL_HDR_LEN, SEEK_SET) == SPOOL_HDR_LEN ? dup(fd) : -1;
@@ -128,6 +170,8 @@ struct qmsg *spool_read_envelope(int fd, const char *qid, const char **why)
 				goto bad;
 			}
 			m = qmsg_new(line + 2, "", 0);
+			m->attempt_mark = mark;
+			m->crashes = crashes;
 			continue;
 		}
 		switch (line[0]) {
@@ -136,6 +180,10 @@ struct qmsg *spool_read_envelope(int fd, const char *qid, const char **why)
 			m->arrival_precise = (double)m->arrival;
 			break;
 		case 'S':
+			if (version >= 3 && unescape(line + 2) < 0) {
+				*why = "bad escape in the sender";
+				goto bad;
+			}
 			free(m->sender);
 			m->sender = xstrdup(line + 2);
 			break;
@@ -148,6 +196,10 @@ struct qmsg *spool_read_envelope(int fd, const char *qid, const char **why)
 			}
 			*addr++ = 0;
 			*orig++ = 0;
+			if (version >= 3 && (unescape(tr) < 0 || unescape(addr) < 0 || unescape(orig) < 0)) {
+				*why = "bad escape in a destination line";
+				goto bad;
+			}
 			struct qdest *d = qmsg_add_dest(m, tr, addr, orig);
 			if (!d) {
 				*why = "bad destination address";
@@ -221,6 +273,47 @@ static void move_corrupt(struct spool *sp, const char *name, const char *why)
 	free(dst);
 }
 
+/* The crash-loop guard (spool.h): m was found with a delivery attempt in
+ * progress, so petreld died during it.  Count the crash; a message that
+ * was alone in its attempt (mark S) and reached SPOOL_CRASH_LIMIT goes to
+ * hold/.  Otherwise it is a suspect: its next attempt runs alone, so a
+ * crash then is its own.  Returns false when m was held (or must not be
+ * delivered in this run). */
+static bool count_crash(struct spool *sp, struct qmsg *m, int fd)
+{
+	bool alone = m->attempt_mark == SPOOL_ATTEMPT_SOLO;
+	if (m->crashes < 9)
+		m->crashes++;
+	char bytes[2] = { SPOOL_ATTEMPT_SUSPECT, (char)('0' + m->crashes) };
+	if (alone && m->crashes >= SPOOL_CRASH_LIMIT) {
+		const char *err = "cannot write the queue file";
+		/* count and a blank mark travel with it to hold/; if it cannot
+		 * move, the mark S goes back, so the next start tries again */
+		if (pwrite(fd, bytes + 1, 1, SPOOL_CRASHES_OFF) != 1 ||
+		    spool_attempt_mark(fd, SPOOL_ATTEMPT_NONE) < 0 || spool_hold(sp, m, &err) < 0) {
+			if (spool_attempt_mark(fd, SPOOL_ATTEMPT_SOLO) < 0)
+				log_error("%s: cannot write the queue file: %m", m->qid);
+			log_error("%s: petreld died %d times while delivering this message, the last "
+			          "time with nothing else being delivered, and it cannot be held (%s): "
+			          "not delivered in this run", m->qid, m->crashes, err);
+			return false;
+		}
+		log_error("%s: petreld died %d times while delivering this message, the last time "
+		          "with nothing else being delivered: the message is held in %s/hold/%s "
+		          "and will not be tried again until released (petrelctl -s %s release %s), "
+		          "which gives it one more attempt",
+		          m->qid, m->crashes, spool_dir(sp), m->qid, spool_dir(sp), m->qid);
+		return false;
+	}
+	if (pwrite(fd, bytes, 2, SPOOL_ATTEMPT_OFF) != 2)
+		log_error("%s: cannot record a crash in the queue file: %m", m->qid);
+	log_warn("%s: petreld stopped during a delivery attempt of this message (crash %d; held "
+	         "after %d%s): its next attempt runs with nothing else being delivered",
+	         m->qid, m->crashes, SPOOL_CRASH_LIMIT, alone ? "" : ", counting only the ones alone");
+	m->suspect = true;
+	return true;
+}
+
 /* One file of queue/: a message still pending (returned), or NULL when the
  * file was free, finished or corrupt (and dealt with). */
 static struct qmsg *recover_one(struct spool *sp, int dfd, const char *name, int *freed)
@@ -272,6 +365,13 @@ static struct qmsg *recover_one(struct spool *sp, int dfd, const char *name, int
 		else
 			log_info("%s: removed", m->qid);
 		close(fd);
+		qmsg_free(&m);
+		return NULL;
+	}
+	if (m->attempt_mark == SPOOL_ATTEMPT_SUSPECT) {
+		m->suspect = true;         /* not retried alone since its crash yet */
+	} else if (m->attempt_mark != SPOOL_ATTEMPT_NONE && !count_crash(sp, m, fd)) {
+		close(fd);                 /* held (or cannot be): not in this run */
 		qmsg_free(&m);
 		return NULL;
 	}

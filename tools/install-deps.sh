@@ -2,14 +2,15 @@
 # install-deps.sh: install the Debian packages petrel needs to build, test
 # and benchmark.  Used by the README's Quick start and by .ci/run.
 # Postfix is installed only for smtp-source/smtp-sink and the benchmark,
-# Dovecot only for the test that reads delivered mail over IMAP and POP3;
+# Dovecot only for the test that reads delivered mail over IMAP and POP3,
+# dnsmasq and aiosmtpd for the relay tests (a DNS server and SMTP peers);
 # a policy-rc.d that exits 101 keeps their package scripts from starting
 # them.
 set -e
 pkgs="build-essential autoconf automake libtool libltdl-dev pkg-config
       libssl-dev libconfig-dev libpcre2-dev libc-ares-dev libcrypt-dev
       openssl python3 swaks libnet-ssleay-perl postfix procps psmisc
-      dovecot-imapd dovecot-pop3d"
+      dovecot-imapd dovecot-pop3d dnsmasq python3-aiosmtpd"
 missing=""
 for p in $pkgs; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'ok installed' || missing="$missing $p"

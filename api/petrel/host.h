@@ -206,10 +206,17 @@ struct petrel_host {
 	unsigned (*delivery_flags)(petrel_delivery *d);           /* PETREL_DLV_* */
 	const char *(*delivery_envid)(petrel_delivery *d);        /* DSN ENVID, xtext undone, or "" */
 	/* The next hop the routes table or relayhost chose: "[host]:port" or
-	 * "host:port" (brackets: no MX lookup), or "" for the recipients'
-	 * domain by MX.  Option: a key of the route that chose it ("tls",
-	 * "auth_user", "auth_password" from relayhost_credentials), NULL when
-	 * not set. */
+	 * "host:port" (brackets: no MX lookup; the port is always there, 25
+	 * when the configuration gave none), or "" for the recipients'
+	 * domain by MX (every recipient of the delivery then has the same
+	 * domain).  Option: a key of the route that chose it, NULL when not
+	 * set: "tls" (a route's tls = "none"|"may"|"encrypt"|"verify"; for
+	 * relayhost, relayhost_tls "none" gives "none", "starttls" and
+	 * "implicit" give "encrypt"), "tls_mode" ("implicit" when TLS starts
+	 * at connect: relayhost_tls = "implicit", or a route's own
+	 * tls_mode), "auth_user" and "auth_password" (relayhost_credentials,
+	 * for the relayhost only).  Any other string key of a routes entry
+	 * is passed through as written. */
 	const char *(*delivery_nexthop)(petrel_delivery *d);
 	const char *(*delivery_route_option)(petrel_delivery *d, const char *name);
 	/* A top-level string setting of the daemon ("hostname", "resolver"),

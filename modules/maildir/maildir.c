@@ -23,6 +23,8 @@
 #endif
 #include <petrel/petrel.h>
 
+#include "maildir_copy.h"
+
 #include <ctype.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -200,37 +202,33 @@ static int write_all(int fd, const char *p, size_t n)
 	return 0;
 }
 
-/* Copy the message, CRLF -> LF.  Returns 0 or -1 (errno set). */
+/* Copy the message through maildir_copy (CRLF -> LF).  Returns 0 or -1
+ * (errno set). */
 static int copy_message(const struct petrel_host *host, petrel_delivery *d, int fd)
 {
-	char in[65536], out[65536];
-	int cr = 0;     /* a CR held back from the previous block */
+	char in[65536], out[MAILDIR_COPY_OUT_MAX(sizeof in)];
+	struct maildir_copy c;
+	const char *err;
+	size_t k;
+	maildir_copy_init(&c);
 	for (;;) {
 		ssize_t n = host->delivery_read(d, in, sizeof in);
 		if (n < 0)
 			return -1;
 		if (n == 0)
 			break;
-		size_t k = 0;
-		for (ssize_t i = 0; i < n; i++) {
-			char c = in[i];
-			if (cr) {
-				cr = 0;
-				if (c != '\n')
-					out[k++] = '\r';
-			}
-			if (c == '\r') {
-				cr = 1;
-				continue;
-			}
-			out[k++] = c;
+		if (maildir_copy_block(&c, in, (size_t)n, out, sizeof out, &k, &err) < 0) {
+			errno = EINVAL;     /* cannot happen: out is sized for in */
+			return -1;
 		}
 		if (write_all(fd, out, k) < 0)
 			return -1;
 	}
-	if (cr && write_all(fd, "\r", 1) < 0)
+	if (maildir_copy_end(&c, out, sizeof out, &k, &err) < 0) {
+		errno = EINVAL;
 		return -1;
-	return 0;
+	}
+	return write_all(fd, out, k);
 }
 
 static int fsync_dir(const char *dir)

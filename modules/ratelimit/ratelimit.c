@@ -31,9 +31,13 @@
  * has a rate limit.  Transactions between MAIL and queueing hold a place,
  * so concurrent sessions cannot overshoot.
  *
- * Persistence: counters go to state_file at most about once a second while
- * something changed (a timer), and at shutdown; they are loaded at start.
- * A missing file is empty; a corrupt one is logged and ignored.
+ * Persistence: the counters that changed are appended to state_file.log
+ * at most about once a second (a timer; the loop's cost is what changed,
+ * not the table); a journal past JOURNAL_MAX bytes is merged into the
+ * snapshot state_file on a filter thread (host->work_submit), and the
+ * whole table is written to state_file at shutdown.  All of it is loaded
+ * at start (ratelimit_store.h).  A missing file is empty; a corrupt one is
+ * logged and ignored.
  *
  * Logs: refusals (info), state file problems (warn).
  */
@@ -43,6 +47,7 @@
 
 #include <ctype.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -50,8 +55,11 @@
 #include <strings.h>
 #include <sys/stat.h>
 #include <time.h>
+#include <unistd.h>
 
 #define FLUSH_MS 1000
+#define JOURNAL_MAX (256 * 1024)   /* then merged into the snapshot, off the loop */
+#define SWEEP_BUCKETS 256          /* expired entries looked for per flush */
 #define MAX_LIMIT 1000000000LL
 
 /* What can be limited; a rate key has an hour and a day limit. */
@@ -96,9 +104,21 @@ struct ratelimit {
 	struct override *overrides;
 	int noverrides;
 	struct rl_store store;
-	int dirty;                /* counted since the last save */
+	int dirty;                /* counted since the last journal write */
+	int changed;              /* counted since start: a snapshot is owed at exit */
 	int timer_armed;
 	int save_failing;         /* log a failing save once, not every second */
+	int journal_fd;           /* state_file.log, open for appending; -1 */
+	long journal_bytes;
+	int compacting;           /* a merge is on a filter thread */
+};
+
+/* A merge of state_file and state_file.log.old on a filter thread. */
+struct compaction {
+	struct ratelimit *rl;
+	char *path;
+	int failed;
+	char err[512];
 };
 
 /* Per transaction (txn slot). */
@@ -299,6 +319,7 @@ static int ratelimit_init(const struct petrel_host *host, petrel_conf *conf, voi
 	*state = rl;
 	rl->host = host;
 	rl->conf = conf;
+	rl->journal_fd = -1;
 	limits_clear(&rl->global);
 	if (!host->conf_string(conf, "state_file", &rl->state_file) || !*rl->state_file) {
 		host->conf_error(conf, "state_file", "required: the file where counters persist");
@@ -347,25 +368,115 @@ static int ratelimit_init(const struct petrel_host *host, petrel_conf *conf, voi
 
 /* ---- counters and their file ---- */
 
+static void save_failed(struct ratelimit *rl, const char *err)
+{
+	if (!rl->save_failing)
+		rl->host->log(PETREL_LOG_WARN, "ratelimit: cannot save counters: %s", err);
+	rl->save_failing = 1;
+}
+
+static void compact_work(void *arg)
+{
+	struct compaction *c = arg;
+	c->failed = rl_store_compact(c->path, time(NULL), c->err, sizeof c->err) < 0;
+}
+
+static void compact_done(void *arg)
+{
+	struct compaction *c = arg;
+	c->rl->compacting = 0;
+	if (c->failed)
+		c->rl->host->log(PETREL_LOG_WARN, "ratelimit: cannot merge the journal into %s: %s "
+		                 "(kept; tried again later)", c->path, c->err);
+	free(c->path);
+	free(c);
+}
+
+/* The journal is big: move it aside and merge it on a filter thread.
+ * A journal.old left by a failed merge is merged first. */
+static void compact(struct ratelimit *rl)
+{
+	char *log = NULL, *old = NULL;
+	struct compaction *c = calloc(1, sizeof *c);
+	if (!c || asprintf(&log, "%s.log", rl->state_file) < 0 ||
+	    asprintf(&old, "%s.log.old", rl->state_file) < 0)
+		goto out;
+	if (access(old, F_OK) < 0) {
+		if (rename(log, old) < 0)
+			goto out;
+		close(rl->journal_fd);
+		rl->journal_fd = -1;   /* a new one at the next write */
+	}
+	c->rl = rl;
+	c->path = strdup(rl->state_file);
+	if (c->path && rl->host->work_submit(rl->conf, compact_work, compact_done, c) == 0) {
+		rl->compacting = 1;
+		c = NULL;
+	}
+out:
+	if (c)
+		free(c->path);
+	free(c);
+	free(log);
+	free(old);
+}
+
+/* Append what changed to the journal (on the loop: the changed entries
+ * only). */
 static void save_now(struct ratelimit *rl)
 {
 	char err[512];
-	if (rl_store_save(&rl->store, rl->state_file, time(NULL), err, sizeof err) < 0) {
-		if (!rl->save_failing)
-			rl->host->log(PETREL_LOG_WARN, "ratelimit: cannot save counters: %s", err);
-		rl->save_failing = 1;
-		return;             /* stays dirty: the next message retries */
+	if (rl->journal_fd < 0) {
+		char *log = NULL;
+		if (asprintf(&log, "%s.log", rl->state_file) < 0)
+			return;
+		int fd = open(log, O_WRONLY | O_APPEND | O_CREAT | O_NOFOLLOW | O_CLOEXEC, 0600);
+		struct stat sb;
+		if (fd < 0 || fstat(fd, &sb) < 0) {
+			snprintf(err, sizeof err, "%s: %s", log, strerror(errno));
+			if (fd >= 0)
+				close(fd);
+			free(log);
+			save_failed(rl, err);
+			return;             /* stays dirty: the next message retries */
+		}
+		free(log);
+		rl->journal_fd = fd;
+		rl->journal_bytes = (long)sb.st_size;
+		if (sb.st_size == 0) {
+			char magic[64];
+			int n = snprintf(magic, sizeof magic, "%s\n", rl_journal_magic);
+			if (write(fd, magic, (size_t)n) != n) {
+				snprintf(err, sizeof err, "%s.log: %s", rl->state_file, strerror(errno));
+				save_failed(rl, err);
+				close(fd);
+				rl->journal_fd = -1;
+				return;
+			}
+			rl->journal_bytes = n;
+		}
 	}
+	long n = rl_store_journal(&rl->store, rl->journal_fd, err, sizeof err);
+	if (n < 0) {
+		char msg[600];
+		snprintf(msg, sizeof msg, "%s.log: %s", rl->state_file, err);
+		save_failed(rl, msg);
+		return;
+	}
+	rl->journal_bytes += n;
 	if (rl->save_failing)
 		rl->host->log(PETREL_LOG_INFO, "ratelimit: counters saved to %s again", rl->state_file);
 	rl->save_failing = 0;
 	rl->dirty = 0;
+	if (rl->journal_bytes > JOURNAL_MAX && !rl->compacting)
+		compact(rl);
 }
 
 static void flush_timer(void *arg)
 {
 	struct ratelimit *rl = arg;
 	rl->timer_armed = 0;
+	rl_store_sweep(&rl->store, time(NULL), SWEEP_BUCKETS);
 	if (rl->dirty)
 		save_now(rl);
 }
@@ -373,6 +484,7 @@ static void flush_timer(void *arg)
 static void mark_dirty(struct ratelimit *rl)
 {
 	rl->dirty = 1;
+	rl->changed = 1;
 	if (rl->timer_armed)
 		return;
 	if (rl->host->timer_add(rl->conf, FLUSH_MS, flush_timer, rl))
@@ -386,9 +498,18 @@ static void ratelimit_fini(void *state)
 	struct ratelimit *rl = state;
 	if (!rl)
 		return;
-	/* The host has dropped our timers by now; write what is pending. */
-	if (rl->dirty)
-		save_now(rl);
+	/* The host has dropped our timers and finished our merges by now:
+	 * off the loop, the whole table goes to the snapshot (and the
+	 * journals, merged in it, go); if that fails, to the journal. */
+	char err[512];
+	if (rl->changed && !rl->compacting &&
+	    rl_store_save(&rl->store, rl->state_file, time(NULL), err, sizeof err) < 0) {
+		rl->host->log(PETREL_LOG_WARN, "ratelimit: cannot save counters: %s", err);
+		if (rl->dirty)
+			save_now(rl);
+	}
+	if (rl->journal_fd >= 0)
+		close(rl->journal_fd);
 	rl_store_free(&rl->store);
 	for (int i = 0; i < rl->noverrides; i++)
 		free(rl->overrides[i].who);
@@ -594,6 +715,7 @@ static void ratelimit_queued(void *state, petrel_txn *t)
 		if (!ts->held[k])
 			continue;
 		rl_entry_count(ts->held[k], now);
+		rl_store_mark(&rl->store, ts->held[k]);
 		rl_store_release(&rl->store, &ts->held[k], now);   /* counted now */
 		any = 1;
 	}

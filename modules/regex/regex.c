@@ -78,15 +78,43 @@ static bool rule_matches(struct regex_state *st, struct rule *r, const char *sub
 	return false;
 }
 
-/* A subject fit for one log line: no control characters, bounded. */
+/*
+ * The one way a string the peer chose (a subject, a header name) reaches
+ * the log from this module: bounded, valid UTF-8 passed as it is, and
+ * every control character -- C0 (CR, LF, ESC ...), DEL, C1 (U+0080 to
+ * U+009F, which some terminals take as CSI) -- and every octet that is
+ * not part of valid UTF-8 written as '?'.  A log line thus never holds a
+ * line break or a terminal escape, whatever the mail holds.
+ */
 static void log_safe(char *out, size_t size, const char *s, size_t len)
 {
-	size_t o = 0;
-	for (size_t i = 0; i < len && o + 4 < size; i++) {
-		unsigned char c = (unsigned char)s[i];
-		out[o++] = c < 0x20 || c == 0x7f ? '?' : (char)c;
+	size_t o = 0, i = 0;
+	while (i < len && o + 8 < size) {
+		const unsigned char *u = (const unsigned char *)s + i;
+		unsigned c = u[0];
+		size_t n = c < 0x80 ? 1 : c >= 0xC2 && c <= 0xDF ? 2 : (c & 0xF0) == 0xE0 ? 3
+		         : c >= 0xF0 && c <= 0xF4 ? 4 : 0;
+		bool ok = n > 0 && n <= len - i;
+		for (size_t k = 1; ok && k < n; k++)
+			ok = (u[k] & 0xC0) == 0x80;
+		if (ok && n == 3)               /* no overlong forms or surrogates */
+			ok = !(c == 0xE0 && u[1] < 0xA0) && !(c == 0xED && u[1] >= 0xA0);
+		if (ok && n == 4)
+			ok = !(c == 0xF0 && u[1] < 0x90) && !(c == 0xF4 && u[1] >= 0x90);
+		if (ok && n == 1)
+			ok = c >= 0x20 && c != 0x7f;
+		if (ok && n == 2)
+			ok = !(c == 0xC2 && u[1] < 0xA0);       /* C1 controls */
+		if (!ok) {
+			out[o++] = '?';
+			i++;
+			continue;
+		}
+		memcpy(out + o, u, n);
+		o += n;
+		i += n;
 	}
-	if (len && o + 4 >= size) {
+	if (i < len) {
 		memcpy(out + o, "...", 3);
 		o += 3;
 	}
@@ -220,9 +248,12 @@ static int act(struct regex_state *st, struct rule *r, const struct subject *sj,
 		return PETREL_CONTINUE;
 	case A_REMOVE:
 		*decided = false;
-		if (sj->t && sj->header && regex_host->header_remove(sj->t, sj->header, sj->occurrence) < 0)
+		if (sj->t && sj->header && regex_host->header_remove(sj->t, sj->header, sj->occurrence) < 0) {
+			char name[LOG_SUBJECT_MAX + 4];
+			log_safe(name, sizeof name, sj->header, strlen(sj->header));
 			regex_host->log(PETREL_LOG_WARN, "%s: regex: rule %d: cannot remove header %s",
-			          subj_qid(sj), r->line, sj->header);
+			          subj_qid(sj), r->line, name);
+		}
 		return PETREL_CONTINUE;
 	case A_LOG:
 		*decided = false;
@@ -319,6 +350,38 @@ static int regex_rcpt(void *state, petrel_txn *t, petrel_addr *rcpt)
 	return judge(st, T_RECIPIENT, &sj, a, strlen(a));
 }
 
+/* Header names by index, for sorting. */
+struct name_sort {
+	const char *name;
+	int index;
+};
+
+static int cmp_name(const void *a, const void *b)
+{
+	const struct name_sort *x = a, *y = b;
+	int c = strcasecmp(x->name, y->name);
+	return c ? c : (x->index > y->index) - (x->index < y->index);
+}
+
+/* occ[i]: how many headers before i have header i's name (what remove
+ * needs).  Sorted by name, not compared pairwise: O(n log n) for any
+ * names the peer sends. */
+static int *occurrences(petrel_txn *t, int n)
+{
+	struct name_sort *ns = xmalloc(((size_t)n + 1) * sizeof *ns);
+	int *occ = xmalloc(((size_t)n + 1) * sizeof *occ);
+	for (int i = 0; i < n; i++) {
+		const char *name = regex_host->header_name(t, i);
+		ns[i] = (struct name_sort){ .name = name ? name : "", .index = i };
+	}
+	qsort(ns, (size_t)n, sizeof *ns, cmp_name);
+	for (int i = 0; i < n; i++)
+		occ[ns[i].index] = i > 0 && !strcasecmp(ns[i - 1].name, ns[i].name)
+		                   ? occ[ns[i - 1].index] + 1 : 0;
+	free(ns);
+	return occ;
+}
+
 static int regex_headers(void *state, petrel_txn *t)
 {
 	struct regex_state *st = state;
@@ -326,6 +389,7 @@ static int regex_headers(void *state, petrel_txn *t)
 	if (v != PETREL_CONTINUE || !st->has[T_HEADER])
 		return v;
 	int n = regex_host->header_count(t);
+	int *occ = occurrences(t, n);
 	for (int i = 0; i < n; i++) {
 		const char *name = regex_host->header_name(t, i);
 		const char *dec = regex_host->header_decoded(t, i);
@@ -333,13 +397,11 @@ static int regex_headers(void *state, petrel_txn *t)
 			dec = regex_host->header_value(t, i);
 		if (!name || !dec)
 			continue;
-		int occ = 0;
-		for (int k = 0; k < i; k++)
-			occ += !strcasecmp(regex_host->header_name(t, k), name);
-		char what[128];
-		snprintf(what, sizeof what, "header %s", name);
+		char what[128], safe[100];
+		log_safe(safe, sizeof safe, name, strlen(name));
+		snprintf(what, sizeof what, "header %s", safe);
 		struct subject sj = { .s = regex_host->txn_session(t), .t = t, .what = what,
-		                      .header = name, .occurrence = occ, .message = true };
+		                      .header = name, .occurrence = occ[i], .message = true };
 		size_t nl = strlen(name), dl = strlen(dec);
 		char *whole = NULL;       /* "Name: value", made when needed */
 		/* Both kinds of header rule, in file order. */
@@ -368,6 +430,7 @@ static int regex_headers(void *state, petrel_txn *t)
 			v = act(st, r, &sj, subj, len, &decided);
 			if (decided && v != PETREL_CONTINUE) {
 				free(whole);
+				free(occ);
 				return v;
 			}
 			if (decided)
@@ -375,6 +438,7 @@ static int regex_headers(void *state, petrel_txn *t)
 		}
 		free(whole);
 	}
+	free(occ);
 	return PETREL_CONTINUE;
 }
 

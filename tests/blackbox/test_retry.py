@@ -134,6 +134,24 @@ def test_expired_message_bounce_says_4_4_7():
         assert_dsn(files[0], qid, "user@localhost", "4.4.7", "expiring")
 
 
+def test_bounce_of_a_message_with_nul_in_its_headers():
+    """A NUL in a header does not hide the end of the header section: the
+    report attaches the headers, not the body."""
+    with Daemon(settings={"retry_initial": 1, "retry_max": 1, "queue_lifetime": 2}) as d:
+        block_mailbox(d, "user")
+        msg = (b"Subject: nul inside\r\nX-Nul: before\x00after\r\nX-Last: yes\r\n\r\n"
+               b"BODY-MARKER first body line\r\n" + b"more body\r\n" * 50)
+        with d.client() as c:
+            c.ehlo()
+            qid = c.send_mail("a@localhost", ["user@localhost"], msg)
+        files = d.wait_delivered("a", 1, timeout=20)
+        assert_dsn(files[0], qid, "user@localhost", "4.4.7", "nul inside")
+        part = files[0].split(b"Content-Type: text/rfc822-headers\n\n", 1)[1]
+        assert b"X-Nul: before\x00after\nX-Last: yes\n" in part, part
+        assert b"BODY-MARKER" not in files[0], "the body went into the report: %r" % part
+        assert b"more body" not in files[0]
+
+
 def test_no_bounce_to_null_sender():
     with Daemon() as d:
         with d.client() as c:

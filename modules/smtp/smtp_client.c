@@ -1,0 +1,1183 @@
+/*
+ * smtp_client.c - one outbound SMTP connection: a non-blocking client
+ * state machine on the event loop (RFC 5321, 3207, 2920, 1870, 6152,
+ * 6531, 3461, 4954).
+ *
+ * A connection walks its destination's targets (MX hosts, then their
+ * addresses) until one gives a usable session: connect, greeting, EHLO
+ * (HELO if EHLO is refused), STARTTLS by policy and EHLO again, AUTH when
+ * credentials are set (only under TLS).  A refused connection, a
+ * timeout, a 4xx/5xx greeting or a failed TLS handshake moves on to the
+ * next target; when none is left the owner hears failed().  Once a
+ * session is up the connection asks its owner for jobs (want_job), runs
+ * each transaction (pipelined when offered), reports every recipient,
+ * sends RSET and asks again, so idle connections are reused.
+ *
+ * Replies are read line by line into a fixed buffer: a line longer than
+ * LINE_MAX, more than REPLY_LINES lines, a NUL byte or a bare LF end the
+ * session with a deferral ("malformed reply"); every step has its own
+ * deadline (RFC 5321 4.5.3.2), counted for the whole reply so a reply
+ * that never ends times out.  Memory per connection is the fixed input
+ * buffer plus an output buffer bounded by one body chunk and the
+ * commands of one transaction.
+ *
+ * After STARTTLS everything learnt before the handshake is forgotten:
+ * unread input is dropped and EHLO is sent again.
+ */
+#include "smtp_int.h"
+
+#include <ctype.h>
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <openssl/err.h>
+#include <openssl/evp.h>
+#include <openssl/ssl.h>
+#include <openssl/x509v3.h>
+
+#define IN_SIZE 4608
+#define LINE_MAX_ 2048              /* RFC 5321 says 512; be generous, not unbounded */
+#define REPLY_LINES 100
+#define BODY_CHUNK 16384
+#define OUT_HIGH (2 * BODY_CHUNK)
+
+enum state {
+	S_CONNECT, S_TLS_HS, S_GREETING, S_EHLO, S_HELO, S_STARTTLS,
+	S_AUTH, S_AUTH_USER, S_AUTH_PASS, S_IDLE, S_RSET, S_TXN, S_BODY, S_DOT, S_QUIT,
+};
+
+static const char *const state_name[] = {
+	[S_CONNECT] = "connect", [S_TLS_HS] = "TLS handshake", [S_GREETING] = "greeting",
+	[S_EHLO] = "EHLO", [S_HELO] = "HELO", [S_STARTTLS] = "STARTTLS", [S_AUTH] = "AUTH",
+	[S_AUTH_USER] = "AUTH", [S_AUTH_PASS] = "AUTH", [S_IDLE] = "idle", [S_RSET] = "RSET",
+	[S_TXN] = "MAIL/RCPT/DATA", [S_BODY] = "message content", [S_DOT] = "end of data",
+	[S_QUIT] = "QUIT",
+};
+
+#define CAP_PIPELINING 0x01
+#define CAP_SIZE       0x02
+#define CAP_8BITMIME   0x04
+#define CAP_SMTPUTF8   0x08
+#define CAP_DSN        0x10
+#define CAP_STARTTLS   0x20
+#define CAP_AUTH_PLAIN 0x40
+#define CAP_AUTH_LOGIN 0x80
+
+struct smtp_conn {
+	struct smtp *m;
+	struct smtp_conn *prev, *next;      /* m->conns */
+	const struct smtp_conn_ops *ops;
+	void *arg;
+	struct smtp_conn_params p;
+	int ti;                             /* target being tried */
+	int fd;
+	SSL *ssl;
+	int ssl_want_write;
+	int tls_on;                         /* the session runs under TLS */
+	int helo_done_tls;                  /* STARTTLS was done on this target */
+	enum state st;
+	unsigned long long deadline;        /* 0: none */
+	char in[IN_SIZE];
+	size_t inlen;
+	/* the reply being read */
+	int rcode, rlines;
+	char rtext[420];
+	size_t rtextlen;
+	unsigned caps;
+	unsigned long long size_limit;
+	/* output */
+	char *out;
+	size_t outlen, outoff, outcap;
+	/* the transaction */
+	struct smtp_job *job;
+	int ncmd, sent, got;                /* commands: MAIL, RCPT x n, DATA */
+	int naccepted;
+	int mail_failed;                    /* reply class of a refused MAIL */
+	char mail_reply[420];
+	int abort_data;                     /* 354 with no recipient: send "." */
+	int bol, body_eof;
+	int nmsgs;
+	int up;                             /* a session was established */
+	int loop_seen;
+	unsigned long long idle_since;
+	char lasterr[400];
+	char peer[340];                     /* "name[ip]:port" */
+};
+
+static int conn_try(struct smtp_conn *c);
+static int session_up(struct smtp_conn *c);
+static void conn_io(int fd, int events, void *arg);
+
+struct smtp_conn *smtp_conn_next(const struct smtp_conn *c) { return c->next; }
+void *smtp_conn_owner(const struct smtp_conn *c) { return c->arg; }
+int smtp_conn_idle(const struct smtp_conn *c) { return c->st == S_IDLE && !c->job; }
+unsigned long long smtp_conn_idle_since(const struct smtp_conn *c) { return c->idle_since; }
+
+static const struct smtp_target *target(const struct smtp_conn *c) { return &c->p.targets[c->ti]; }
+
+static void set_deadline(struct smtp_conn *c, unsigned long long ms)
+{
+	c->deadline = ms ? smtp_now() + ms : 0;
+}
+
+/* --- output --- */
+
+static void out_reserve(struct smtp_conn *c, size_t n)
+{
+	if (c->outoff && c->outoff == c->outlen)
+		c->outoff = c->outlen = 0;
+	if (c->outlen + n <= c->outcap)
+		return;
+	if (c->outoff) {
+		memmove(c->out, c->out + c->outoff, c->outlen - c->outoff);
+		c->outlen -= c->outoff;
+		c->outoff = 0;
+		if (c->outlen + n <= c->outcap)
+			return;
+	}
+	size_t cap = c->outcap ? c->outcap : 1024;
+	while (cap < c->outlen + n)
+		cap *= 2;
+	char *p = realloc(c->out, cap);
+	if (!p)
+		abort();    /* allocation wrappers never return NULL */
+	c->out = p;
+	c->outcap = cap;
+}
+
+static void cmd(struct smtp_conn *c, const char *fmt, ...) PETREL_PRINTF(2, 3);
+static void cmd(struct smtp_conn *c, const char *fmt, ...)
+{
+	va_list ap;
+	va_start(ap, fmt);
+	int n = vsnprintf(NULL, 0, fmt, ap);
+	va_end(ap);
+	out_reserve(c, (size_t)n + 3);
+	va_start(ap, fmt);
+	vsnprintf(c->out + c->outlen, (size_t)n + 1, fmt, ap);
+	va_end(ap);
+	c->outlen += (size_t)n;
+	memcpy(c->out + c->outlen, "\r\n", 2);
+	c->outlen += 2;
+}
+
+static void watch(struct smtp_conn *c)
+{
+	int ev = PETREL_FD_READ;
+	if (c->st == S_CONNECT || c->outoff < c->outlen || c->ssl_want_write)
+		ev |= PETREL_FD_WRITE;
+	if (c->m->host->fd_watch(c->m->self, c->fd, ev, conn_io, c) < 0)
+		c->m->host->log(PETREL_LOG_WARN, "smtp: cannot watch the socket to %s", c->peer);
+}
+
+/* --- closing --- */
+
+static void close_fd(struct smtp_conn *c)
+{
+	if (c->fd >= 0) {
+		c->m->host->fd_watch(c->m->self, c->fd, 0, NULL, NULL);
+		if (c->ssl) {
+			SSL_free(c->ssl);
+			c->ssl = NULL;
+		}
+		close(c->fd);
+		c->fd = -1;
+	}
+	c->tls_on = 0;
+	c->ssl_want_write = 0;
+	c->inlen = c->outlen = c->outoff = 0;
+	c->caps = 0;
+	c->deadline = 0;
+}
+
+static void conn_free(struct smtp_conn *c)
+{
+	close_fd(c);
+	if (c->prev)
+		c->prev->next = c->next;
+	else
+		c->m->conns = c->next;
+	if (c->next)
+		c->next->prev = c->prev;
+	free(c->out);
+	free(c);
+}
+
+/* Report every open recipient of the job and hand it back. */
+static void job_end(struct smtp_conn *c, int result, const char *reply)
+{
+	struct smtp_job *j = c->job;
+	if (!j)
+		return;
+	if (reply)
+		smtp_job_result_all(c->m, j, result, reply);
+	c->job = NULL;
+	c->ops->job_done(c, j, c->arg);
+}
+
+/* The session is over: the job deferred with why, the owner told. */
+static void conn_drop(struct smtp_conn *c, const char *why)
+{
+	const struct petrel_host *h = c->m->host;
+	if (c->job) {
+		if (c->st == S_DOT && !c->abort_data) {
+			h->log(PETREL_LOG_WARN, "smtp: %s: %s after the end of data; the message may have "
+			       "been delivered and will be sent again (duplicate risk)",
+			       h->delivery_qid(c->job->d), c->peer);
+		}
+		char r[512];
+		snprintf(r, sizeof r, "%s%s", why,
+		         c->st == S_DOT && !c->abort_data ? " after end of data (the message may have been delivered)" : "");
+		job_end(c, PETREL_DEFER, r);
+	}
+	c->ops->closed(c, c->arg);
+	conn_free(c);
+}
+
+/* The current target cannot be used: note why, try the next one.
+ * Returns -1 (c may be gone). */
+static int target_fail(struct smtp_conn *c, const char *fmt, ...) PETREL_PRINTF(2, 3);
+static int target_fail(struct smtp_conn *c, const char *fmt, ...)
+{
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(c->lasterr, sizeof c->lasterr, fmt, ap);
+	va_end(ap);
+	if (c->up) {
+		/* a reused session broke: the job is deferred, the owner opens anew */
+		conn_drop(c, c->lasterr);
+		return -1;
+	}
+	c->m->host->log(PETREL_LOG_INFO, "smtp: %s", c->lasterr + (strlen(c->lasterr) > 10 ? 10 : 0));
+	close_fd(c);
+	c->ti++;
+	conn_try(c);
+	return -1;
+}
+
+/* A session error (the peer misbehaved, timed out or went away). */
+static int session_error(struct smtp_conn *c, const char *fmt, ...) PETREL_PRINTF(2, 3);
+static int session_error(struct smtp_conn *c, const char *fmt, ...)
+{
+	char why[400];
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(why, sizeof why, fmt, ap);
+	va_end(ap);
+	if (!c->up && !c->job)
+		return target_fail(c, "%s", why);
+	if (c->st != S_QUIT && c->st != S_IDLE)
+		c->m->host->log(PETREL_LOG_INFO, "smtp: %s%s%s", c->job ? c->m->host->delivery_qid(c->job->d) : "",
+		                c->job ? ": " : "", why + (strlen(why) > 10 ? 10 : 0));
+	conn_drop(c, why);
+	return -1;
+}
+
+void smtp_conn_abort(struct smtp_conn *c, const char *why)
+{
+	conn_drop(c, why);
+}
+
+/* --- connecting --- */
+
+static int conn_try(struct smtp_conn *c)
+{
+	const struct petrel_host *h = c->m->host;
+	for (; c->ti < c->p.ntargets; c->ti++) {
+		const struct smtp_target *t = target(c);
+		snprintf(c->peer, sizeof c->peer, "%s[%s]:%d", t->name, t->ip, t->port);
+		if (h->is_own_address(t->ip, t->port)) {
+			c->loop_seen = 1;
+			snprintf(c->lasterr, sizeof c->lasterr, "550 5.4.6 %s is this host", c->peer);
+			continue;
+		}
+		c->fd = socket(t->sa.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+		if (c->fd < 0) {
+			snprintf(c->lasterr, sizeof c->lasterr, "451 4.4.1 socket for %s: %s", c->peer,
+			         strerror(errno));
+			continue;
+		}
+		if (connect(c->fd, (struct sockaddr *)&t->sa, t->salen) < 0 && errno != EINPROGRESS) {
+			snprintf(c->lasterr, sizeof c->lasterr, "451 4.4.1 connect to %s: %s", c->peer,
+			         strerror(errno));
+			h->log(PETREL_LOG_INFO, "smtp: %s", c->lasterr + 10);
+			close(c->fd);
+			c->fd = -1;
+			continue;
+		}
+		c->st = S_CONNECT;
+		c->helo_done_tls = 0;
+		set_deadline(c, c->m->to.connect);
+		watch(c);
+		return 0;
+	}
+	/* no target left */
+	int loop = c->loop_seen && !strncmp(c->lasterr, "550 5.4.6", 9);
+	c->ops->failed(c, c->lasterr, loop, c->arg);
+	conn_free(c);
+	return -1;
+}
+
+struct smtp_conn *smtp_conn_new(struct smtp *m, const struct smtp_conn_params *p,
+                                const struct smtp_conn_ops *ops, void *arg)
+{
+	struct smtp_conn *c = calloc(1, sizeof *c);
+	if (!c)
+		return NULL;
+	c->m = m;
+	c->p = *p;
+	c->ops = ops;
+	c->arg = arg;
+	c->fd = -1;
+	snprintf(c->lasterr, sizeof c->lasterr, "451 4.4.1 no address to connect to");
+	c->next = m->conns;
+	if (m->conns)
+		m->conns->prev = c;
+	m->conns = c;
+	smtp_tick_arm(m);
+	return c;
+}
+
+void smtp_conn_go(struct smtp_conn *c)
+{
+	conn_try(c);
+}
+
+/* --- TLS --- */
+
+static int tls_start(struct smtp_conn *c)
+{
+	const struct smtp_target *t = target(c);
+	c->ssl = SSL_new(c->m->ssl_ctx);
+	if (!c->ssl || !SSL_set_fd(c->ssl, c->fd))
+		return target_fail(c, "451 4.7.5 TLS setup for %s failed", c->peer);
+	SSL_set_mode(c->ssl, SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
+	if (t->name[0] && strcmp(t->name, t->ip)) {
+		SSL_set_tlsext_host_name(c->ssl, t->name);
+		SSL_set1_host(c->ssl, t->name);
+	} else {
+		SSL_set1_host(c->ssl, t->ip);
+	}
+	c->st = S_TLS_HS;
+	c->inlen = 0;     /* nothing read before the handshake counts after it */
+	set_deadline(c, c->m->to.starttls);
+	return 0;
+}
+
+static int tls_step(struct smtp_conn *c)
+{
+	ERR_clear_error();
+	int r = SSL_connect(c->ssl);
+	if (r != 1) {
+		int e = SSL_get_error(c->ssl, r);
+		if (e == SSL_ERROR_WANT_READ || e == SSL_ERROR_WANT_WRITE) {
+			c->ssl_want_write = e == SSL_ERROR_WANT_WRITE;
+			return 0;
+		}
+		unsigned long err = ERR_peek_error();
+		char buf[200] = "connection closed";
+		if (err)
+			ERR_error_string_n(err, buf, sizeof buf);
+		long vr = SSL_get_verify_result(c->ssl);
+		if (vr != X509_V_OK && c->p.tls == TLS_VERIFY)
+			return target_fail(c, "451 4.7.5 TLS with %s: certificate verification failed: %s",
+			                   c->peer, X509_verify_cert_error_string(vr));
+		return target_fail(c, "451 4.7.5 TLS handshake with %s failed: %s", c->peer, buf);
+	}
+	c->ssl_want_write = 0;
+	if (c->p.tls == TLS_VERIFY) {
+		long vr = SSL_get_verify_result(c->ssl);
+		X509 *cert = SSL_get1_peer_certificate(c->ssl);
+		X509_free(cert);
+		if (!cert)
+			return target_fail(c, "451 4.7.5 TLS with %s: the server sent no certificate", c->peer);
+		if (vr != X509_V_OK)
+			return target_fail(c, "451 4.7.5 TLS with %s: certificate verification failed: %s",
+			                   c->peer, X509_verify_cert_error_string(vr));
+	}
+	c->tls_on = 1;
+	c->m->host->log(PETREL_LOG_INFO, "smtp: TLS with %s: %s %s%s", c->peer, SSL_get_version(c->ssl),
+	                SSL_get_cipher_name(c->ssl), c->p.tls == TLS_VERIFY ? ", verified" : "");
+	if (c->p.implicit_tls) {
+		c->st = S_GREETING;
+		set_deadline(c, c->m->to.greeting);
+		return 0;
+	}
+	/* RFC 3207 4.2: forget what the server said before; ask again */
+	c->caps = 0;
+	c->helo_done_tls = 1;
+	c->st = S_EHLO;
+	cmd(c, "EHLO %s", c->m->hostname);
+	set_deadline(c, c->m->to.helo);
+	return 0;
+}
+
+/* --- transactions --- */
+
+static void xtext(char *out, size_t size, const char *s)
+{
+	size_t k = 0;
+	for (; *s && k + 4 < size; s++) {
+		unsigned char ch = (unsigned char)*s;
+		if (ch >= '!' && ch <= '~' && ch != '+' && ch != '=')
+			out[k++] = (char)ch;
+		else
+			k += (size_t)snprintf(out + k, size - k, "+%02X", ch);
+	}
+	out[k] = 0;
+}
+
+static void send_rcpt(struct smtp_conn *c, int i)
+{
+	const struct petrel_host *h = c->m->host;
+	petrel_delivery *d = c->job->d;
+	char params[700] = "";
+	if (c->caps & CAP_DSN) {
+		unsigned n = h->delivery_rcpt_notify(d, i);
+		size_t k = 0;
+		if (n) {
+			k += (size_t)snprintf(params + k, sizeof params - k, " NOTIFY=");
+			if (n & PETREL_NOTIFY_NEVER)
+				k += (size_t)snprintf(params + k, sizeof params - k, "NEVER");
+			else
+				k += (size_t)snprintf(params + k, sizeof params - k, "%s%s%s",
+				                      n & PETREL_NOTIFY_SUCCESS ? "SUCCESS," : "",
+				                      n & PETREL_NOTIFY_FAILURE ? "FAILURE," : "",
+				                      n & PETREL_NOTIFY_DELAY ? "DELAY," : "");
+			if (params[k - 1] == ',')
+				params[--k] = 0;
+		}
+		const char *o = h->delivery_rcpt_orcpt(d, i);
+		const char *semi = o ? strchr(o, ';') : NULL;
+		if (semi && k + 20 < sizeof params) {
+			char x[600];
+			xtext(x, sizeof x, semi + 1);
+			snprintf(params + k, sizeof params - k, " ORCPT=%.*s;%s", (int)(semi - o), o, x);
+		}
+	}
+	cmd(c, "RCPT TO:<%s>%s", h->delivery_rcpt(d, i), params);
+}
+
+static void send_next(struct smtp_conn *c)
+{
+	const struct petrel_host *h = c->m->host;
+	petrel_delivery *d = c->job->d;
+	int n = c->job->nrcpt;
+	while (c->sent < c->ncmd) {
+		int k = c->sent++;
+		if (k == 0) {
+			char params[600] = "";
+			size_t p = 0;
+			unsigned f = h->delivery_flags(d);
+			if (c->caps & CAP_SIZE)
+				p += (size_t)snprintf(params + p, sizeof params - p, " SIZE=%llu", h->delivery_size(d));
+			if ((f & PETREL_DLV_8BITMIME) && (c->caps & CAP_8BITMIME))
+				p += (size_t)snprintf(params + p, sizeof params - p, " BODY=8BITMIME");
+			if ((f & PETREL_DLV_SMTPUTF8) && (c->caps & CAP_SMTPUTF8))
+				p += (size_t)snprintf(params + p, sizeof params - p, " SMTPUTF8");
+			if (c->caps & CAP_DSN) {
+				if (f & (PETREL_DLV_RET_FULL | PETREL_DLV_RET_HDRS))
+					p += (size_t)snprintf(params + p, sizeof params - p, " RET=%s",
+					                      f & PETREL_DLV_RET_FULL ? "FULL" : "HDRS");
+				const char *envid = h->delivery_envid(d);
+				if (envid && *envid) {
+					char x[400];
+					xtext(x, sizeof x, envid);
+					snprintf(params + p, sizeof params - p, " ENVID=%s", x);
+				}
+			}
+			cmd(c, "MAIL FROM:<%s>%s", h->delivery_sender(d), params);
+			set_deadline(c, c->m->to.mail);
+		} else if (k <= n) {
+			send_rcpt(c, k - 1);
+			set_deadline(c, c->m->to.rcpt);
+		} else {
+			cmd(c, "DATA");
+			set_deadline(c, c->m->to.data_init);
+		}
+		if (!(c->caps & CAP_PIPELINING))
+			break;
+	}
+}
+
+/* Does the message hold a byte with the high bit set?  One read pass
+ * (only for a message flagged 8BITMIME going to a server without it). */
+static int has_8bit(struct smtp_conn *c, petrel_delivery *d)
+{
+	const struct petrel_host *h = c->m->host;
+	char buf[16384];
+	int found = 0;
+	if (h->delivery_rewind(d) < 0)
+		return -1;
+	for (;;) {
+		ssize_t r = h->delivery_read(d, buf, sizeof buf);
+		if (r < 0)
+			return -1;
+		if (r == 0)
+			break;
+		for (ssize_t i = 0; i < r && !found; i++)
+			found = (unsigned char)buf[i] >= 0x80;
+		if (found)
+			break;
+	}
+	return h->delivery_rewind(d) < 0 ? -1 : found;
+}
+
+/* Start the job the connection holds; returns 0, 1 when the job ended
+ * before anything was sent (the next one may go), or -1 (c gone). */
+static int txn_begin(struct smtp_conn *c)
+{
+	const struct petrel_host *h = c->m->host;
+	struct smtp_job *j = c->job;
+	petrel_delivery *d = j->d;
+	unsigned f = h->delivery_flags(d);
+	snprintf(j->relay, sizeof j->relay, "%s", c->peer);
+	h->delivery_relay(d, c->peer);
+	j->tries++;
+	c->nmsgs++;
+	char r[500];
+	if ((c->caps & CAP_SIZE) && c->size_limit && h->delivery_size(d) > c->size_limit) {
+		snprintf(r, sizeof r, "552 5.3.4 message size %llu exceeds the limit %llu of %s",
+		         h->delivery_size(d), c->size_limit, c->peer);
+		job_end(c, PETREL_BOUNCE, r);
+		return 1;
+	}
+	if ((f & PETREL_DLV_SMTPUTF8) && !(c->caps & CAP_SMTPUTF8)) {
+		snprintf(r, sizeof r, "553 5.6.7 the message needs SMTPUTF8 and %s does not offer it", c->peer);
+		job_end(c, PETREL_BOUNCE, r);
+		return 1;
+	}
+	if ((f & PETREL_DLV_8BITMIME) && !(c->caps & CAP_8BITMIME)) {
+		/* RFC 6152 3: convert to 7 bit or return it; we return 8-bit
+		 * content and send a message whose bytes are all 7-bit as it is */
+		int e = has_8bit(c, d);
+		if (e != 0) {
+			if (e > 0)
+				snprintf(r, sizeof r, "554 5.6.3 the message has 8-bit content and %s does not "
+				         "offer 8BITMIME (no conversion to 7 bit is done)", c->peer);
+			job_end(c, e > 0 ? PETREL_BOUNCE : PETREL_DEFER,
+			        e > 0 ? r : "451 4.3.0 cannot read the queued message");
+			return 1;
+		}
+	}
+	for (int i = 0; i < j->nrcpt; i++)
+		j->accepted[i] = 0;
+	c->ncmd = j->nrcpt + 2;
+	c->sent = c->got = c->naccepted = 0;
+	c->mail_failed = 0;
+	c->abort_data = 0;
+	c->st = S_TXN;
+	send_next(c);
+	return 0;
+}
+
+void smtp_conn_give(struct smtp_conn *c, struct smtp_job *j)
+{
+	c->job = j;
+	int r = txn_begin(c);
+	if (r == 1)
+		r = session_up(c);
+	if (r == 0)
+		watch(c);
+}
+
+void smtp_conn_quit(struct smtp_conn *c)
+{
+	if (c->st != S_IDLE || c->job)
+		return;
+	c->st = S_QUIT;
+	cmd(c, "QUIT");
+	set_deadline(c, c->m->to.quit);
+	watch(c);
+}
+
+/* The session is ready for a (next) job; returns 0 or -1 (c gone). */
+static int session_up(struct smtp_conn *c)
+{
+	c->up = 1;
+	if (c->p.reuse_count > 0 && c->nmsgs >= c->p.reuse_count) {
+		c->st = S_IDLE;
+		smtp_conn_quit(c);
+		return 0;
+	}
+	struct smtp_job *j;
+	while ((j = c->ops->want_job(c, c->arg))) {
+		c->job = j;
+		int r = txn_begin(c);
+		if (r != 1)
+			return r;
+	}
+	c->st = S_IDLE;
+	c->deadline = 0;
+	c->idle_since = smtp_now();
+	return 0;
+}
+
+/* The transaction is over: RSET, then the next job. */
+static int txn_over(struct smtp_conn *c)
+{
+	job_end(c, 0, NULL);
+	if (c->p.reuse_count > 0 && c->nmsgs >= c->p.reuse_count) {
+		c->st = S_IDLE;
+		smtp_conn_quit(c);
+		return 0;
+	}
+	c->st = S_RSET;
+	cmd(c, "RSET");
+	set_deadline(c, c->m->to.rset);
+	return 0;
+}
+
+static int result_of(int code)
+{
+	return code / 100 == 2 ? PETREL_DELIVERED : code / 100 == 5 ? PETREL_BOUNCE : PETREL_DEFER;
+}
+
+static void fill_body(struct smtp_conn *c)
+{
+	const struct petrel_host *h = c->m->host;
+	char buf[BODY_CHUNK];
+	while (c->st == S_BODY && c->outlen - c->outoff < OUT_HIGH) {
+		ssize_t r = h->delivery_read(c->job->d, buf, sizeof buf);
+		if (r < 0) {
+			/* cannot read our own queue file: close without the dot so
+			 * the peer never takes a truncated message */
+			h->log(PETREL_LOG_ERROR, "smtp: %s: reading the queued message: %s",
+			       h->delivery_qid(c->job->d), strerror(errno));
+			c->body_eof = -1;
+			return;
+		}
+		if (r == 0) {
+			out_reserve(c, 5);
+			if (!c->bol) {
+				memcpy(c->out + c->outlen, "\r\n", 2);
+				c->outlen += 2;
+			}
+			memcpy(c->out + c->outlen, ".\r\n", 3);
+			c->outlen += 3;
+			c->st = S_DOT;
+			return;
+		}
+		out_reserve(c, (size_t)r * 2);
+		char *o = c->out + c->outlen;
+		for (ssize_t i = 0; i < r; i++) {
+			if (c->bol && buf[i] == '.')
+				*o++ = '.';
+			*o++ = buf[i];
+			c->bol = buf[i] == '\n';
+		}
+		c->outlen = (size_t)(o - c->out);
+	}
+}
+
+/* One complete reply in a transaction. */
+static int txn_reply(struct smtp_conn *c)
+{
+	struct smtp_job *j = c->job;
+	int n = j->nrcpt;
+	int k = c->got++;
+	int res = result_of(c->rcode);
+	if (k == 0) {
+		if (res != PETREL_DELIVERED) {
+			c->mail_failed = res;
+			snprintf(c->mail_reply, sizeof c->mail_reply, "%s", c->rtext);
+		}
+	} else if (k <= n) {
+		if (c->mail_failed)
+			;   /* the MAIL reply decides */
+		else if (res == PETREL_DELIVERED) {
+			j->accepted[k - 1] = 1;
+			c->naccepted++;
+		} else {
+			smtp_job_result(c->m, j, k - 1, res, c->rtext);
+		}
+	} else {
+		/* DATA */
+		if (c->mail_failed || !c->naccepted) {
+			if (c->mail_failed)
+				smtp_job_result_all(c->m, j, c->mail_failed, c->mail_reply);
+			if (c->rcode == 354) {
+				c->abort_data = 1;
+				c->st = S_DOT;
+				cmd(c, ".");
+				set_deadline(c, c->m->to.data_done);
+				return 0;
+			}
+			return txn_over(c);
+		}
+		if (c->rcode != 354) {
+			smtp_job_result_all(c->m, j, res == PETREL_DELIVERED ? PETREL_DEFER : res, c->rtext);
+			return txn_over(c);
+		}
+		if (c->m->host->delivery_rewind(j->d) < 0) {
+			smtp_job_result_all(c->m, j, PETREL_DEFER, "451 4.3.0 cannot read the queued message");
+			return session_error(c, "451 4.3.0 cannot read the queued message");
+		}
+		c->st = S_BODY;
+		c->bol = 1;
+		c->body_eof = 0;
+		set_deadline(c, c->m->to.data_block);
+		fill_body(c);
+		if (c->body_eof < 0)
+			return session_error(c, "451 4.3.0 cannot read the queued message");
+		return 0;
+	}
+	if (!(c->caps & CAP_PIPELINING)) {
+		if (k == 0 && c->mail_failed) {
+			smtp_job_result_all(c->m, j, c->mail_failed, c->mail_reply);
+			return txn_over(c);
+		}
+		if (k == n && !c->naccepted)
+			return txn_over(c);   /* every RCPT refused: no DATA */
+		send_next(c);
+	}
+	return 0;
+}
+
+/* The reply to the final dot. */
+static int dot_reply(struct smtp_conn *c)
+{
+	struct smtp_job *j = c->job;
+	const struct petrel_host *h = c->m->host;
+	if (!c->abort_data) {
+		int res = result_of(c->rcode);
+		for (int i = 0; i < j->nrcpt; i++) {
+			if (!j->accepted[i])
+				continue;
+			int r = res;
+			if (r == PETREL_DELIVERED && !(c->caps & CAP_DSN) &&
+			    (h->delivery_rcpt_notify(j->d, i) & PETREL_NOTIFY_SUCCESS))
+				r = PETREL_RELAYED;
+			smtp_job_result(c->m, j, i, r, c->rtext);
+		}
+	}
+	return txn_over(c);
+}
+
+/* --- replies --- */
+
+static void parse_ehlo_line(struct smtp_conn *c, const char *kw)
+{
+	char word[32];
+	size_t i = 0;
+	while (kw[i] && kw[i] != ' ' && kw[i] != '=' && i < sizeof word - 1) {
+		word[i] = (char)toupper((unsigned char)kw[i]);
+		i++;
+	}
+	word[i] = 0;
+	const char *arg = kw + i;
+	while (*arg == ' ' || *arg == '=')
+		arg++;
+	if (!strcmp(word, "PIPELINING"))
+		c->caps |= CAP_PIPELINING;
+	else if (!strcmp(word, "SIZE")) {
+		c->caps |= CAP_SIZE;
+		c->size_limit = strtoull(arg, NULL, 10);
+	} else if (!strcmp(word, "8BITMIME"))
+		c->caps |= CAP_8BITMIME;
+	else if (!strcmp(word, "SMTPUTF8"))
+		c->caps |= CAP_SMTPUTF8;
+	else if (!strcmp(word, "DSN"))
+		c->caps |= CAP_DSN;
+	else if (!strcmp(word, "STARTTLS"))
+		c->caps |= CAP_STARTTLS;
+	else if (!strcmp(word, "AUTH")) {
+		char mech[32];
+		while (*arg) {
+			size_t k = 0;
+			while (*arg && *arg != ' ' && k < sizeof mech - 1)
+				mech[k++] = (char)toupper((unsigned char)*arg++);
+			mech[k] = 0;
+			while (*arg == ' ')
+				arg++;
+			if (!strcmp(mech, "PLAIN"))
+				c->caps |= CAP_AUTH_PLAIN;
+			else if (!strcmp(mech, "LOGIN"))
+				c->caps |= CAP_AUTH_LOGIN;
+		}
+	}
+}
+
+/* Does the first word of text name this host? */
+static int names_me(struct smtp_conn *c, const char *text)
+{
+	const char *me = c->m->hostname;
+	size_t n = strlen(me);
+	return n && !strncasecmp(text, me, n) && (text[n] == 0 || text[n] == ' ');
+}
+
+static void b64(char *out, size_t size, const void *in, size_t n)
+{
+	if (4 * ((n + 2) / 3) + 1 > size) {
+		out[0] = 0;
+		return;
+	}
+	EVP_EncodeBlock((unsigned char *)out, in, (int)n);
+}
+
+/* EHLO/HELO done (at this TLS level): STARTTLS, AUTH or ready. */
+static int after_ehlo(struct smtp_conn *c)
+{
+	enum smtp_tls_policy pol = c->p.tls;
+	if (!c->tls_on && !c->p.implicit_tls && pol != TLS_NONE) {
+		if (c->caps & CAP_STARTTLS) {
+			c->st = S_STARTTLS;
+			cmd(c, "STARTTLS");
+			set_deadline(c, c->m->to.starttls);
+			return 0;
+		}
+		if (pol >= TLS_ENCRYPT)
+			return target_fail(c, "451 4.7.4 TLS is required but %s does not offer STARTTLS",
+			                   c->peer);
+	}
+	if (c->p.auth_user && c->p.auth_password) {
+		if (!c->tls_on)
+			return target_fail(c, "451 4.7.10 not sending credentials to %s without TLS", c->peer);
+		char plain[800];
+		const char *u = c->p.auth_user, *pw = c->p.auth_password;
+		size_t ul = strlen(u), pl = strlen(pw);
+		if (ul + pl + 2 > 500)
+			return target_fail(c, "451 4.7.8 credentials for %s too long", c->peer);
+		if (c->caps & CAP_AUTH_PLAIN) {
+			char raw[520];
+			raw[0] = 0;
+			memcpy(raw + 1, u, ul);
+			raw[1 + ul] = 0;
+			memcpy(raw + 2 + ul, pw, pl);
+			b64(plain, sizeof plain, raw, ul + pl + 2);
+			c->st = S_AUTH;
+			cmd(c, "AUTH PLAIN %s", plain);
+		} else if (c->caps & CAP_AUTH_LOGIN) {
+			c->st = S_AUTH_USER;
+			cmd(c, "AUTH LOGIN");
+		} else {
+			return target_fail(c, "451 4.7.8 %s offers no AUTH PLAIN or LOGIN", c->peer);
+		}
+		set_deadline(c, c->m->to.auth);
+		return 0;
+	}
+	return session_up(c);
+}
+
+/* A complete reply: rcode and rtext are set.  Returns 0 or -1 (c gone). */
+static int on_reply(struct smtp_conn *c)
+{
+	int cls = c->rcode / 100;
+	const struct petrel_host *h = c->m->host;
+	switch (c->st) {
+	case S_GREETING:
+		if (cls != 2)
+			return target_fail(c, "451 4.4.2 %s greeted us with: %s", c->peer, c->rtext);
+		if (names_me(c, c->rtext + 4)) {
+			close_fd(c);
+			c->ops->failed(c, c->peer, 1, c->arg);
+			conn_free(c);
+			return -1;
+		}
+		c->st = S_EHLO;
+		cmd(c, "EHLO %s", c->m->hostname);
+		set_deadline(c, c->m->to.helo);
+		return 0;
+	case S_EHLO:
+		if (cls != 2) {
+			if (c->helo_done_tls)
+				return target_fail(c, "451 4.4.2 %s refused EHLO after STARTTLS: %s", c->peer, c->rtext);
+			c->st = S_HELO;
+			c->caps = 0;
+			cmd(c, "HELO %s", c->m->hostname);
+			set_deadline(c, c->m->to.helo);
+			return 0;
+		}
+		if (names_me(c, c->rtext + 4)) {
+			close_fd(c);
+			c->ops->failed(c, c->peer, 1, c->arg);
+			conn_free(c);
+			return -1;
+		}
+		return after_ehlo(c);
+	case S_HELO:
+		if (cls != 2)
+			return target_fail(c, "451 4.4.2 %s refused HELO: %s", c->peer, c->rtext);
+		c->caps = 0;
+		return after_ehlo(c);
+	case S_STARTTLS:
+		if (cls != 2) {
+			if (c->p.tls >= TLS_ENCRYPT)
+				return target_fail(c, "451 4.7.4 %s refused STARTTLS: %s", c->peer, c->rtext);
+			c->caps &= ~(unsigned)CAP_STARTTLS;
+			return after_ehlo(c);    /* "may": go on in the clear */
+		}
+		return tls_start(c);
+	case S_AUTH_USER:
+	case S_AUTH_PASS:
+		if (c->rcode == 334) {
+			char enc[800];
+			const char *v = c->st == S_AUTH_USER ? c->p.auth_user : c->p.auth_password;
+			b64(enc, sizeof enc, v, strlen(v));
+			cmd(c, "%s", enc);
+			c->st = c->st == S_AUTH_USER ? S_AUTH_PASS : S_AUTH;
+			set_deadline(c, c->m->to.auth);
+			return 0;
+		}
+		/* fall through */
+	case S_AUTH:
+		if (cls != 2)
+			return target_fail(c, "451 4.7.8 authentication to %s failed: %s", c->peer, c->rtext);
+		h->log(PETREL_LOG_INFO, "smtp: authenticated to %s as %s", c->peer, c->p.auth_user);
+		return session_up(c);
+	case S_RSET:
+		if (cls != 2) {
+			c->st = S_IDLE;
+			smtp_conn_quit(c);
+			return 0;
+		}
+		return session_up(c);
+	case S_TXN:
+		return txn_reply(c);
+	case S_DOT:
+		return dot_reply(c);
+	case S_QUIT:
+		conn_drop(c, "451 4.4.2 QUIT");
+		return -1;
+	case S_BODY:
+		return session_error(c, "451 4.5.0 %s replied during the message content: %s", c->peer,
+		                     c->rtext);
+	case S_IDLE:
+		/* an idle server that speaks is closing (421): let it go */
+		conn_drop(c, "451 4.4.2 idle");
+		return -1;
+	default:
+		return session_error(c, "451 4.5.0 unexpected reply from %s: %s", c->peer, c->rtext);
+	}
+}
+
+/* One reply line (CRLF removed).  Returns 0 or -1 (c gone). */
+static int on_line(struct smtp_conn *c, char *line, size_t len)
+{
+	if (len < 3 || !isdigit((unsigned char)line[0]) || !isdigit((unsigned char)line[1]) ||
+	    !isdigit((unsigned char)line[2]) || (len > 3 && line[3] != ' ' && line[3] != '-'))
+		return session_error(c, "451 4.5.0 malformed reply from %s in %s", c->peer, state_name[c->st]);
+	int code = (line[0] - '0') * 100 + (line[1] - '0') * 10 + (line[2] - '0');
+	if (c->rlines && code != c->rcode)
+		return session_error(c, "451 4.5.0 malformed reply from %s: the code changes within a reply",
+		                     c->peer);
+	if (++c->rlines > REPLY_LINES)
+		return session_error(c, "451 4.5.0 reply from %s in %s has more than %d lines", c->peer,
+		                     state_name[c->st], REPLY_LINES);
+	c->rcode = code;
+	const char *text = len > 4 ? line + 4 : "";
+	if (c->rlines == 1)
+		c->rtextlen = (size_t)snprintf(c->rtext, sizeof c->rtext, "%d %s", code, text);
+	else if (c->rtextlen + 2 < sizeof c->rtext)
+		c->rtextlen += (size_t)snprintf(c->rtext + c->rtextlen, sizeof c->rtext - c->rtextlen, " %s", text);
+	if (c->rtextlen >= sizeof c->rtext)
+		c->rtextlen = sizeof c->rtext - 1;
+	if ((c->st == S_EHLO) && c->rlines > 1 && code / 100 == 2)
+		parse_ehlo_line(c, text);
+	if (len > 3 && line[3] == '-')
+		return 0;
+	c->rlines = 0;
+	return on_reply(c);
+}
+
+/* Split the input into lines; returns 0 or -1 (c gone). */
+static int process_input(struct smtp_conn *c)
+{
+	size_t start = 0;
+	while (start < c->inlen) {
+		char *p = c->in + start;
+		size_t avail = c->inlen - start;
+		char *lf = memchr(p, '\n', avail);
+		size_t scan = lf ? (size_t)(lf - p) : avail;
+		if (memchr(p, 0, scan))
+			return session_error(c, "451 4.5.0 reply from %s in %s has a NUL byte", c->peer,
+			                     state_name[c->st]);
+		if (!lf) {
+			if (avail > LINE_MAX_)
+				return session_error(c, "451 4.5.0 reply line from %s in %s is longer than %d bytes",
+				                     c->peer, state_name[c->st], LINE_MAX_);
+			break;
+		}
+		size_t len = (size_t)(lf - p);
+		if (len > LINE_MAX_)
+			return session_error(c, "451 4.5.0 reply line from %s in %s is longer than %d bytes",
+			                     c->peer, state_name[c->st], LINE_MAX_);
+		if (len == 0 || p[len - 1] != '\r')
+			return session_error(c, "451 4.5.0 reply from %s in %s ends a line with a bare LF",
+			                     c->peer, state_name[c->st]);
+		p[len - 1] = 0;
+		start += len + 1;
+		enum state before = c->st;
+		if (on_line(c, p, len - 1) < 0)
+			return -1;
+		if (before == S_STARTTLS && c->st == S_TLS_HS) {
+			/* bytes after the 220 came before the handshake: never trusted */
+			if (start < c->inlen)
+				c->m->host->log(PETREL_LOG_WARN, "smtp: %s sent %zu bytes after its STARTTLS reply; "
+				                "dropped", c->peer, c->inlen - start);
+			c->inlen = 0;
+			return 0;
+		}
+	}
+	memmove(c->in, c->in + start, c->inlen - start);
+	c->inlen -= start;
+	return 0;
+}
+
+/* --- I/O --- */
+
+static int do_flush(struct smtp_conn *c)
+{
+	while (c->outoff < c->outlen) {
+		size_t n = c->outlen - c->outoff;
+		ssize_t w;
+		if (c->tls_on) {
+			ERR_clear_error();
+			int r = SSL_write(c->ssl, c->out + c->outoff, (int)(n > 65536 ? 65536 : n));
+			if (r <= 0) {
+				int e = SSL_get_error(c->ssl, r);
+				if (e == SSL_ERROR_WANT_WRITE || e == SSL_ERROR_WANT_READ)
+					return 0;
+				return session_error(c, "451 4.4.2 lost connection with %s while sending %s", c->peer,
+				                     state_name[c->st]);
+			}
+			w = r;
+		} else {
+			w = send(c->fd, c->out + c->outoff, n, MSG_NOSIGNAL);
+			if (w < 0) {
+				if (errno == EAGAIN || errno == EINTR)
+					return 0;
+				return session_error(c, "451 4.4.2 lost connection with %s while sending %s: %s",
+				                     c->peer, state_name[c->st], strerror(errno));
+			}
+		}
+		c->outoff += (size_t)w;
+		if (c->st == S_BODY || (c->st == S_DOT && c->outoff < c->outlen))
+			set_deadline(c, c->m->to.data_block);
+		else if (c->st == S_DOT && c->outoff == c->outlen)
+			set_deadline(c, c->m->to.data_done);
+		if (c->st == S_BODY) {
+			fill_body(c);
+			if (c->body_eof < 0)
+				return session_error(c, "451 4.3.0 cannot read the queued message");
+		}
+	}
+	return 0;
+}
+
+static int do_read(struct smtp_conn *c)
+{
+	for (;;) {
+		if (c->inlen >= sizeof c->in)
+			return session_error(c, "451 4.5.0 reply line from %s is longer than %d bytes", c->peer,
+			                     LINE_MAX_);
+		ssize_t r;
+		size_t room = sizeof c->in - c->inlen;
+		if (c->tls_on) {
+			ERR_clear_error();
+			int n = SSL_read(c->ssl, c->in + c->inlen, (int)room);
+			if (n <= 0) {
+				int e = SSL_get_error(c->ssl, n);
+				if (e == SSL_ERROR_WANT_READ)
+					return 0;
+				if (e == SSL_ERROR_WANT_WRITE) {
+					c->ssl_want_write = 1;
+					return 0;
+				}
+				r = e == SSL_ERROR_ZERO_RETURN ? 0 : -1;
+				errno = ECONNRESET;
+			} else {
+				r = n;
+			}
+		} else {
+			r = recv(c->fd, c->in + c->inlen, room, 0);
+			if (r < 0 && (errno == EAGAIN || errno == EINTR))
+				return 0;
+		}
+		if (r <= 0) {
+			if (c->st == S_QUIT || c->st == S_IDLE) {
+				conn_drop(c, "451 4.4.2 closed");
+				return -1;
+			}
+			if (r == 0)
+				return session_error(c, "451 4.4.2 lost connection with %s in %s", c->peer,
+				                     state_name[c->st]);
+			return session_error(c, "451 4.4.2 lost connection with %s in %s: %s", c->peer,
+			                     state_name[c->st], strerror(errno));
+		}
+		c->inlen += (size_t)r;
+		enum state before = c->st;
+		if (process_input(c) < 0)
+			return -1;
+		if (c->st == S_TLS_HS && before != S_TLS_HS)
+			return tls_step(c);
+	}
+}
+
+static void conn_io(int fd, int events, void *arg)
+{
+	struct smtp_conn *c = arg;
+	(void)fd;
+	if (c->st == S_CONNECT) {
+		int err = 0;
+		socklen_t len = sizeof err;
+		if (getsockopt(c->fd, SOL_SOCKET, SO_ERROR, &err, &len) < 0)
+			err = errno;
+		if (err) {
+			target_fail(c, "451 4.4.1 connect to %s: %s", c->peer, strerror(err));
+			return;
+		}
+		if (!(events & PETREL_FD_WRITE))
+			return;
+		if (c->p.implicit_tls) {
+			if (tls_start(c) < 0 || tls_step(c) < 0)
+				return;
+		} else {
+			c->st = S_GREETING;
+			set_deadline(c, c->m->to.greeting);
+		}
+		watch(c);
+		return;
+	}
+	if (c->st == S_TLS_HS) {
+		if (tls_step(c) < 0)
+			return;
+		if (c->st == S_TLS_HS) {
+			watch(c);
+			return;
+		}
+	}
+	if (c->ssl_want_write && (events & PETREL_FD_WRITE)) {
+		c->ssl_want_write = 0;
+		events |= PETREL_FD_READ;
+	}
+	if (do_flush(c) < 0)
+		return;
+	if ((events & PETREL_FD_READ) && do_read(c) < 0)
+		return;
+	if (do_flush(c) < 0)
+		return;
+	watch(c);
+}
+
+void smtp_conn_check_timeout(struct smtp_conn *c, unsigned long long now)
+{
+	if (!c->deadline || now < c->deadline)
+		return;
+	c->deadline = 0;
+	if (c->st == S_CONNECT) {
+		target_fail(c, "451 4.4.1 connect to %s: timed out", c->peer);
+		return;
+	}
+	if (c->st == S_QUIT) {
+		conn_drop(c, "451 4.4.2 QUIT timed out");
+		return;
+	}
+	session_error(c, "451 4.4.2 conversation with %s timed out in %s", c->peer, state_name[c->st]);
+}
