@@ -117,6 +117,26 @@ static const struct setting settings[] = {
 	  .help = "file of \"user:HASH\" lines (crypt(3) hashes) for AUTH PLAIN/LOGIN; read at start" },
 	{ .name = "auth_failure_limit", .type = T_INT, .offset = OFF(auth_failure_limit), .min = 1,
 	  .max = 1000, .help = "failed AUTH attempts before the session gets 421 and is closed (default 3)" },
+	{ .name = "auth_client_failure_limit", .type = T_INT, .offset = OFF(auth_client_failure_limit),
+	  .min = 0, .max = 1000000,
+	  .help = "wrong passwords from one client address (IPv6: its /64) within auth_client_failure_window "
+	          "before its AUTH gets 454 4.7.0 with no password checked (default 10; 0: no limit)" },
+	{ .name = "auth_client_failure_window", .type = T_INT, .offset = OFF(auth_client_failure_window),
+	  .min = 1, .max = 86400, .help = "seconds over which auth_client_failure_limit counts (default 600)" },
+	{ .name = "auth_client_concurrency", .type = T_INT, .offset = OFF(auth_client_concurrency),
+	  .min = 1, .max = 1000,
+	  .help = "password checks one client address may have running at once; more get 454 4.7.0 (default 2)" },
+	{ .name = "soft_error_limit", .type = T_INT, .offset = OFF(soft_error_limit), .min = 0, .max = 1000,
+	  .help = "errors (4xx/5xx replies) in a session without a delivered message before every reply "
+	          "waits error_sleep_time (default 10)" },
+	{ .name = "hard_error_limit", .type = T_INT, .offset = OFF(hard_error_limit), .min = 1, .max = 1000,
+	  .help = "errors in a session without a delivered message before it gets 421 and is closed (default 20)" },
+	{ .name = "error_sleep_time", .type = T_INT, .offset = OFF(error_sleep_time), .min = 0, .max = 60,
+	  .help = "seconds each reply waits once soft_error_limit is passed (default 1; 0: no wait)" },
+	{ .name = "junk_command_limit", .type = T_INT, .offset = OFF(junk_command_limit), .min = 1,
+	  .max = 1000000000,
+	  .help = "NOOP, RSET, VRFY, HELP, HELO/EHLO in a session without a delivered message before each "
+	          "one counts as an error (default 100)" },
 	{ .name = "modules", .type = T_GROUP, .set = set_modules,
 	  .help = "one block per module with that module's own settings" },
 };
@@ -558,6 +578,13 @@ static void set_defaults(struct config *c)
 	c->max_connections = 10000;
 	c->pending_timeout = 30;
 	c->auth_failure_limit = 3;
+	c->auth_client_failure_limit = 10;
+	c->auth_client_failure_window = 600;
+	c->auth_client_concurrency = 2;
+	c->soft_error_limit = 10;
+	c->hard_error_limit = 20;
+	c->error_sleep_time = 1;
+	c->junk_command_limit = 100;
 }
 
 static int apply(struct config *c, const struct setting *st, config_setting_t *s, struct buf *errs)

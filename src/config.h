@@ -80,6 +80,13 @@ struct config {
 	char *tls_key_file;
 	char *auth_passwords;           /* user:crypt-hash file for AUTH */
 	int auth_failure_limit;         /* failed AUTHs before 421 */
+	int auth_client_failure_limit;  /* bad passwords per client address and window, 0: off */
+	int auth_client_failure_window; /* seconds */
+	int auth_client_concurrency;    /* password checks at once per client address */
+	int soft_error_limit;           /* errors before each reply waits error_sleep_time */
+	int hard_error_limit;           /* errors before 421 */
+	int error_sleep_time;           /* seconds */
+	int junk_command_limit;         /* junk commands before each one counts as an error */
 	config_t cfg;                   /* the parsed tree */
 };
 

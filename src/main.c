@@ -15,6 +15,7 @@
  * flight finish, then exit 0.  What is queued stays queued.
  */
 #include "auth.h"
+#include "auth_throttle.h"
 #include "config.h"
 #include "log.h"
 #include "module_load.h"
@@ -486,6 +487,7 @@ int main(int argc, char **argv)
 	ev_run(srv->loop);
 	workers_stop(&srv->workers);
 	workers_stop(&srv->filter_workers);
+	auth_throttle_free(&srv->auth_throttle);
 	spool_close(&srv->spool);
 	if (pidfd >= 0) {
 		unlink(pidfile);

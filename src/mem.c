@@ -62,9 +62,24 @@ char *xasprintf(const char *fmt, ...)
 	return b.data;
 }
 
+/* Move the bytes left back to the start of the allocation. */
+static void buf_compact(struct buf *b)
+{
+	if (!b->off)
+		return;
+	char *base = b->data - b->off;
+	memmove(base, b->data, b->len + 1);
+	b->data = base;
+	b->cap += b->off;
+	b->off = 0;
+}
+
 void buf_reserve(struct buf *b, size_t extra)
 {
 	size_t need = b->len + extra + 1;
+	if (need <= b->cap)
+		return;
+	buf_compact(b);
 	if (need <= b->cap)
 		return;
 	size_t cap = b->cap ? b->cap : 64;
@@ -111,25 +126,32 @@ void buf_addf(struct buf *b, const char *fmt, ...)
 void buf_consume(struct buf *b, size_t n)
 {
 	if (n >= b->len) {
-		b->len = 0;
-	} else {
-		memmove(b->data, b->data + n, b->len - n);
-		b->len -= n;
+		buf_reset(b);
+		return;
 	}
-	if (b->data)
-		b->data[b->len] = 0;
+	b->data += n;
+	b->off += n;
+	b->cap -= n;
+	b->len -= n;
+	b->data[b->len] = 0;
+	if (b->off >= b->len)      /* moving back costs no more than was consumed */
+		buf_compact(b);
 }
 
 void buf_reset(struct buf *b)
 {
 	b->len = 0;
-	if (b->data)
-		b->data[0] = 0;
+	if (!b->data)
+		return;
+	b->data -= b->off;
+	b->cap += b->off;
+	b->off = 0;
+	b->data[0] = 0;
 }
 
 void buf_free(struct buf *b)
 {
-	free(b->data);
-	b->data = NULL;
-	b->len = b->cap = 0;
+	if (b->data)
+		free(b->data - b->off);
+	*b = (struct buf){ 0 };
 }

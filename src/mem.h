@@ -25,7 +25,8 @@ char *xasprintf(const char *fmt, ...)
 struct buf {
 	char *data;     /* always NUL-terminated when len > 0 or after buf_* */
 	size_t len;
-	size_t cap;
+	size_t cap;     /* bytes usable from data on */
+	size_t off;     /* consumed bytes before data (the allocation starts at data - off) */
 };
 
 void buf_reserve(struct buf *b, size_t extra);
@@ -33,7 +34,10 @@ void buf_add(struct buf *b, const void *p, size_t n);
 void buf_adds(struct buf *b, const char *s);
 void buf_addf(struct buf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 void buf_vaddf(struct buf *b, const char *fmt, va_list ap) __attribute__((format(printf, 2, 0)));
-void buf_consume(struct buf *b, size_t n);  /* drop n bytes from the front */
+/* Drop n bytes from the front, in amortised O(n): the bytes left move
+ * back only once as many were consumed.  A buf consumed from is freed
+ * with buf_free, never by free(b->data). */
+void buf_consume(struct buf *b, size_t n);
 void buf_reset(struct buf *b);              /* len = 0, keep memory */
 void buf_free(struct buf *b);               /* release memory */
 

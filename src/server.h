@@ -45,6 +45,7 @@ struct server {
 	struct auth_db **old_auth_dbs;     /* replaced by SIGHUP, freed at exit */
 	int nold_auth_dbs;
 	struct workers *filter_workers;    /* modules' blocking work, password hashing */
+	struct auth_throttle *auth_throttle;   /* AUTH per client address (smtp_auth.c), made at first use */
 	struct petrel_session *sessions;   /* doubly linked */
 	int nsessions;
 	bool stopping;

@@ -116,7 +116,12 @@ struct petrel_session {
 	uint64_t data_deadline;
 	struct petrel_txn *txn;
 	char reply[512];         /* session-level reply from a module */
-	int errors;              /* protocol errors, for the error limit */
+	int errors;              /* 4xx/5xx replies since the last message (error limits) */
+	int junk;                /* NOOP, RSET, VRFY, HELP, HELO, EHLO since the last message */
+	bool out_paused;         /* input waits: the client is not reading its replies */
+	bool tarpit;             /* over soft_error_limit: the next reply waits for tarpit_timer */
+	struct ev_timer tarpit_timer;
+	bool tls_restart;        /* the chain's connect step after STARTTLS: no greeting */
 	int ncmds[SMTP_AUTH + 1];
 	struct petrel_session *prev, *next;
 	struct chain_run run;

@@ -13,7 +13,15 @@
  * a refusal.  Only then is s->auth_user set.
  *
  * auth_failure_limit failed attempts (bad password, malformed PLAIN,
- * refused by a module) end the session with 421 4.7.0.
+ * refused by a module, throttled) end the session with 421 4.7.0.
+ *
+ * Across connections (auth_throttle.h): a client address (IPv6: /64)
+ * with auth_client_failure_limit wrong passwords within
+ * auth_client_failure_window seconds, or with auth_client_concurrency
+ * checks already in flight, gets 454 4.7.0 before any hash is computed:
+ * a stream of bad logins from one address neither brute-forces nor fills
+ * the filter threads, and other addresses still log in.  STARTTLS resets
+ * none of this (nor the session's own failure count).
  *
  * Logs: success "client=..., sasl_method=PLAIN, sasl_username=alice";
  * failure "SASL PLAIN authentication failed" with the client address.
@@ -21,6 +29,7 @@
  */
 #include "smtp_server.h"
 #include "auth.h"
+#include "auth_throttle.h"
 #include "filter_chain.h"
 #include "log.h"
 #include "worker.h"
@@ -31,6 +40,7 @@
 #include <strings.h>
 
 #define FIELD_MAX 255
+#define AUTH_CLIENTS_MAX 16384     /* addresses the throttle remembers (~80 bytes each) */
 
 /* base64 of "Username:" and "Password:", the LOGIN prompts */
 #define LOGIN_USER_PROMPT "334 VXNlcm5hbWU6"
@@ -47,6 +57,8 @@ struct sasl {
  * auth_session_end() clears s and done() only frees the job. */
 struct auth_job {
 	struct petrel_session *s;
+	struct server *srv;
+	struct auth_client_key key;  /* its check is in flight in srv->auth_throttle */
 	const struct auth_db *db;
 	char user[FIELD_MAX + 1];
 	char pass[FIELD_MAX + 1];
@@ -86,6 +98,46 @@ void auth_session_end(struct petrel_session *s)
 	xfree(&s->auth_try_user);
 }
 
+static struct auth_throttle_limits throttle_limits(const struct config *cfg)
+{
+	return (struct auth_throttle_limits){
+		.failures = cfg->auth_client_failure_limit,
+		.window_ms = (uint64_t)cfg->auth_client_failure_window * 1000,
+		.concurrency = cfg->auth_client_concurrency,
+	};
+}
+
+static struct auth_throttle *throttle_of(struct server *srv)
+{
+	if (!srv->auth_throttle)
+		srv->auth_throttle = auth_throttle_new(AUTH_CLIENTS_MAX);
+	return srv->auth_throttle;
+}
+
+/* The reply when the client's address may not try a password now, or NULL;
+ * begin: also count a check in flight for it. */
+static const char *throttled(struct petrel_session *s, bool begin, struct auth_client_key *k)
+{
+	struct config *cfg = s->srv->cfg;
+	struct auth_throttle_limits lim = throttle_limits(cfg);
+	struct auth_throttle *t = throttle_of(s->srv);
+	uint64_t now = ev_now_ms();
+	auth_client_key(&s->peer, k);
+	enum auth_throttle_verdict v = begin ? auth_throttle_begin(t, k, &lim, now)
+	                                     : auth_throttle_check(t, k, &lim, now);
+	if (v == AUTH_THROTTLE_FAILURES) {
+		log_warn("%s: AUTH refused: %d failed logins from %s within %d s", s->peer_name,
+		         auth_throttle_failures(t, k, &lim, now), s->peer_addr, cfg->auth_client_failure_window);
+		return "454 4.7.0 Error: too many failed logins from your address, try again later";
+	}
+	if (v == AUTH_THROTTLE_BUSY) {
+		log_warn("%s: AUTH refused: %d password checks from %s in progress", s->peer_name,
+		         cfg->auth_client_concurrency, s->peer_addr);
+		return "454 4.7.0 Error: too many logins in progress from your address, try again later";
+	}
+	return NULL;
+}
+
 /* A failed attempt: its reply, and the session's end at the limit. */
 static void count_failure(struct petrel_session *s, const char *reply)
 {
@@ -118,6 +170,8 @@ static void check_done(void *arg)
 	struct auth_job *job = arg;
 	struct petrel_session *s = job->s;
 	bool ok = job->ok;
+	struct auth_throttle_limits lim = throttle_limits(job->srv->cfg);
+	auth_throttle_end(job->srv->auth_throttle, &job->key, !ok, &lim, ev_now_ms());
 	free(job);
 	if (!s)
 		return;              /* the client left meanwhile */
@@ -133,8 +187,19 @@ static void check_done(void *arg)
 
 static void start_check(struct petrel_session *s, const char *user, const char *pass)
 {
+	struct auth_client_key key;
+	const char *no = throttled(s, true, &key);
+	if (no) {
+		enum mech m = s->sasl->mech;
+		sasl_end(s);
+		log_info("NOQUEUE: reject: AUTH from %s: %s; sasl_method=%s", s->peer_name, no, mech_name(m));
+		count_failure(s, no);
+		return;
+	}
 	struct auth_job *job = xcalloc(1, sizeof *job);
 	job->s = s;
+	job->srv = s->srv;
+	job->key = key;
 	job->db = s->srv->auth_db;
 	snprintf(job->user, sizeof job->user, "%s", user);
 	snprintf(job->pass, sizeof job->pass, "%s", pass);
@@ -188,7 +253,6 @@ static void sasl_step(struct petrel_session *s, const char *text, size_t len)
 	if (n < 0) {
 		sasl_end(s);
 		session_reply(s, "501 5.5.2 Error: invalid base64 data");
-		s->errors++;
 	} else if (sa->mech == MECH_PLAIN) {
 		const char *user, *pass, *why;
 		if (auth_plain_split(buf, (size_t)n, &user, &pass, &why) < 0) {
@@ -250,12 +314,17 @@ void do_auth(struct petrel_session *s, const char *arg)
 		session_reply(s, "%s", no);
 		return;
 	}
+	struct auth_client_key key;
+	if ((no = throttled(s, false, &key))) {      /* before any dialog */
+		log_info("NOQUEUE: reject: AUTH from %s: %s", s->peer_name, no);
+		count_failure(s, no);
+		return;
+	}
 	const char *sp = strchr(arg, ' ');
 	size_t mlen = sp ? (size_t)(sp - arg) : strlen(arg);
 	const char *initial = sp ? sp + 1 : NULL;
 	if (!mlen || (initial && (!*initial || strchr(initial, ' ')))) {
 		session_reply(s, "501 5.5.4 Syntax: AUTH mechanism [initial-response]");
-		s->errors++;
 		return;
 	}
 	enum mech m;

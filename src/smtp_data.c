@@ -328,6 +328,7 @@ static void commit_done(void *arg, int ok, int errnum, const char *err)
 		srv->counter_accepted++;
 		if (s->fd >= 0)
 			session_reply(s, "250 2.0.0 Ok: queued as %s", t->qid);
+		session_mail_delivered(s);
 		t->qm->size = t->size;
 		chain_queued(s, t);
 		if (!t->hold) {
@@ -432,6 +433,7 @@ void message_done(struct petrel_session *s, int v)
 		         t->discard ? "by filter" : "no recipients left", t->sender.str,
 		         (unsigned long long)t->size, t->nrcpt);
 		session_reply(s, "250 2.0.0 Ok: queued as %s", t->qid);
+		session_mail_delivered(s);     /* to the client, as good as delivered */
 		txn_free(s);
 		s->state = S_CMD;
 		return;

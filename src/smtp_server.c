@@ -7,7 +7,21 @@
  * SMTP_CMD_LINE_MAX octets get 500 5.5.6.  Replies to pipelined commands
  * are sent together when the input runs dry (RFC 2920); a command that
  * follows DATA in the same packet is a synchronisation error (554 5.5.0,
- * connection closed).  After 20 errors the session is closed (421).
+ * connection closed).
+ *
+ * Errors (Postfix's smtpd_soft/hard_error_limit): every 4xx/5xx reply
+ * counts, refused recipients included (no free address harvesting), and
+ * so does each junk command (NOOP, RSET, VRFY, HELP, HELO, EHLO) past
+ * junk_command_limit.  Past soft_error_limit each reply waits
+ * error_sleep_time on a timer (the tarpit; the loop never sleeps); at
+ * hard_error_limit the session gets 421 and is closed.  A delivered
+ * message sets both counts back to zero.
+ *
+ * Back-pressure: replies wait in s->out; when more than OUTPUT_PAUSE bytes
+ * are waiting and the socket takes no more, no further command is run and
+ * nothing more is read until the client has read them down to
+ * OUTPUT_RESUME: pipelined commands are answered in order, at the pace the
+ * client reads.  A client that reads nothing for smtp_timeout is closed.
  *
  * TLS (RFC 3207): a "starttls" listener offers STARTTLS; an "implicit" one
  * shakes hands first and greets after.  Bytes the client pipelined behind
@@ -38,23 +52,36 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
-#define ERROR_LIMIT 20
 #define READ_CHUNK 16384
 #define INPUT_PAUSE (256 * 1024)
+#define OUTPUT_PAUSE (64 * 1024)
+#define OUTPUT_RESUME (16 * 1024)
 
 #define IO_AGAIN (-2)
 
 static void session_close(struct petrel_session *s, const char *why);
 static void on_io(struct ev_loop *loop, int fd, int mask, void *arg);
 static int tls_begin(struct petrel_session *s);
+static const char *state_word(const struct petrel_session *s);
 
 void session_reply(struct petrel_session *s, const char *fmt, ...)
 {
+	size_t start = s->out.len;
 	va_list ap;
 	va_start(ap, fmt);
 	buf_vaddf(&s->out, fmt, ap);
 	va_end(ap);
+	/* the (last line of a) 4xx/5xx reply is an error of the session */
+	const char *r = s->out.data + start;
+	if (s->out.len - start >= 3 && (r[0] == '4' || r[0] == '5') && r[3] != '-')
+		s->errors++;
 	buf_add(&s->out, "\r\n", 2);
+}
+
+void session_mail_delivered(struct petrel_session *s)
+{
+	s->errors = 0;
+	s->junk = 0;
 }
 
 /* --- bytes on the wire: the socket itself, or TLS over it --- */
@@ -105,9 +132,9 @@ static void update_events(struct petrel_session *s)
 	if (s->tls_handshaking) {
 		mask = s->tls_hs_wants;
 	} else {
-		if (!s->read_paused && s->state != S_CLOSING && !s->tls_start_after_flush)
+		if (!s->read_paused && !s->tarpit && s->state != S_CLOSING && !s->tls_start_after_flush)
 			mask |= s->tls_read_wants ? s->tls_read_wants : EV_READ;
-		if (s->out.len)
+		if (s->out.len && !s->tarpit)
 			mask |= s->tls_write_wants ? s->tls_write_wants : EV_WRITE;
 	}
 	if (ev_fd_set(s->srv->loop, s->fd, mask, on_io, s, &err) < 0)
@@ -122,7 +149,7 @@ bool session_flush(struct petrel_session *s)
 		session_close(s, NULL);
 		return false;
 	}
-	if (s->tls_handshaking) {     /* replies wait for the handshake */
+	if (s->tls_handshaking || s->tarpit) {     /* replies wait for the handshake, the tarpit */
 		update_events(s);
 		return true;
 	}
@@ -401,6 +428,11 @@ static void connect_done(struct petrel_session *s, int v)
 			reject(s, "CONNECT", NULL, "%s", v == PETREL_REJECT ? "554 5.7.1 Service refused"
 			       : "421 4.7.1 Service temporarily unavailable");
 		s->state = S_CLOSING;
+		s->tls_restart = false;
+		return;
+	}
+	if (s->tls_restart) {        /* after STARTTLS: the client sends EHLO, no greeting */
+		s->tls_restart = false;
 		return;
 	}
 	session_reply(s, "220 %s ESMTP petrel", srv->cfg->hostname);
@@ -408,6 +440,10 @@ static void connect_done(struct petrel_session *s, int v)
 
 void step_done(struct petrel_session *s, enum chain_step step, int v)
 {
+	if (!s->txn && (step == STEP_MAIL || step == STEP_RCPT || step == STEP_MESSAGE)) {
+		log_error("%s: hook step ended without its transaction: ignored", s->peer_name);
+		return;      /* a bug: never reached since shutdown cancels pending hooks */
+	}
 	switch (step) {
 	case STEP_CONNECT: connect_done(s, v); break;
 	case STEP_HELO: helo_done(s, v); break;
@@ -492,7 +528,6 @@ static void do_starttls(struct petrel_session *s)
 	}
 	if (!starttls_offered(s)) {
 		session_reply(s, "502 5.5.1 Error: command not implemented");
-		s->errors++;
 		return;
 	}
 	if (s->txn) {
@@ -514,10 +549,18 @@ static void handle_line(struct petrel_session *s, const char *line, size_t len)
 	const char *reply;
 	if (smtp_parse_command(line, len, c, &reply) < 0) {
 		session_reply(s, "%s", reply);
-		s->errors++;
 		return;
 	}
 	s->ncmds[c->verb]++;
+	switch (c->verb) {
+	case SMTP_HELO: case SMTP_EHLO: case SMTP_NOOP: case SMTP_RSET: case SMTP_VRFY: case SMTP_HELP:
+		/* repeatable at will, and no use to a client past a point */
+		if (++s->junk > s->srv->cfg->junk_command_limit)
+			s->errors++;
+		break;
+	default:
+		break;
+	}
 	switch (c->verb) {
 	case SMTP_HELO:
 	case SMTP_EHLO: do_helo(s, c); break;
@@ -544,7 +587,6 @@ static void handle_line(struct petrel_session *s, const char *line, size_t len)
 		break;
 	default:
 		session_reply(s, "502 5.5.1 Error: command not implemented");
-		s->errors++;
 		break;
 	}
 }
@@ -575,7 +617,6 @@ static char *find_crlf(char *p, size_t len, bool *bare)
 static void line_refused(struct petrel_session *s, const char *reply)
 {
 	session_reply(s, "%s", reply);
-	s->errors++;
 	auth_abort(s);
 }
 
@@ -631,21 +672,47 @@ static int take_line(struct petrel_session *s)
 	return 1;
 }
 
+static void on_tarpit(struct ev_loop *loop, void *arg)
+{
+	(void)loop;
+	struct petrel_session *s = arg;
+	s->tarpit = false;
+	session_process(s);      /* the held reply goes out, the next command runs */
+}
+
 void session_process(struct petrel_session *s)
 {
+	const struct config *cfg = s->srv->cfg;
 	s->in_process = true;
+	s->out_paused = false;
 	for (;;) {
 		if (s->fd < 0 || s->state == S_CLOSING || s->state == S_COMMIT || s->pending ||
-		    s->auth_job || s->tls_start_after_flush || s->tls_handshaking)
+		    s->auth_job || s->tls_start_after_flush || s->tls_handshaking || s->tarpit)
 			break;
-		if (s->errors >= ERROR_LIMIT) {
-			session_reply(s, "421 4.7.0 %s Error: too many errors", s->srv->cfg->hostname);
+		if (s->errors >= cfg->hard_error_limit) {
+			log_info("too many errors (%d) from %s", s->errors, s->peer_name);
+			session_reply(s, "421 4.7.0 %s Error: too many errors", cfg->hostname);
 			s->state = S_CLOSING;
 			break;
 		}
+		if (s->out.len >= OUTPUT_PAUSE) {
+			/* the client sends faster than it reads: its replies first */
+			if (!session_flush(s))
+				return;          /* gone */
+			if (s->out.len >= OUTPUT_PAUSE) {
+				s->out_paused = true;
+				break;
+			}
+		}
 		if (s->state == S_CMD) {
+			bool slow = s->errors >= cfg->soft_error_limit && cfg->error_sleep_time > 0;
 			if (!take_line(s))
 				break;
+			if (slow && s->state != S_CLOSING) {
+				/* Postfix's smtpd_error_sleep_time, without blocking the loop */
+				s->tarpit = true;
+				ev_timer_start(s->srv->loop, &s->tarpit_timer, (uint64_t)cfg->error_sleep_time * 1000);
+			}
 		} else if (s->state == S_DATA) {
 			if (!s->in.len)
 				break;
@@ -671,8 +738,9 @@ void session_process(struct petrel_session *s)
 		}
 	}
 	s->in_process = false;
-	/* Back-pressure: stop reading while a client floods us during commit. */
-	s->read_paused = s->in.len > INPUT_PAUSE;
+	/* Back-pressure: stop reading while a client floods us during commit,
+	 * or does not read its replies. */
+	s->read_paused = s->in.len > INPUT_PAUSE || s->out_paused;
 	if (!s->in.len)
 		buf_free(&s->in);      /* idle sessions hold no buffers */
 	session_set_timer(s);
@@ -690,7 +758,14 @@ static void on_timeout(struct ev_loop *loop, void *arg)
 		session_close(s, NULL);
 		return;
 	}
-	if (s->state == S_COMMIT || s->pending || s->auth_job) {   /* our turn, not the client's */
+	if (s->out_paused || s->state == S_CLOSING) {
+		/* its replies (the last one, or those of pipelined commands)
+		 * have not been read for smtp_timeout */
+		log_info("timeout after %s from %s: replies not read", state_word(s), s->peer_name);
+		session_close(s, NULL);
+		return;
+	}
+	if (s->state == S_COMMIT || s->pending || s->auth_job || s->tarpit) {   /* our turn, not the client's */
 		session_set_timer(s);
 		return;
 	}
@@ -700,7 +775,8 @@ static void on_timeout(struct ev_loop *loop, void *arg)
 		txn_free(s);
 	session_reply(s, "421 4.4.2 %s Error: timeout exceeded", s->srv->cfg->hostname);
 	s->state = S_CLOSING;
-	session_flush(s);
+	if (session_flush(s))
+		session_set_timer(s);    /* not read within smtp_timeout: closed */
 }
 
 void session_set_timer(struct petrel_session *s)
@@ -715,6 +791,28 @@ void session_set_timer(struct petrel_session *s)
 			ms = left;
 	}
 	ev_timer_start(s->srv->loop, &s->timer, ms);
+}
+
+/* After the STARTTLS handshake the session starts over (RFC 3207 4.2:
+ * nothing learnt from the clear-text part holds): the modules see it end
+ * and connect again (fresh slots), and DISCARD/HOLD decided at connect or
+ * HELO, a module's session reply and the error and junk counts are
+ * forgotten.  Kept: the AUTH failures of the connection (STARTTLS is no way
+ * around auth_failure_limit; the per-address table is not the session's
+ * anyway), the command counts of the log line, the client address. */
+static void session_restart(struct petrel_session *s)
+{
+	chain_session_end(s);
+	xfree(&s->slots);
+	s->discard_all = false;
+	s->hold_all = false;
+	s->reply[0] = 0;
+	s->errors = 0;
+	s->junk = 0;
+	s->tls_restart = true;
+	s->in_process = true;        /* step_done must not process yet */
+	chain_start(s, STEP_CONNECT);
+	s->in_process = false;
 }
 
 /* The handshake goes one step further; when done, held replies go out. */
@@ -734,6 +832,8 @@ static void tls_step(struct petrel_session *s)
 	s->tls_handshaking = false;
 	tls_describe(s->tls, s->tls_info, sizeof s->tls_info);
 	log_info("TLS connection established from %s: %s", s->peer_name, s->tls_info);
+	if (s->l->conf->tls == TLS_STARTTLS)
+		session_restart(s);
 	session_set_timer(s);
 	session_flush(s);            /* implicit TLS: the greeting */
 }
@@ -772,8 +872,12 @@ static void on_io(struct ev_loop *loop, int fd, int mask, void *arg)
 	if (mask & (s->tls_write_wants ? s->tls_write_wants : EV_WRITE)) {
 		if (!session_flush(s) || s->state == S_CLOSING || s->tls_handshaking)
 			return;
+		if (s->out_paused && s->out.len < OUTPUT_RESUME) {
+			session_process(s);      /* the client read its replies: go on */
+			return;
+		}
 	}
-	if (!(mask & (s->tls_read_wants ? s->tls_read_wants : EV_READ)))
+	if (!(mask & (s->tls_read_wants ? s->tls_read_wants : EV_READ)) || s->read_paused || s->tarpit)
 		return;
 	for (int rounds = 0; rounds < 4; rounds++) {
 		buf_reserve(&s->in, READ_CHUNK);
@@ -826,6 +930,8 @@ static void session_close(struct petrel_session *s, const char *why)
 		close(s->fd);
 		s->fd = -1;
 		ev_timer_stop(srv->loop, &s->timer);
+		ev_timer_stop(srv->loop, &s->tarpit_timer);
+		s->tarpit = false;
 	}
 	if (s->state == S_COMMIT)
 		return;     /* commit_done() finishes the job: the message is queued */
@@ -879,6 +985,7 @@ void session_accept(struct server *srv, struct listener *l, int fd)
 	s->may_relay = config_may_relay(srv->cfg, (struct sockaddr *)&s->peer);
 	ev_timer_init(&s->timer, on_timeout, s);
 	ev_timer_init(&s->run.timer, NULL, s);
+	ev_timer_init(&s->tarpit_timer, on_tarpit, s);
 	s->next = srv->sessions;
 	if (s->next)
 		s->next->prev = s;
@@ -916,10 +1023,17 @@ void sessions_shutdown(struct server *srv)
 		}
 		if (s->state == S_CLOSING || s->fd < 0)
 			continue;
-		if (s->tls_handshaking) {    /* no channel for a 421 yet */
+		if (s->tls_handshaking || s->out_paused) {    /* no channel for a 421 (yet) */
 			session_close(s, "shutdown");
 			continue;
 		}
+		/* A suspended hook is given up: its resume() or pending_timeout
+		 * must not find the session (the transaction is gone). */
+		ev_timer_stop(srv->loop, &s->run.timer);
+		s->pending = false;
+		s->run.pending_id = 0;
+		ev_timer_stop(srv->loop, &s->tarpit_timer);
+		s->tarpit = false;
 		txn_free(s);
 		session_reply(s, "421 4.3.2 %s Service shutting down, closing channel", srv->cfg->hostname);
 		s->state = S_CLOSING;

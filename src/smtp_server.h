@@ -18,6 +18,9 @@ void session_process(struct petrel_session *s);   /* run buffered input */
 void txn_free(struct petrel_session *s);           /* end the transaction */
 void addr_clear(struct petrel_addr *a);            /* free its strings, zero it */
 void session_set_timer(struct petrel_session *s);
+/* A message was accepted (250 at its end): the error and junk counts
+ * start again from zero, as Postfix's do "without delivering mail". */
+void session_mail_delivered(struct petrel_session *s);
 
 /* smtp_data.c */
 /* Open the queue slot and write the envelope; -1 with the reply to give. */

@@ -103,6 +103,8 @@ struct petrel_hooks {
 	/* The transaction or session ends (queued, refused, RSET, disconnect):
 	 * free what the module keeps in its slots. */
 	void (*txn_end)(void *state, petrel_txn *t);
+	/* Also after a STARTTLS handshake, which starts the session over:
+	 * connect runs again for the same session, its slot emptied. */
 	void (*session_end)(void *state, petrel_session *s);
 	/* api 1.0 ends here; new hooks are appended. */
 };

@@ -481,7 +481,8 @@ def test_large_transfers_under_tls():
     # buffer: both directions wait on WANT_READ/WANT_WRITE
     body = ("".join("line %06d of a long message over TLS\n" % i for i in range(60000)))
     msg = make_message("big", body)
-    with tls_daemon() as d:
+    # 30000 EHLO are junk commands: allowed here
+    with tls_daemon(settings={"junk_command_limit": 100000}) as d:
         with d.client(rcvbuf=4096, timeout=20) as c:
             c.ehlo()
             c.starttls()
