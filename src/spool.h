@@ -18,11 +18,13 @@
  *
  * A queue file is a fixed 64-byte seal line, an envelope of text lines,
  * then the message exactly as received (CRLF lines, Received: first):
- *   PETREL-QUEUE 2 <state> <length, 16 hex> <crc32c, 8 hex>   (padded, \n)
+ *   PETREL-QUEUE 3 <state> <length, 16 hex> <crc32c, 8 hex> <retry>  (padded, \n)
  *   Q <qid>
  *   T <arrival, unix seconds>
  *   S <sender>                         (empty for <>)
+ *   M <flags, hex>\t<ENVID, xtext>     (only with BODY=8BITMIME, SMTPUTF8, RET, ENVID)
  *   D<status>\t<transport>\t<address>\t<original recipient>   (one per destination)
+ *   N <NOTIFY bits, hex>\t<ORCPT, xtext>   (after its D line, only when given)
  *   E
  * <state> is W (being written, never acknowledged), Q (sealed: committed)
  * or F (free: delivered, the slot may be reused).  <length> is the file's
@@ -30,6 +32,17 @@
  * the bytes after the seal line up to <length>, with every status byte
  * counted as P.  <status> is one byte, P (pending), D (delivered), B
  * (bounced), rewritten in place as deliveries finish.
+ *
+ * <retry> is "<attempts, 4 hex> <next try, unix seconds, 8 hex> <W|->"
+ * (W: the delay warning went out), rewritten in place after each attempt
+ * without a sync (a crash loses at most the last update: the message is
+ * tried a little early, or warned about twice).  It is outside the CRC.
+ *
+ * Versions: 3 added M and N lines (DSN, RFC 3461) and <retry>.  A
+ * version 2 file (no M/N lines; the padding where <retry> goes) is still
+ * read, so a queue survives the upgrade; this daemon writes only version
+ * 3, which an older daemon refuses (moved to corrupt/): empty the queue
+ * before a downgrade.
  *
  * Durability (the promise behind "250"): spool_commit() calls back only
  * after the sealed file is synced (and, for a slot file made since the
@@ -51,6 +64,9 @@
 
 #define SPOOL_HDR_LEN 64
 #define SPOOL_STATE_OFF 15    /* the state byte in the seal line */
+#define SPOOL_VERSION 3       /* written; 2 is still read */
+#define SPOOL_RETRY_OFF 43    /* <retry> in the seal line */
+#define SPOOL_RETRY_LEN 15
 
 struct spool;
 
@@ -69,6 +85,10 @@ void spool_abort(struct spool *sp, int slot, int fd);
 /* A message is done: mark its slot free (or remove a file released from
  * hold).  fd is the open queue file or -1.  Any thread.  0 or -1. */
 int spool_retire(struct spool *sp, const struct qmsg *m, int fd);
+
+/* Record the retry state of an open queue file (see <retry>); no sync. */
+int spool_write_retry(int fd, int attempts, time_t next_try, bool warned)
+	__attribute__((warn_unused_result));
 
 /* Serialise the envelope of m (unsealed seal line first) into b, recording
  * each status byte offset and the message offset. */

@@ -36,22 +36,34 @@ int spool_read_state(int fd)
 	ssize_t n = pread_all(fd, line, sizeof line, 0);
 	if (n == 0)
 		return 0;
-	if (n != (ssize_t)sizeof line || memcmp(line, "PETREL-QUEUE 2 ", 15) != 0 ||
+	if (n != (ssize_t)sizeof line ||
+	    (memcmp(line, "PETREL-QUEUE 2 ", 15) != 0 && memcmp(line, "PETREL-QUEUE 3 ", 15) != 0) ||
 	    line[SPOOL_HDR_LEN - 1] != '\n')
 		return -1;
 	char st = line[SPOOL_STATE_OFF];
 	return st == 'W' || st == 'Q' || st == 'F' ? st : -1;
 }
 
-/* The seal line of a sealed file: its length and CRC. */
-static int read_seal(int fd, uint64_t *len, uint32_t *crc, const char **why)
+struct seal {
+	uint64_t len;
+	uint32_t crc;
+	int attempts;
+	time_t next_try;
+	bool warned;
+};
+
+/* The seal line of a sealed file (version 2 or 3): length, CRC, and the
+ * retry state when one was written. */
+static int read_seal(int fd, struct seal *sl, const char **why)
 {
 	char line[SPOOL_HDR_LEN + 1];
 	if (pread_all(fd, line, SPOOL_HDR_LEN, 0) != SPOOL_HDR_LEN ||
-	    memcmp(line, "PETREL-QUEUE 2 Q ", 17) != 0) {
+	    (memcmp(line, "PETREL-QUEUE 2 Q ", 17) != 0 && memcmp(line, "PETREL-QUEUE 3 Q ", 17) != 0)) {
 		*why = "not a sealed petrel queue file (or another version)";
 		return -1;
 	}
+	uint64_t *len = &sl->len;
+	uint32_t *crc = &sl->crc;
 	line[SPOOL_HDR_LEN] = 0;
 	char *end;
 	*len = strtoull(line + 17, &end, 16);
@@ -63,6 +75,18 @@ static int read_seal(int fd, uint64_t *len, uint32_t *crc, const char **why)
 	if (end != line + 42) {
 		*why = "bad checksum in the seal";
 		return -1;
+	}
+	/* <retry>: absent (padding) in a version 2 file never retried */
+	unsigned att;
+	unsigned long long nt;
+	char w;
+	sl->attempts = 0;
+	sl->next_try = 0;
+	sl->warned = false;
+	if (sscanf(line + SPOOL_RETRY_OFF, "%4X %8llX %c", &att, &nt, &w) == 3) {
+		sl->attempts = (int)att;
+		sl->next_try = (time_t)nt;
+		sl->warned = w == 'W';
 	}
 	return 0;
 }
@@ -95,10 +119,10 @@ static int check_seal(int fd, uint64_t len, uint32_t want, const char **why)
 
 struct qmsg *spool_read_envelope(int fd, const char *qid, const char **why)
 {
-	uint64_t len;
-	uint32_t crc;
-	if (read_seal(fd, &len, &crc, why) < 0 || check_seal(fd, len, crc, why) < 0)
+	struct seal sl;
+	if (read_seal(fd, &sl, why) < 0 || check_seal(fd, sl.len, sl.crc, why) < 0)
 		return NULL;
+	uint64_t len = sl.len;
 	/* dup() shares the offset: start after the seal whatever came before */
 	int dfd = lseek(fd, SPOOL_HDR_LEN, SEEK_SET) == SPOOL_HDR_LEN ? dup(fd) : -1;
 	FILE *f = dfd >= 0 ? fdopen(dfd, "r") : NULL;
@@ -128,6 +152,8 @@ struct qmsg *spool_read_envelope(int fd, const char *qid, const char **why)
 				goto bad;
 			}
 			m = qmsg_new(line + 2, "", 0);
+			m->attempts = sl.attempts;
+			m->delay_warned = sl.warned;
 			continue;
 		}
 		switch (line[0]) {
@@ -155,10 +181,37 @@ struct qmsg *spool_read_envelope(int fd, const char *qid, const char **why)
 			}
 			d->status = *st;
 			d->status_off = line_off + 1;
+			d->attempts = (unsigned short)sl.attempts;
+			d->next_try = sl.next_try;
 			if (d->status != Q_PENDING && d->status != Q_DELIVERED && d->status != Q_BOUNCED) {
 				*why = "bad destination status";
 				goto bad;
 			}
+			break;
+		}
+		case 'M': {      /* M <flags>\t<envid> */
+			char *tab = strchr(line, '\t');
+			if (line[1] != ' ' || !tab) {
+				*why = "bad message facts line";
+				goto bad;
+			}
+			*tab++ = 0;
+			m->flags = (unsigned)strtoul(line + 2, NULL, 16);
+			free(m->envid);
+			m->envid = *tab ? xstrdup(tab) : NULL;
+			break;
+		}
+		case 'N': {      /* N <notify>\t<orcpt>, for the D line before */
+			char *tab = strchr(line, '\t');
+			if (line[1] != ' ' || !tab || !m->ndests) {
+				*why = "bad DSN line";
+				goto bad;
+			}
+			*tab++ = 0;
+			struct qdest *d = &m->dests[m->ndests - 1];
+			d->notify = (unsigned char)strtoul(line + 2, NULL, 16);
+			free(d->orcpt);
+			d->orcpt = *tab ? xstrdup(tab) : NULL;
 			break;
 		}
 		case 'E':

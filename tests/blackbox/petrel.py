@@ -558,7 +558,8 @@ class Daemon:
                     head = f.read(4096)
             except OSError:
                 continue
-            if not head.startswith(b"PETREL-QUEUE 2 Q "):
+            if not (head.startswith(b"PETREL-QUEUE 2 Q ") or
+                    head.startswith(b"PETREL-QUEUE 3 Q ")):
                 continue
             line = head[64:].split(b"\n", 1)[0]
             if line.startswith(b"Q "):
