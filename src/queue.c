@@ -354,8 +354,8 @@ static void expire(struct qmsg *m)
 		d->expired = true;
 		if (m->fd >= 0 && pwrite(m->fd, "B", 1, d->status_off) != 1)
 			log_error("%s: cannot record bounce: %m", m->qid);
-		log_info("%s: to=<%s>, relay=%s, delay=%.0f, dsn=4.4.7, status=expired, returned to "
-		         "sender (message expired after %d attempts: %s)", m->qid, d->address,
+		log_info("%s: to=<%s>, relay=%s, delay=%.0f, dsn=4.4.7, status=bounced "
+		         "(message expired after %d attempts: %s)", m->qid, d->address,
 		         d->relay ? d->relay : d->transport, difftime(time(NULL), m->arrival),
 		         m->attempts, d->last_error ? d->last_error : "deferred");
 	}
