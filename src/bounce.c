@@ -1,5 +1,6 @@
 /*
- * bounce.c - delivery status notifications to the sender (see bounce.h).
+ * bounce.c - delivery status notifications to the sender (see bounce.h):
+ * failures, delays and successes of one message in one RFC 3464 report.
  */
 #include "bounce.h"
 #include "fileio.h"
@@ -7,6 +8,7 @@
 #include "module_load.h"
 #include "server.h"
 #include "session.h"
+#include "smtp_parse.h"
 #include "spool.h"
 
 #include <errno.h>
@@ -62,17 +64,64 @@ static void rfc5322_date(char *buf, size_t size, time_t t)
 	strftime(buf, size, "%a, %d %b %Y %H:%M:%S %z", &tm);
 }
 
+/* "550 5.1.1 text" -> its enhanced code, else the given default. */
+static void status_code(const char *text, const char *dflt, char out[16])
+{
+	int a, b, c, n = 0;
+	const char *p = text;
+	if (p && strlen(p) > 4 && p[0] >= '2' && p[0] <= '5' && p[3] == ' ')
+		p += 4;
+	if (p && sscanf(p, "%1d.%3d.%3d%n", &a, &b, &c, &n) == 3 && n > 0 && a >= 2 && a <= 5)
+		snprintf(out, 16, "%d.%d.%d", a, b, c);
+	else
+		snprintf(out, 16, "%s", dflt);
+}
+
+static bool is_smtp_reply(const char *t)
+{
+	return t && t[0] >= '2' && t[0] <= '5' && t[1] >= '0' && t[1] <= '9' && t[2] >= '0' &&
+	       t[2] <= '9' && t[3] == ' ';
+}
+
+/* "mx.example.test[127.0.0.2]:25" -> "mx.example.test" */
+static void remote_mta(const char *relay, char *out, size_t size)
+{
+	size_t n = strcspn(relay, "[");
+	if (n == 0) {
+		n = strcspn(relay, "]");
+		snprintf(out, size, "%.*s", (int)(n > 1 ? n - 1 : 0), relay + 1);
+		return;
+	}
+	snprintf(out, size, "%.*s", (int)n, relay);
+}
+
+static void xtext_line(struct buf *b, const char *name, const char *x)
+{
+	char dec[600];
+	if (x && smtp_xtext_decode(x, strlen(x), dec, sizeof dec) >= 0 && !strpbrk(dec, "\r\n"))
+		buf_addf(b, "%s%s\r\n", name, dec);
+}
+
 static void compose(struct server *srv, const struct qmsg *m, const char *qid,
-                    const struct buf *headers, struct buf *b)
+                    const struct buf *content, bool warn, bool full, struct buf *b)
 {
 	const char *host = srv->cfg->hostname;
 	char date[64], arrival[64];
+	int nf = 0, nw = 0, ns = 0;
+	for (int i = 0; i < m->ndests; i++) {
+		char a = qdest_report_action(&m->dests[i], warn);
+		nf += a == 'f';
+		nw += a == 'w';
+		ns += a == 'd' || a == 'r';
+	}
 	rfc5322_date(date, sizeof date, time(NULL));
 	rfc5322_date(arrival, sizeof arrival, m->arrival);
 	buf_addf(b, "Received: by %s (petrel) id %s; %s\r\n", host, qid, date);
 	buf_addf(b, "From: MAILER-DAEMON@%s (Mail Delivery System)\r\n", host);
 	buf_addf(b, "To: <%s>\r\n", m->sender);
-	buf_adds(b, "Subject: Undelivered Mail Returned to Sender\r\n");
+	buf_addf(b, "Subject: %s\r\n", nf ? "Undelivered Mail Returned to Sender"
+	                               : nw ? "Delayed Mail (still being retried)"
+	                                    : "Successful Mail Delivery Report");
 	buf_addf(b, "Date: %s\r\nMessage-ID: <%s.bounce@%s>\r\n", date, qid, host);
 	buf_adds(b, "Auto-Submitted: auto-replied\r\nMIME-Version: 1.0\r\n");
 	buf_addf(b, "Content-Type: multipart/report; report-type=delivery-status;\r\n"
@@ -80,32 +129,72 @@ static void compose(struct server *srv, const struct qmsg *m, const char *qid,
 	buf_adds(b, "This is a MIME-encapsulated message.\r\n\r\n");
 	buf_addf(b, "--%s/%s\r\nContent-Description: Notification\r\n"
 	            "Content-Type: text/plain; charset=utf-8\r\n\r\n", qid, host);
-	buf_addf(b, "This is the mail system at host %s.\r\n\r\n"
-	            "Your message (queue id %s) could not be delivered to one or more\r\n"
-	            "recipients. It is attached below.\r\n\r\n", host, m->qid);
+	buf_addf(b, "This is the mail system at host %s.\r\n\r\n", host);
+	if (nf)
+		buf_addf(b, "Your message (queue id %s) could not be delivered to one or more\r\n"
+		            "recipients. It is attached below.\r\n\r\n", m->qid);
+	if (nw)
+		buf_addf(b, "Your message (queue id %s) could not be delivered yet to one or more\r\n"
+		            "recipients; delivery is still being tried.\r\n\r\n", m->qid);
+	if (ns)
+		buf_addf(b, "Your message (queue id %s) was delivered or relayed to the\r\n"
+		            "recipients below, as you asked.\r\n\r\n", m->qid);
 	for (int i = 0; i < m->ndests; i++) {
 		const struct qdest *d = &m->dests[i];
-		if (d->status == Q_BOUNCED && !d->reported)
-			buf_addf(b, "<%s>: %s\r\n", d->address, d->last_error ? d->last_error : "failed");
+		char a = qdest_report_action(d, warn);
+		if (a)
+			buf_addf(b, "<%s>: %s%s\r\n", d->address,
+			         a == 'r' ? "relayed to a server without DSN: " : "",
+			         d->last_error ? d->last_error : a == 'f' ? "failed" : "");
 	}
 	buf_addf(b, "\r\n--%s/%s\r\nContent-Description: Delivery report\r\n"
 	            "Content-Type: message/delivery-status\r\n\r\n", qid, host);
-	buf_addf(b, "Reporting-MTA: dns; %s\r\nX-Petrel-Queue-ID: %s\r\nArrival-Date: %s\r\n",
-	         host, m->qid, arrival);
+	buf_addf(b, "Reporting-MTA: dns; %s\r\nX-Petrel-Queue-ID: %s\r\n", host, m->qid);
+	xtext_line(b, "Original-Envelope-Id: ", m->envid);
+	buf_addf(b, "Arrival-Date: %s\r\n", arrival);
 	for (int i = 0; i < m->ndests; i++) {
 		const struct qdest *d = &m->dests[i];
-		if (d->status != Q_BOUNCED || d->reported)
+		char a = qdest_report_action(d, warn), code[16];
+		if (!a)
 			continue;
 		buf_addf(b, "\r\nFinal-Recipient: rfc822; %s\r\n", d->address);
-		if (strcmp(d->orig, d->address))
+		if (d->orcpt)
+			xtext_line(b, "Original-Recipient: ", d->orcpt);
+		else if (strcmp(d->orig, d->address))
 			buf_addf(b, "Original-Recipient: rfc822; %s\r\n", d->orig);
-		buf_addf(b, "Action: failed\r\nStatus: %s\r\nDiagnostic-Code: X-Petrel; %s\r\n",
-		         d->expired ? "4.4.7" : "5.0.0", d->last_error ? d->last_error : "failed");
+		status_code(d->last_error, a == 'f' ? (d->expired ? "4.4.7" : "5.0.0")
+		                           : a == 'w' ? "4.0.0" : "2.0.0", code);
+		if (a == 'f' && d->expired && code[0] != '5')
+			snprintf(code, sizeof code, "4.4.7");
+		buf_addf(b, "Action: %s\r\nStatus: %s\r\n", a == 'f' ? "failed" : a == 'w' ? "delayed"
+		                                           : a == 'r' ? "relayed" : "delivered", code);
+		if (d->relay && strchr(d->relay, '[')) {
+			char mta[256];
+			remote_mta(d->relay, mta, sizeof mta);
+			if (mta[0])
+				buf_addf(b, "Remote-MTA: dns; %s\r\n", mta);
+		}
+		if (d->last_error)
+			buf_addf(b, "Diagnostic-Code: %s; %s\r\n", is_smtp_reply(d->last_error) ? "smtp"
+			         : "X-Petrel", d->last_error);
+		if (a == 'w') {
+			char until[64];
+			rfc5322_date(until, sizeof until, m->arrival + srv->cfg->queue_lifetime);
+			buf_addf(b, "Will-Retry-Until: %s\r\n", until);
+		}
 	}
-	buf_addf(b, "\r\n--%s/%s\r\nContent-Description: Undelivered Message Headers\r\n"
-	            "Content-Type: text/rfc822-headers\r\n\r\n", qid, host);
-	if (headers->len)
-		buf_add(b, headers->data, headers->len);
+	if (full) {
+		buf_addf(b, "\r\n--%s/%s\r\nContent-Description: Undelivered Message\r\n"
+		            "Content-Type: message/rfc822\r\n\r\n", qid, host);
+	} else {
+		buf_addf(b, "\r\n--%s/%s\r\nContent-Description: %s\r\n"
+		            "Content-Type: text/rfc822-headers\r\n\r\n", qid, host,
+		         nf ? "Undelivered Message Headers" : "Message Headers");
+	}
+	if (content->len)
+		buf_add(b, content->data, content->len);
+	if (content->len < 2 || memcmp(content->data + content->len - 2, "\r\n", 2))
+		buf_adds(b, "\r\n");
 	buf_addf(b, "\r\n--%s/%s--\r\n", qid, host);
 }
 
@@ -149,12 +238,13 @@ static void bounce_committed(void *arg, int ok, int errnum, const char *err)
 }
 
 
-bool bounce_send(struct server *srv, struct qmsg *m, const struct buf *headers, bool retire)
+bool bounce_send(struct server *srv, struct qmsg *m, const struct buf *headers, bool retire,
+                 bool warn, bool full)
 {
 	int n = 0;
 	bool keep = false;      /* the report failed: the original must stay */
 	for (int i = 0; i < m->ndests; i++)
-		n += m->dests[i].status == Q_BOUNCED && !m->dests[i].reported;
+		n += qdest_report_action(&m->dests[i], warn) != 0;
 	if (!n)
 		goto reported;
 	if (!m->sender[0]) {
@@ -189,7 +279,7 @@ bool bounce_send(struct server *srv, struct qmsg *m, const struct buf *headers, 
 		goto reported;
 	}
 	struct buf body = {0}, file = {0};
-	compose(srv, m, qid, headers, &body);
+	compose(srv, m, qid, headers, warn, full, &body);
 	spool_envelope(&file, b);
 	buf_add(&file, body.data, body.len);
 	b->size = body.len;
@@ -203,7 +293,14 @@ bool bounce_send(struct server *srv, struct qmsg *m, const struct buf *headers, 
 		keep = true;
 		goto reported;
 	}
-	log_info("%s: sender non-delivery notification: %s", m->qid, qid);
+	int nf = 0, nw = 0;
+	for (int i = 0; i < m->ndests; i++) {
+		char act = qdest_report_action(&m->dests[i], warn);
+		nf += act == 'f';
+		nw += act == 'w';
+	}
+	log_info("%s: sender %s notification: %s", m->qid,
+	         nf ? "non-delivery" : nw ? "delay" : "success", qid);
 	struct report *rp = xcalloc(1, sizeof *rp);
 	rp->b = b;
 	if (retire) {           /* a copy: m may be gone when the commit ends */
@@ -214,9 +311,11 @@ bool bounce_send(struct server *srv, struct qmsg *m, const struct buf *headers, 
 	}
 	spool_commit(srv->spool, b, fd, false, bounce_committed, rp);
 reported:
-	for (int i = 0; i < m->ndests; i++)
+	for (int i = 0; i < m->ndests; i++) {
 		if (m->dests[i].status == Q_BOUNCED)
 			m->dests[i].reported = true;
+		m->dests[i].success = 0;
+	}
 	if (keep && retire)
 		log_warn("%s: kept in the queue until its bounce can be queued", m->qid);
 	else if (retire)

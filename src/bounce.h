@@ -3,7 +3,9 @@
  *
  * When destinations of a message bounce (permanent failure, or queue
  * lifetime reached), the sender gets one report listing them, with the
- * original header section attached.  Never to the null sender <>: a
+ * original header section attached (the whole message for RET=FULL);
+ * delay warnings and success reports (NOTIFY=SUCCESS) take the same
+ * form.  Never to the null sender <>: a
  * bounce of a bounce is only logged.  The report is itself a queued
  * message from <>, written and committed through the spool like any other
  * (durable before it is scheduled), and routed by the router.
@@ -29,13 +31,19 @@ size_t bounce_header_end(const char *data, size_t len);
  * the queue file.  Returns a new buffer (possibly empty). */
 void bounce_capture_headers(int fd, const struct qmsg *m, struct buf *out);
 
-/* Send the sender a report about m's destinations with status
- * Q_BOUNCED that have not been reported yet; 'headers' from
- * bounce_capture_headers.  retire: m is finished, and its queue file is
- * removed once the report is durable (at once when no report is due).
- * Returns false when the report could not be written: the file stays,
- * and the caller tries again later.  Loop thread. */
-bool bounce_send(struct server *srv, struct qmsg *m, const struct buf *headers, bool retire);
+/* Send the sender one report about m's destinations: bounced ones not
+ * reported yet (Action: failed), with warn the pending ones (delayed),
+ * and those delivered or relayed with NOTIFY=SUCCESS (delivered,
+ * relayed), each as its NOTIFY allows (RFC 3461: NEVER none; absent,
+ * failures and delays).  'content' from bounce_capture_headers, or the
+ * whole message when full (RET=FULL: attached as message/rfc822).
+ * retire: m is finished, and its queue file is removed once the report
+ * is durable (at once when no report is due).  Returns false when the
+ * report could not be written: the file stays, and the caller tries
+ * again later.  Loop thread. */
+bool bounce_send(struct server *srv, struct qmsg *m, const struct buf *content, bool retire,
+                 bool warn, bool full);
+
 
 
 #endif

@@ -16,6 +16,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #ifndef PETREL_MODULEDIR
@@ -47,7 +48,8 @@ struct setting {
 	const char *help;
 };
 
-static setter_fn set_listeners, set_relay, set_domains, set_modules;
+static setter_fn set_listeners, set_relay, set_domains, set_modules, set_routes, set_relayhost,
+	set_relayhost_tls, set_resolver, set_credentials;
 static void free_strv(char ***v, int n);
 
 #define OFF(f) offsetof(struct config, f)
@@ -137,6 +139,22 @@ static const struct setting settings[] = {
 	  .max = 1000000000,
 	  .help = "NOOP, RSET, VRFY, HELP, HELO/EHLO in a session without a delivered message before each "
 	          "one counts as an error (default 100)" },
+	{ .name = "resolver", .type = T_STRING, .set = set_resolver,
+	  .help = "DNS server \"ADDR:PORT\" the smtp transport asks instead of /etc/resolv.conf's (\"\": those)" },
+	{ .name = "routes", .type = T_LIST, .set = set_routes,
+	  .help = "list of { domain = \"a.example\"|\".sub.example\"|\"*\"; transport = \"smtp\"; "
+	          "nexthop = \"[host]:port\"; tls = ...; } for non-local domains; first match wins" },
+	{ .name = "relayhost", .type = T_STRING, .set = set_relayhost,
+	  .help = "smarthost for non-local mail no route matches: \"[host]:port\" (brackets: no MX "
+	          "lookup) or \"host\"; default: the domain's MX" },
+	{ .name = "relayhost_tls", .type = T_STRING, .set = set_relayhost_tls,
+	  .help = "TLS to the relayhost: \"starttls\" (required), \"implicit\" (TLS at connect, port "
+	          "465) or \"none\"; default: the smtp transport's tls policy" },
+	{ .name = "relayhost_credentials", .type = T_STRING, .set = set_credentials,
+	  .help = "file \"user:password\" for AUTH at the relayhost; mode 0600 or stricter, read at start" },
+	{ .name = "delay_warning_time", .type = T_INT, .offset = OFF(delay_warning_time), .min = 0,
+	  .max = 60 * 86400,
+	  .help = "seconds after which the sender is told a message is still being retried (0: never, the default)" },
 	{ .name = "modules", .type = T_GROUP, .set = set_modules,
 	  .help = "one block per module with that module's own settings" },
 };
@@ -529,6 +547,224 @@ static int set_listeners(struct config *c, const struct setting *st, config_sett
 	return bad ? -1 : 0;
 }
 
+static int set_resolver(struct config *c, const struct setting *st, config_setting_t *s,
+                        struct buf *errs)
+{
+	(void)st;
+	const char *v = config_setting_get_string(s), *why;
+	struct sockaddr_storage ss;
+	socklen_t len;
+	if (!*v)                /* "": /etc/resolv.conf's */
+		return 0;
+	if (config_parse_listen(v, &ss, &len, &why) < 0) {
+		config_error_at(c, s, errs, "'%s': %s (\"127.0.0.1:53\", \"[::1]:5353\")", v, why);
+		return -1;
+	}
+	free(c->resolver);
+	c->resolver = xstrdup(v);
+	return 0;
+}
+
+static int set_relayhost(struct config *c, const struct setting *st, config_setting_t *s,
+                         struct buf *errs)
+{
+	(void)st;
+	const char *v = config_setting_get_string(s), *why;
+	char *norm;
+	if (!*v)                /* "": none, by MX (Postfix's default) */
+		return 0;
+	if (routes_nexthop_normalise(v, &norm, &why) < 0) {
+		config_error_at(c, s, errs, "'%s': %s", v, why);
+		return -1;
+	}
+	free(c->relayhost);
+	c->relayhost = norm;
+	return 0;
+}
+
+static int set_relayhost_tls(struct config *c, const struct setting *st, config_setting_t *s,
+                             struct buf *errs)
+{
+	(void)st;
+	const char *v = config_setting_get_string(s);
+	if (strcmp(v, "starttls") && strcmp(v, "implicit") && strcmp(v, "none")) {
+		config_error_at(c, s, errs, "'%s': expected \"starttls\", \"implicit\" or \"none\"", v);
+		return -1;
+	}
+	free(c->relayhost_tls);
+	c->relayhost_tls = xstrdup(v);
+	return 0;
+}
+
+static int set_credentials(struct config *c, const struct setting *st, config_setting_t *s,
+                           struct buf *errs)
+{
+	(void)st;
+	(void)errs;
+	const char *v = config_setting_get_string(s);
+	free(c->relayhost_credentials);
+	c->relayhost_credentials = *v ? xstrdup(v) : NULL;
+	return 0;
+}
+
+static void route_opt_add(struct route *r, const char *name, const char *value)
+{
+	r->opts = xrealloc(r->opts, (size_t)(r->nopts + 1) * sizeof *r->opts);
+	r->opts[r->nopts++] = (struct route_opt){ .name = xstrdup(name), .value = xstrdup(value) };
+}
+
+static void route_clear(struct route *r)
+{
+	free(r->domain);
+	free(r->transport);
+	free(r->nexthop);
+	for (int i = 0; i < r->nopts; i++) {
+		free(r->opts[i].name);
+		free(r->opts[i].value);
+	}
+	free(r->opts);
+	memset(r, 0, sizeof *r);
+}
+
+static const char *const route_tls_words[] = { "none", "may", "encrypt", "verify", NULL };
+
+/* One { domain; transport; nexthop; tls; ... } of routes.  1 when bad. */
+static int route_parse(struct config *c, struct route *r, config_setting_t *g, struct buf *errs)
+{
+	int bad = 0;
+	if (config_setting_type(g) != CONFIG_TYPE_GROUP) {
+		config_error_at(c, g, errs, "a route is a group { domain = ...; transport = ...; }");
+		return 1;
+	}
+	for (int k = 0; k < config_setting_length(g); k++) {
+		config_setting_t *m = config_setting_get_elem(g, k);
+		const char *nm = config_setting_name(m);
+		if (config_setting_type(m) != CONFIG_TYPE_STRING) {
+			config_error_at(c, m, errs, "must be a string");
+			bad = 1;
+			continue;
+		}
+		const char *v = config_setting_get_string(m), *why;
+		if (!strcmp(nm, "domain")) {
+			r->domain = xstrdup(v);
+			for (char *p = r->domain; *p; p++)
+				*p = (char)tolower((unsigned char)*p);
+			if (!*v || strchr(v, '@') || strchr(v, ' ') || (strchr(v, '*') && strcmp(v, "*")) ||
+			    !strcmp(v, ".")) {
+				config_error_at(c, m, errs, "'%s': expected \"a.example\", \".sub.example\" or \"*\"", v);
+				bad = 1;
+			}
+		} else if (!strcmp(nm, "transport")) {
+			if (!*v || strchr(v, '\t') || strchr(v, '/')) {
+				config_error_at(c, m, errs, "'%s' is not a module name", v);
+				bad = 1;
+			}
+			r->transport = xstrdup(v);
+		} else if (!strcmp(nm, "nexthop")) {
+			free(r->nexthop);
+			r->nexthop = NULL;
+			if (routes_nexthop_normalise(v, &r->nexthop, &why) < 0) {
+				config_error_at(c, m, errs, "'%s': %s", v, why);
+				bad = 1;
+			}
+		} else {
+			if (!strcmp(nm, "tls")) {
+				bool ok = false;
+				for (int i = 0; route_tls_words[i]; i++)
+					ok |= !strcmp(v, route_tls_words[i]);
+				if (!ok) {
+					config_error_at(c, m, errs, "'%s': expected \"none\", \"may\", \"encrypt\" or \"verify\"", v);
+					bad = 1;
+				}
+			}
+			route_opt_add(r, nm, v);
+		}
+	}
+	if (!r->domain) {
+		config_error_at(c, g, errs, "domain = \"...\" is required");
+		bad = 1;
+	}
+	if (!r->nexthop)
+		r->nexthop = xstrdup("");
+	return bad;
+}
+
+static int set_routes(struct config *c, const struct setting *st, config_setting_t *s,
+                      struct buf *errs)
+{
+	(void)st;
+	int n = config_setting_length(s), bad = 0;
+	c->routes = xcalloc((size_t)n + 1, sizeof *c->routes);
+	c->nroutes = n;
+	for (int i = 0; i < n; i++)
+		bad |= route_parse(c, &c->routes[i], config_setting_get_elem(s, i), errs);
+	return bad ? -1 : 0;
+}
+
+/* The relayhost as a route, with the options the transport reads. */
+static void relay_route_build(struct config *c)
+{
+	struct route *r = &c->relay_route;
+	r->domain = xstrdup("*");
+	r->nexthop = xstrdup(c->relayhost);
+	if (c->relayhost_tls) {
+		route_opt_add(r, "tls", strcmp(c->relayhost_tls, "none") ? "encrypt" : "none");
+		if (!strcmp(c->relayhost_tls, "implicit"))
+			route_opt_add(r, "tls_mode", "implicit");
+	}
+}
+
+int config_read_credentials(struct config *c, struct buf *errs)
+{
+	if (!c->relayhost_credentials || !c->relayhost)
+		return 0;
+	config_setting_t *where = config_lookup(&c->cfg, "relayhost_credentials");
+	const char *path = c->relayhost_credentials;
+	FILE *f = fopen(path, "r");
+	struct stat st;
+	if (!f || fstat(fileno(f), &st) < 0) {
+		config_error_at(c, where, errs, "%s: cannot read: %s", path, strerror(errno));
+		if (f)
+			fclose(f);
+		return -1;
+	}
+	if (st.st_mode & (S_IRWXG | S_IRWXO)) {
+		config_error_at(c, where, errs, "%s: refused: group or others may read or write it "
+		                "(mode %03o; chmod 600)", path, (unsigned)(st.st_mode & 0777));
+		fclose(f);
+		return -1;
+	}
+	char line[1024];
+	if (!fgets(line, sizeof line, f))
+		line[0] = 0;
+	fclose(f);
+	line[strcspn(line, "\r\n")] = 0;
+	char *colon = strchr(line, ':');
+	if (!colon || colon == line || !colon[1]) {
+		config_error_at(c, where, errs, "%s: expected one line \"user:password\"", path);
+		return -1;
+	}
+	*colon = 0;
+	route_opt_add(&c->relay_route, "auth_user", line);
+	route_opt_add(&c->relay_route, "auth_password", colon + 1);
+	explicit_bzero(line, sizeof line);
+	return 0;
+}
+
+const struct route *config_route_for(const struct config *c, const char *domain,
+                                     const char **nexthop)
+{
+	*nexthop = "";
+	if (config_is_local_domain(c, domain))
+		return NULL;
+	const struct route *r = routes_match(c->routes, c->nroutes, domain);
+	if (!r && c->relayhost)
+		r = &c->relay_route;
+	if (r)
+		*nexthop = r->nexthop;
+	return r;
+}
+
 static int set_modules(struct config *c, const struct setting *st, config_setting_t *s,
                        struct buf *errs)
 {
@@ -670,6 +906,8 @@ struct config *config_load(const char *path, struct buf *errs)
 		buf_addf(errs, "%s:0: listeners: at least one listener is required\n", c->file);
 	if (c->retry_max < c->retry_initial)
 		c->retry_max = c->retry_initial;
+	if (c->relayhost)       /* relayhost_tls and _credentials apply to it only */
+		relay_route_build(c);
 	char *abs = absolute(c->spool);
 	free(c->spool);
 	c->spool = abs;
@@ -720,6 +958,14 @@ void config_free(struct config **cp)
 	free(c->tls_cert_file);
 	free(c->tls_key_file);
 	free(c->auth_passwords);
+	free(c->resolver);
+	for (int i = 0; i < c->nroutes; i++)
+		route_clear(&c->routes[i]);
+	free(c->routes);
+	free(c->relayhost);
+	free(c->relayhost_tls);
+	free(c->relayhost_credentials);
+	route_clear(&c->relay_route);
 	config_destroy(&c->cfg);
 	free(c);
 	*cp = NULL;

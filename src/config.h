@@ -19,6 +19,7 @@
 #include <libconfig.h>
 
 #include "mem.h"
+#include "routes.h"
 
 enum tls_mode { TLS_NONE = 0, TLS_STARTTLS, TLS_IMPLICIT };
 
@@ -87,6 +88,15 @@ struct config {
 	int hard_error_limit;           /* errors before 421 */
 	int error_sleep_time;           /* seconds */
 	int junk_command_limit;         /* junk commands before each one counts as an error */
+	/* relay (issue 8) */
+	char *resolver;                 /* "ADDR:PORT" of a DNS server, NULL: resolv.conf */
+	struct route *routes;           /* the routes table, in order (routes.h) */
+	int nroutes;
+	char *relayhost;                /* normalised "[host]:port" / "host:port", NULL: MX */
+	char *relayhost_tls;            /* "starttls", "implicit", "none"; NULL: unset */
+	char *relayhost_credentials;    /* file of "user:password" */
+	struct route relay_route;       /* the relayhost as a route: its options */
+	int delay_warning_time;         /* seconds; 0: no delay warnings */
 	config_t cfg;                   /* the parsed tree */
 };
 
@@ -106,6 +116,17 @@ void config_free(struct config **c);
 /* Record an error at a setting ("FILE:LINE: path: text"). */
 void config_error_at(const struct config *c, config_setting_t *s, struct buf *errs,
                      const char *fmt, ...) __attribute__((format(printf, 4, 5)));
+
+/* Read relayhost_credentials (at start, before privileges are dropped):
+ * refused when group or others may read it.  0, or -1 with errs. */
+int config_read_credentials(struct config *c, struct buf *errs)
+	__attribute__((warn_unused_result));
+
+/* Where mail for a non-local domain goes: the matching route, else the
+ * relayhost's pseudo-route, else NULL (by MX, options none).  *nexthop
+ * is "" for MX.  Local domains: NULL and "". */
+const struct route *config_route_for(const struct config *c, const char *domain,
+                                     const char **nexthop);
 
 bool config_is_local_domain(const struct config *c, const char *domain);
 bool config_may_relay(const struct config *c, const struct sockaddr *sa);

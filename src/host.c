@@ -1,12 +1,15 @@
 /*
- * host.c - the function table modules call (struct petrel_host, API 1.0).
+ * host.c - the function table modules call (struct petrel_host, API 1.2).
  *
  * Each function maps an opaque API object to the core's struct.  Functions
- * used by transports (delivery_*) run on worker threads: they touch only
- * the delivery they are given.
+ * used by transports (delivery_*) run on worker threads for deliver() and
+ * on the loop for start(): they touch only the delivery they are given.
+ * global_string and is_own_address take no context: they answer for the
+ * server host_bind() named (one per process).
  */
 #include "delivery.h"
 #include "filter_chain.h"
+#include "routes.h"
 #include "msg_edit.h"
 #include "smtp_server.h"
 #include "log.h"
@@ -15,8 +18,10 @@
 #include "session.h"
 #include "worker.h"
 
+#include <arpa/inet.h>
 #include <ctype.h>
 #include <errno.h>
+#include <netinet/in.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -167,11 +172,22 @@ static int h_session_reply(petrel_session *s, const char *fmt, ...)
 	return r;
 }
 
+/* A non-local domain that a route with its own transport matches goes
+ * there instead of where the router sent it. */
+static const char *route_transport(struct server *srv, const char *transport, const char *address)
+{
+	const char *at = strrchr(address, '@'), *nexthop;
+	const struct route *rt = at ? config_route_for(srv->cfg, at + 1, &nexthop) : NULL;
+	return rt && rt->transport ? rt->transport : transport;
+}
+
 static int h_route_add(petrel_route *r, const char *transport, const char *address)
 {
 	if (!transport || !*transport || strchr(transport, '\t') || strchr(transport, '\n'))
 		return -1;
 	struct qmsg *m = r->qm;
+	if (r->srv)
+		transport = route_transport(r->srv, transport, address);
 	for (int i = 0; i < m->ndests; i++)
 		if (!strcmp(m->dests[i].transport, transport) && !strcasecmp(m->dests[i].address, address)) {
 			r->added++;       /* already a destination: deliver once */
@@ -223,6 +239,170 @@ static void h_delivery_status(petrel_delivery *d, const char *fmt, ...)
 	va_start(ap, fmt);
 	vsnprintf(d->status, sizeof d->status, fmt, ap);
 	va_end(ap);
+}
+
+/* --- 1.2: deliveries with several recipients, asynchronous transports --- */
+
+static bool rcpt_ok(petrel_delivery *d, int i)
+{
+	return i >= 0 && i < d->n;
+}
+
+static int h_delivery_rcpt_count(petrel_delivery *d) { return d->n; }
+
+static const char *h_delivery_rcpt(petrel_delivery *d, int i)
+{
+	return rcpt_ok(d, i) ? d->m->dests[d->idx[i]].address : NULL;
+}
+
+static const char *h_delivery_rcpt_orcpt(petrel_delivery *d, int i)
+{
+	if (!rcpt_ok(d, i))
+		return NULL;
+	const char *x = d->m->dests[d->idx[i]].orcpt;
+	if (!x)
+		return "";
+	if (!d->orcpt)
+		d->orcpt = xcalloc((size_t)d->n, sizeof *d->orcpt);
+	if (!d->orcpt[i]) {
+		size_t n = strlen(x);
+		d->orcpt[i] = xmalloc(n + 1);
+		if (smtp_xtext_decode(x, n, d->orcpt[i], n + 1) < 0)
+			d->orcpt[i][0] = 0;
+	}
+	return d->orcpt[i];
+}
+
+static unsigned h_delivery_rcpt_notify(petrel_delivery *d, int i)
+{
+	return rcpt_ok(d, i) ? d->m->dests[d->idx[i]].notify : 0;
+}
+
+static void h_delivery_rcpt_result(petrel_delivery *d, int i, int result, const char *fmt, ...)
+{
+	if (!rcpt_ok(d, i) || d->result[i] != DLV_NO_RESULT)
+		return;
+	if (result != PETREL_DELIVERED && result != PETREL_BOUNCE && result != PETREL_RELAYED)
+		result = PETREL_DEFER;
+	char text[512];
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(text, sizeof text, fmt ? fmt : "", ap);
+	va_end(ap);
+	for (char *p = text; *p; p++)      /* one log line, whatever the peer sent */
+		if ((unsigned char)*p < 0x20 || *p == 0x7f)
+			*p = ' ';
+	if (d->async) {
+		delivery_apply(d, i, result, text);    /* recorded at once */
+	} else {
+		d->result[i] = (signed char)result;   /* deliver(): the worker applies it */
+		snprintf(d->status, sizeof d->status, "%s", text);
+	}
+}
+
+static void h_delivery_relay(petrel_delivery *d, const char *relay)
+{
+	snprintf(d->relay, sizeof d->relay, "%s", relay ? relay : "");
+	for (char *p = d->relay; *p; p++)
+		if ((unsigned char)*p < 0x20 || *p == 0x7f || *p == ' ')
+			*p = '?';
+}
+
+static void h_delivery_done(petrel_delivery *d)
+{
+	if (d && d->async)
+		delivery_finished(d);
+}
+
+static int h_delivery_rewind(petrel_delivery *d)
+{
+	d->pos = d->m->msg_off;
+	return 0;
+}
+
+static unsigned long long h_delivery_size(petrel_delivery *d) { return d->m->size; }
+static unsigned h_delivery_flags(petrel_delivery *d) { return d->m->flags; }
+
+static const char *h_delivery_envid(petrel_delivery *d)
+{
+	const char *x = d->m->envid;
+	if (!x)
+		return "";
+	if (!d->envid) {
+		size_t n = strlen(x);
+		d->envid = xmalloc(n + 1);
+		if (smtp_xtext_decode(x, n, d->envid, n + 1) < 0)
+			d->envid[0] = 0;
+	}
+	return d->envid;
+}
+
+static const char *h_delivery_nexthop(petrel_delivery *d) { return d->nexthop ? d->nexthop : ""; }
+
+static const char *h_delivery_route_option(petrel_delivery *d, const char *name)
+{
+	return name ? route_option(d->route, name) : NULL;
+}
+
+static struct server *bound;
+
+void host_bind(struct server *srv)
+{
+	bound = srv;
+}
+
+static const char *h_global_string(const char *name)
+{
+	const struct config *c = bound ? bound->cfg : NULL;
+	if (!c || !name)
+		return NULL;
+	if (!strcmp(name, "hostname"))
+		return c->hostname;
+	if (!strcmp(name, "resolver"))
+		return c->resolver;
+	if (!strcmp(name, "relayhost"))
+		return c->relayhost;
+	if (!strcmp(name, "relayhost_tls"))
+		return c->relayhost_tls;
+	if (!strcmp(name, "spool"))
+		return c->spool;
+	return NULL;
+}
+
+/* A listener on addr:port, or on the wildcard address of its family when
+ * addr is a loopback address (every local address is ours then; the
+ * loopback ones are the ones a test or a bad MX record leads to). */
+static int h_is_own_address(const char *addr, int port)
+{
+	if (!bound || !bound->cfg || !addr)
+		return 0;
+	unsigned char a[16];
+	int fam = inet_pton(AF_INET, addr, a) == 1 ? AF_INET
+	          : inet_pton(AF_INET6, addr, a) == 1 ? AF_INET6 : 0;
+	if (!fam)
+		return 0;
+	bool loop = fam == AF_INET ? a[0] == 127 : !memcmp(a, in6addr_loopback.s6_addr, 16);
+	const struct config *c = bound->cfg;
+	for (int i = 0; i < c->nlisteners; i++) {
+		const struct sockaddr_storage *ss = &c->listeners[i].addr;
+		if (ss->ss_family != fam)
+			continue;
+		if (fam == AF_INET) {
+			const struct sockaddr_in *s4 = (const struct sockaddr_in *)ss;
+			if (ntohs(s4->sin_port) != port)
+				continue;
+			if (!memcmp(&s4->sin_addr, a, 4) || (loop && s4->sin_addr.s_addr == htonl(INADDR_ANY)))
+				return 1;
+		} else {
+			const struct sockaddr_in6 *s6 = (const struct sockaddr_in6 *)ss;
+			if (ntohs(s6->sin6_port) != port)
+				continue;
+			if (!memcmp(&s6->sin6_addr, a, 16) ||
+			    (loop && !memcmp(&s6->sin6_addr, &in6addr_any, 16)))
+				return 1;
+		}
+	}
+	return 0;
 }
 
 /* --- slots, suspension, loop services --- */
@@ -498,4 +678,19 @@ const struct petrel_host petrel_host_v1 = {
 	.txn_size = h_txn_size,
 	.part_charset = part_charset,
 	.work_submit = h_work_submit,
+	.delivery_rcpt_count = h_delivery_rcpt_count,
+	.delivery_rcpt = h_delivery_rcpt,
+	.delivery_rcpt_orcpt = h_delivery_rcpt_orcpt,
+	.delivery_rcpt_notify = h_delivery_rcpt_notify,
+	.delivery_rcpt_result = h_delivery_rcpt_result,
+	.delivery_relay = h_delivery_relay,
+	.delivery_done = h_delivery_done,
+	.delivery_rewind = h_delivery_rewind,
+	.delivery_size = h_delivery_size,
+	.delivery_flags = h_delivery_flags,
+	.delivery_envid = h_delivery_envid,
+	.delivery_nexthop = h_delivery_nexthop,
+	.delivery_route_option = h_delivery_route_option,
+	.global_string = h_global_string,
+	.is_own_address = h_is_own_address,
 };

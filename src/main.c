@@ -150,7 +150,8 @@ static int read_secrets(struct config *cfg, struct tls_server **tls, struct auth
 static int load_secrets(struct server *srv, struct buf *errs)
 {
 	srv->tls = xcalloc((size_t)srv->cfg->nlisteners + 1, sizeof *srv->tls);
-	return read_secrets(srv->cfg, srv->tls, &srv->auth_db, errs);
+	int bad = config_read_credentials(srv->cfg, errs) < 0;
+	return read_secrets(srv->cfg, srv->tls, &srv->auth_db, errs) < 0 || bad ? -1 : 0;
 }
 
 /* SIGHUP: read the TLS key pairs and the password file again from the
@@ -363,6 +364,7 @@ static void on_signal(struct ev_loop *loop, int fd, int mask, void *arg)
 		srv->stopping = true;
 		listeners_close(srv);
 		sessions_shutdown(srv);
+		queue_stop(srv->queue);
 		ev_timer_init(&srv->stop_timer, check_stopped, srv);
 		check_stopped(loop, srv);
 	}
@@ -402,6 +404,7 @@ int main(int argc, char **argv)
 	/* modules may set timers in init(): the loop exists before them */
 	srv->loop = ev_loop_new();
 	srv->mods.srv = srv;
+	host_bind(srv);     /* host->global_string, is_own_address */
 	if (srv->cfg) {
 		(void)load_modules(srv, &errs);    /* errors are in errs */
 		(void)load_secrets(srv, &errs);

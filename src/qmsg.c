@@ -7,6 +7,8 @@
 #include "mem.h"
 #include "smtp_parse.h"
 
+#include <petrel/module.h>
+
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -39,6 +41,7 @@ struct qmsg *qmsg_new(const char *qid, const char *sender, time_t arrival)
 	m->arrival = arrival;
 	m->arrival_precise = (double)arrival;
 	m->slot = -1;
+	m->fd = -1;
 	ev_timer_init(&m->retry, NULL, m);
 	return m;
 }
@@ -66,6 +69,8 @@ void qmsg_drop_dest(struct qmsg *m, int i)
 	free(d->local);
 	free(d->domain);
 	free(d->last_error);
+	free(d->orcpt);
+	free(d->relay);
 	memmove(d, d + 1, (size_t)(m->ndests - i - 1) * sizeof *d);
 	m->ndests--;
 }
@@ -79,16 +84,36 @@ void qmsg_free(struct qmsg **mp)
 		qmsg_drop_dest(m, m->ndests - 1);
 	free(m->dests);
 	free(m->sender);
+	free(m->envid);
 	free(m);
 	*mp = NULL;
 }
 
-bool qmsg_bounce_due(const struct qmsg *m)
+char qdest_report_action(const struct qdest *d, bool warn)
+{
+	unsigned n = d->notify;
+	if (n & PETREL_NOTIFY_NEVER)
+		return 0;
+	if (d->status == Q_BOUNCED && !d->reported)
+		return !n || (n & PETREL_NOTIFY_FAILURE) ? 'f' : 0;
+	if (d->success && (n & PETREL_NOTIFY_SUCCESS))
+		return d->success;
+	if (warn && d->status == Q_PENDING && (!n || (n & PETREL_NOTIFY_DELAY)))
+		return 'w';
+	return 0;
+}
+
+bool qmsg_report_due(const struct qmsg *m, bool warn)
 {
 	if (!m->sender[0])
 		return false;
 	for (int i = 0; i < m->ndests; i++)
-		if (m->dests[i].status == Q_BOUNCED && !m->dests[i].reported)
+		if (qdest_report_action(&m->dests[i], warn))
 			return true;
 	return false;
+}
+
+bool qmsg_bounce_due(const struct qmsg *m)
+{
+	return qmsg_report_due(m, false);
 }

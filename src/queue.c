@@ -1,18 +1,44 @@
 /*
  * queue.c - the delivery scheduler (see queue.h).
  *
- * Messages wait in a run list; at most 2 x delivery_workers are handed to
- * worker threads at once.  A worker delivers every pending destination of
- * its message in turn, records each final status byte in the queue file
- * (no sync: after a crash a destination may be delivered again, never
- * lost), and removes the file when nothing is pending.  Back on the loop a
- * message with deferred destinations gets a retry timer.
+ * Every message held is in one of three places: a run list (due now),
+ * an attempt (in flight), or the event loop's timer heap (deferred, armed
+ * for the earliest next try of its pending recipients).  A deferred
+ * message costs its struct and a heap entry and no CPU while it waits;
+ * the work per second follows the messages that come due.
  *
- * Crash-loop guard (spool.h, "Delivery attempts"): each attempt is marked
- * in the queue file while the transports run.  A message recovery found
- * in flight at a crash (m->suspect) is tried alone: it waits until nothing
- * else is being delivered, and nothing else starts until it is done, so
- * that a crash then is its own and recovery can hold it.
+ * Two run lists, so that neither kind of transport waits behind the
+ * other: messages with a recipient for a blocking transport (deliver(),
+ * maildir) go to a worker thread, at most 2 x delivery_workers at once;
+ * messages whose due recipients are all for asynchronous transports
+ * (start(), API 1.2: smtp) are handed to the transport on the loop, at
+ * most ASYNC_MAX messages at once.  The transport queues per destination
+ * and limits its own connections (destination and total concurrency);
+ * the bound here only keeps what is handed over, and the queue files held
+ * open for it, in proportion: the rest waits in the run list, which costs
+ * a pointer per message.
+ *
+ * One attempt of a message takes its due pending recipients: those of
+ * blocking transports as one worker job, those of each (asynchronous
+ * transport, next hop) as one start().  Each result is recorded when it
+ * is known: the status byte in the queue file (no sync: after a crash a
+ * recipient may be delivered again, never lost; one recorded as
+ * delivered never is) and a log line in Postfix's form.  When the last
+ * part of the attempt ends (finish): deferred recipients get their next
+ * try (backoff doubling from retry_initial to retry_max, times a random
+ * factor in [0.75, 1.25): an outage's backlog does not come due at one
+ * instant), written to the seal line with the attempt count, so a restart
+ * resumes the schedule; a message past queue_lifetime bounces what is
+ * pending; the reports due (failure, delay, success: RFC 3464) go out as
+ * one message; and the file goes when nothing is pending.
+ *
+ * Crash-loop guard (spool.h, "Delivery attempts"): each attempt, blocking
+ * or asynchronous, is marked in the queue file from when it opens the
+ * file until finish() (before the file can be retired and its slot
+ * reused).  A message recovery found in flight at a crash (m->suspect) is
+ * tried alone: it waits until nothing else is being delivered, and
+ * nothing else starts until it is done, so that a crash then is its own
+ * and recovery can hold it.
  */
 #include "queue.h"
 #include "bounce.h"
@@ -20,6 +46,7 @@
 #include "log.h"
 #include "mem.h"
 #include "module_load.h"
+#include "routes.h"
 #include "server.h"
 #include "smtp_parse.h"
 #include "spool.h"
@@ -34,22 +61,32 @@
 #include <sys/time.h>
 #include <unistd.h>
 
+#define ASYNC_MAX 5000          /* messages in asynchronous attempts at once */
+
+enum { RUN_SYNC = 0, RUN_ASYNC = 1 };
+
+struct run_list {
+	struct qmsg *head, *tail;
+};
+
 struct queue {
 	struct server *srv;
-	struct qmsg *run_head, *run_tail;
-	int active;
+	struct run_list run[2];
+	int active_sync;        /* worker jobs in flight */
+	int active_async;       /* messages with asynchronous deliveries in flight */
+	int ndeliveries;        /* asynchronous deliveries in flight */
+	int in_start;           /* inside a transport's start(): no new attempts */
 	int nmsgs;
 	struct qmsg **all;      /* every message held, for shutdown */
 	int nall, capall;
+	unsigned rnd;           /* jitter */
 	bool solo_running;      /* a suspect's attempt, alone: start nothing else */
 };
 
 struct job {
 	struct qmsg *m;
-	struct module **mods;   /* per destination; NULL: transport missing */
-	struct buf headers;     /* the message's header section, for a bounce */
-	bool retire_after_report;  /* done, but its bounce must be queued first */
-	bool solo;              /* the attempt of a suspect, with nothing else running */
+	struct petrel_delivery **dl;    /* one per recipient, for blocking transports */
+	int n;
 };
 
 static double now_f(void)
@@ -59,85 +96,114 @@ static double now_f(void)
 	return (double)tv.tv_sec + (double)tv.tv_usec / 1e6;
 }
 
-/* --- worker side --- */
-
-static const char *result_word(int r)
+static struct module *transport_of(struct server *srv, const char *name)
 {
-	return r == PETREL_DELIVERED ? "sent" : r == PETREL_BOUNCE ? "bounced" : "deferred";
+	struct module *mod = module_find(&srv->mods, name);
+	return mod && mod->desc->transport ? mod : NULL;
 }
+
+static bool is_async(const struct module *mod)
+{
+	return mod && module_has_transport_1_2(mod) && mod->desc->transport->start;
+}
+
+/* --- results --- */
+
+/* "250 2.0.0 Ok" -> "2.0.0"; else the class of the result. */
+static void dsn_code(const char *text, int result, char out[16])
+{
+	const char *p = text;
+	if (p[0] >= '2' && p[0] <= '5' && p[1] >= '0' && p[1] <= '9' && p[2] >= '0' && p[2] <= '9' &&
+	    (p[3] == ' ' || p[3] == '-'))
+		p += 4;
+	int a, b, c, n = 0;
+	if (sscanf(p, "%1d.%3d.%3d%n", &a, &b, &c, &n) == 3 && n > 0 && (p[n] == ' ' || !p[n]) &&
+	    a >= 2 && a <= 5) {
+		snprintf(out, 16, "%d.%d.%d", a, b, c);
+		return;
+	}
+	snprintf(out, 16, "%s", result == PETREL_DEFER ? "4.0.0" : result == PETREL_BOUNCE ? "5.0.0"
+	                                                                               : "2.0.0");
+}
+
+void delivery_apply(struct petrel_delivery *dl, int i, int r, const char *text)
+{
+	struct qmsg *m = dl->m;
+	struct qdest *d = &m->dests[dl->idx[i]];
+	dl->result[i] = (signed char)r;
+	if (!text || !*text)
+		text = r == PETREL_DEFER ? "deferred" : r == PETREL_BOUNCE ? "bounced" : "delivered";
+	if (r != PETREL_DEFER) {
+		char st = r == PETREL_BOUNCE ? Q_BOUNCED : Q_DELIVERED;
+		if (pwrite(dl->fd, &st, 1, d->status_off) != 1)
+			log_error("%s: cannot record delivery status: %m", m->qid);
+		d->status = st;
+		/* a next hop with DSN took NOTIFY along: it reports success itself */
+		if ((d->notify & PETREL_NOTIFY_SUCCESS) && (r == PETREL_RELAYED || !dl->async) &&
+		    r != PETREL_BOUNCE)
+			d->success = r == PETREL_RELAYED ? 'r' : 'd';
+	}
+	free(d->last_error);
+	d->last_error = xstrdup(text);
+	free(d->relay);
+	d->relay = dl->relay[0] ? xstrdup(dl->relay) : NULL;
+	char orig[600] = "", code[16];
+	if (strcmp(d->orig, d->address))
+		snprintf(orig, sizeof orig, ", orig_to=<%s>", d->orig);
+	dsn_code(text, r, code);
+	double now = now_f(), b = dl->start - m->arrival_precise;
+	log_info("%s: to=<%s>%s, relay=%s, delay=%.2f, delays=0/%.2f/0/%.2f, dsn=%s, status=%s (%s)",
+	         m->qid, d->address, orig, dl->relay[0] ? dl->relay : d->transport,
+	         now - m->arrival_precise, b > 0 ? b : 0, now - dl->start, code,
+	         r == PETREL_DEFER ? "deferred" : r == PETREL_BOUNCE ? "bounced" : "sent", text);
+}
+
+static struct petrel_delivery *delivery_new(struct qmsg *m, int n)
+{
+	struct petrel_delivery *dl = xcalloc(1, sizeof *dl);
+	dl->m = m;
+	dl->fd = m->fd;
+	dl->pos = m->msg_off;
+	dl->idx = xcalloc((size_t)n, sizeof *dl->idx);
+	dl->result = xmalloc((size_t)n);
+	memset(dl->result, DLV_NO_RESULT, (size_t)n);
+	dl->start = m->attempt_start;
+	return dl;
+}
+
+static void delivery_free(struct petrel_delivery **dlp)
+{
+	struct petrel_delivery *dl = *dlp;
+	for (int i = 0; dl->orcpt && i < dl->n; i++)
+		free(dl->orcpt[i]);
+	free(dl->orcpt);
+	free(dl->envid);
+	free(dl->idx);
+	free(dl->result);
+	free(dl);
+	*dlp = NULL;
+}
+
+/* --- worker side: blocking transports --- */
 
 static void deliver_work(void *arg)
 {
 	struct job *j = arg;
-	struct qmsg *m = j->m;
-	struct server *srv = m->srv;
-	char path[4096];
-	if (spool_path(srv->spool, m, path, sizeof path) < 0)
-		return;
-	int fd = open(path, O_RDWR | O_CLOEXEC);
-	if (fd < 0) {
-		log_error("%s: cannot open queue file: %m", m->qid);
-		return;
-	}
-	if (spool_attempt_mark(fd, j->solo ? SPOOL_ATTEMPT_SOLO : SPOOL_ATTEMPT_SHARED) < 0)
-		log_error("%s: cannot mark the delivery attempt: %m", m->qid);
-	int pending = 0;
-	for (int i = 0; i < m->ndests; i++) {
-		struct qdest *d = &m->dests[i];
-		if (d->status != Q_PENDING)
-			continue;
-		struct petrel_delivery dl = { .m = m, .d = d, .fd = fd, .pos = m->msg_off };
-		int r;
-		if (!j->mods[i]) {
+	for (int k = 0; k < j->n; k++) {
+		struct petrel_delivery *dl = j->dl[k];
+		int r = dl->mod->desc->transport->deliver(dl->mod->state, dl);
+		if (dl->result[0] != DLV_NO_RESULT)       /* 1.2: delivery_rcpt_result said */
+			r = dl->result[0];
+		if (r != PETREL_DELIVERED && r != PETREL_BOUNCE && r != PETREL_RELAYED)
 			r = PETREL_DEFER;
-			snprintf(dl.status, sizeof dl.status, "transport %s is not loaded", d->transport);
-		} else {
-			r = j->mods[i]->desc->transport->deliver(j->mods[i]->state, &dl);
-			if (r != PETREL_DELIVERED && r != PETREL_BOUNCE)
-				r = PETREL_DEFER;
-			if (!dl.status[0])
-				snprintf(dl.status, sizeof dl.status, "%s", result_word(r));
-		}
-		if (r != PETREL_DEFER) {
-			char st = r == PETREL_DELIVERED ? Q_DELIVERED : Q_BOUNCED;
-			if (st == Q_BOUNCED) {
-				free(d->last_error);
-				d->last_error = xstrdup(dl.status);
-			}
-			if (pwrite(fd, &st, 1, d->status_off) != 1)
-				log_error("%s: cannot record delivery status: %m", m->qid);
-			d->status = st;
-		} else {
-			pending++;
-			free(d->last_error);
-			d->last_error = xstrdup(dl.status);
-		}
-		char orig[600] = "";
-		if (strcmp(d->orig, d->address))
-			snprintf(orig, sizeof orig, ", orig_to=<%s>", d->orig);
-		log_info("%s: to=<%s>%s, relay=%s, delay=%.2f, status=%s (%s)", m->qid, d->address,
-		         orig, d->transport, now_f() - m->arrival_precise, result_word(r), dl.status);
+		delivery_apply(dl, 0, r, dl->status);
 	}
-	/* before the slot can be retired and reused */
-	if (spool_attempt_mark(fd, SPOOL_ATTEMPT_NONE) < 0)
-		log_error("%s: cannot clear the delivery attempt mark: %m", m->qid);
-	bool report = qmsg_bounce_due(m);
-	if (report)
-		bounce_capture_headers(fd, m, &j->headers);
-	if (!pending && report) {
-		j->retire_after_report = true;      /* bounce_send() removes it */
-	} else if (!pending) {
-		if (spool_retire(srv->spool, m, fd) < 0)
-			log_error("%s: cannot remove queue file: %m", m->qid);
-		else
-			log_info("%s: removed", m->qid);
-	}
-	close(fd);
 }
 
 /* --- loop side --- */
 
 static void kick(struct queue *q);
+static void finish(struct queue *q, struct qmsg *m);
 
 static void forget(struct queue *q, struct qmsg *m)
 {
@@ -146,7 +212,39 @@ static void forget(struct queue *q, struct qmsg *m)
 	q->all[i]->qindex = i;
 	q->nmsgs--;
 	ev_timer_stop(q->srv->loop, &m->retry);
+	if (m->fd >= 0)
+		close(m->fd);
 	qmsg_free(&m);
+}
+
+/* Which run list: a worker is needed when a due recipient has a
+ * blocking transport. */
+static int run_kind(struct server *srv, struct qmsg *m)
+{
+	time_t now = time(NULL);
+	for (int i = 0; i < m->ndests; i++) {
+		struct qdest *d = &m->dests[i];
+		if (d->status != Q_PENDING || d->next_try > now)
+			continue;
+		struct module *mod = transport_of(srv, d->transport);
+		if (mod && !is_async(mod))
+			return RUN_SYNC;
+	}
+	return RUN_ASYNC;
+}
+
+static void run_push(struct queue *q, struct qmsg *m)
+{
+	if (m->on_run)
+		return;
+	struct run_list *l = &q->run[run_kind(q->srv, m)];
+	m->next = NULL;
+	m->on_run = true;
+	if (l->tail)
+		l->tail->next = m;
+	else
+		l->head = m;
+	l->tail = m;
 }
 
 static void retry_due(struct ev_loop *loop, void *arg)
@@ -154,66 +252,194 @@ static void retry_due(struct ev_loop *loop, void *arg)
 	(void)loop;
 	struct qmsg *m = arg;
 	struct queue *q = m->srv->queue;
-	m->next = NULL;
-	if (q->run_tail)
-		q->run_tail->next = m;
-	else
-		q->run_head = m;
-	q->run_tail = m;
+	run_push(q, m);
 	kick(q);
 }
 
-/* Try m again after the backoff of its attempts so far. */
-static void schedule_retry(struct qmsg *m)
+static unsigned rand_next(struct queue *q)
 {
-	struct config *cfg = m->srv->cfg;
-	uint64_t delay = (uint64_t)cfg->retry_initial;
-	for (int i = 1; i < m->attempts && delay < (uint64_t)cfg->retry_max; i++)
-		delay *= 2;
-	if (delay > (uint64_t)cfg->retry_max)
-		delay = (uint64_t)cfg->retry_max;
-	m->retry.cb = retry_due;
-	if (!m->srv->stopping)
-		ev_timer_start(m->srv->loop, &m->retry, delay * 1000);
+	q->rnd = q->rnd * 1103515245u + 12345u;
+	return q->rnd >> 8;
 }
 
-/* The report could not be written: m stays, and its bounced destinations
- * are reported on the next attempt (which finds nothing else to do). */
-static void report_later(struct qmsg *m)
+/* Seconds to wait after the n-th deferral of a recipient. */
+static time_t backoff(struct queue *q, int n)
+{
+	struct config *cfg = q->srv->cfg;
+	double delay = cfg->retry_initial;
+	for (int i = 1; i < n && delay < cfg->retry_max; i++)
+		delay *= 2;
+	if (delay > cfg->retry_max)
+		delay = cfg->retry_max;
+	delay *= 0.75 + (double)(rand_next(q) % 1000) / 2000.0;
+	return delay < 1 ? 1 : (time_t)(delay + 0.5);
+}
+
+/* Arm m's timer for its earliest pending recipient (and its lifetime). */
+static void arm(struct queue *q, struct qmsg *m)
+{
+	struct config *cfg = q->srv->cfg;
+	time_t now = time(NULL), when = 0;
+	for (int i = 0; i < m->ndests; i++)
+		if (m->dests[i].status == Q_PENDING && (!when || m->dests[i].next_try < when))
+			when = m->dests[i].next_try;
+	time_t expiry = m->arrival + cfg->queue_lifetime;
+	if (when > expiry)
+		when = expiry;
+	if (cfg->delay_warning_time && !m->delay_warned && m->sender[0] &&
+	    m->arrival + cfg->delay_warning_time < when)
+		when = m->arrival + cfg->delay_warning_time;
+	m->retry.cb = retry_due;
+	if (q->srv->stopping)
+		return;
+	if (when <= now) {
+		run_push(q, m);
+		return;
+	}
+	ev_timer_start(q->srv->loop, &m->retry, (uint64_t)(when - now) * 1000);
+}
+
+static void capture_message(int fd, const struct qmsg *m, struct buf *out)
+{
+	char chunk[65536];
+	off_t pos = m->msg_off;
+	while ((uint64_t)pos < m->end) {
+		size_t want = m->end - (uint64_t)pos < sizeof chunk ? (size_t)(m->end - (uint64_t)pos)
+		                                                    : sizeof chunk;
+		ssize_t n = pread(fd, chunk, want, pos);
+		if (n <= 0)
+			break;
+		buf_add(out, chunk, (size_t)n);
+		pos += n;
+	}
+}
+
+/* The reports due for m, as one message; false when it could not be
+ * written (the file must stay).  retire: m is done, its file goes once
+ * the report is durable. */
+static bool report(struct queue *q, struct qmsg *m, bool retire, bool warn)
+{
+	struct server *srv = q->srv;
+	struct buf content = {0};
+	bool due = qmsg_bounce_due(m) || warn;
+	bool full = false;
+	if (due && m->fd >= 0) {
+		bool failed = false;
+		for (int i = 0; i < m->ndests; i++)
+			failed |= m->dests[i].status == Q_BOUNCED && !m->dests[i].reported;
+		full = failed && (m->flags & QMSG_RET_FULL) && m->size <= srv->cfg->message_size_limit;
+		if (full)
+			capture_message(m->fd, m, &content);
+		else
+			bounce_capture_headers(m->fd, m, &content);
+	}
+	bool ok = bounce_send(srv, m, &content, retire, warn, full);
+	buf_free(&content);
+	return ok;
+}
+
+/* The report could not be written: m stays, and what it owed is
+ * reported on the next attempt. */
+static void report_later(struct queue *q, struct qmsg *m)
 {
 	for (int i = 0; i < m->ndests; i++)
 		if (m->dests[i].status == Q_BOUNCED)
 			m->dests[i].reported = false;
-	m->attempts++;
-	schedule_retry(m);
+	time_t next = time(NULL) + backoff(q, ++m->attempts);
+	for (int i = 0; i < m->ndests; i++)
+		if (m->dests[i].status == Q_PENDING && m->dests[i].next_try < next)
+			m->dests[i].next_try = next;
+	if (!m->srv->stopping)
+		ev_timer_start(m->srv->loop, &m->retry, (uint64_t)(next - time(NULL)) * 1000);
 }
 
-/* Returns false when m must stay (its report could not be written). */
-static bool expire(struct qmsg *m)
+static void expire(struct qmsg *m)
 {
-	char path[4096];
-	struct buf headers = {0};
-	int fd = spool_path(m->srv->spool, m, path, sizeof path) == 0
-	             ? open(path, O_RDWR | O_CLOEXEC) : -1;
-	if (fd >= 0 && m->sender[0])
-		bounce_capture_headers(fd, m, &headers);
 	for (int i = 0; i < m->ndests; i++) {
 		struct qdest *d = &m->dests[i];
 		if (d->status != Q_PENDING)
 			continue;
 		d->status = Q_BOUNCED;
 		d->expired = true;
-		if (fd >= 0 && pwrite(fd, "B", 1, d->status_off) != 1)
+		if (m->fd >= 0 && pwrite(m->fd, "B", 1, d->status_off) != 1)
 			log_error("%s: cannot record bounce: %m", m->qid);
-		log_info("%s: to=<%s>, relay=%s, status=bounced (message expired after %d attempts: %s)",
-		         m->qid, d->address, d->transport, m->attempts,
-		         d->last_error ? d->last_error : "deferred");
+		log_info("%s: to=<%s>, relay=%s, delay=%.0f, dsn=4.4.7, status=bounced "
+		         "(message expired after %d attempts: %s)", m->qid, d->address,
+		         d->relay ? d->relay : d->transport, difftime(time(NULL), m->arrival),
+		         m->attempts, d->last_error ? d->last_error : "deferred");
 	}
-	if (fd >= 0)
-		close(fd);
-	bool done = bounce_send(m->srv, m, &headers, true);   /* then removes the file */
-	buf_free(&headers);
-	return done;
+}
+
+/* The last part of m's attempt ended (see the file's comment). */
+static void finish(struct queue *q, struct qmsg *m)
+{
+	struct server *srv = q->srv;
+	struct config *cfg = srv->cfg;
+	time_t now = time(NULL);
+	int pending = 0;
+	if (m->async_counted) {
+		q->active_async--;
+		m->async_counted = false;
+	}
+	/* before the slot can be retired and reused */
+	if (m->fd >= 0 && spool_attempt_mark(m->fd, SPOOL_ATTEMPT_NONE) < 0)
+		log_error("%s: cannot clear the delivery attempt mark: %m", m->qid);
+	if (m->solo) {
+		q->solo_running = false;
+		m->solo = false;
+		m->suspect = false;     /* it did not crash alone: a message like others */
+	}
+	for (int i = 0; i < m->ndests; i++) {
+		struct qdest *d = &m->dests[i];
+		if (d->busy && d->status == Q_PENDING) {
+			d->attempts++;
+			d->next_try = now + backoff(q, d->attempts);
+		}
+		d->busy = false;
+		pending += d->status == Q_PENDING;
+	}
+	bool warn = false;
+	if (pending) {
+		m->attempts++;
+		if (now - m->arrival >= cfg->queue_lifetime) {
+			expire(m);
+			pending = 0;
+		} else if (cfg->delay_warning_time && !m->delay_warned && m->sender[0] &&
+		           now - m->arrival >= cfg->delay_warning_time) {
+			m->delay_warned = true;
+			warn = true;
+		}
+	}
+	if (!pending) {
+		bool ok = report(q, m, true, false);    /* removes the file, after its report */
+		if (ok) {
+			forget(q, m);
+			return;
+		}
+		report_later(q, m);
+	} else {
+		if (!report(q, m, false, warn))
+			report_later(q, m);
+		else
+			arm(q, m);
+		time_t first = 0;
+		for (int i = 0; i < m->ndests; i++)
+			if (m->dests[i].status == Q_PENDING && (!first || m->dests[i].next_try < first))
+				first = m->dests[i].next_try;
+		if (m->fd >= 0 && spool_write_retry(m->fd, m->attempts, first, m->delay_warned) < 0)
+			log_error("%s: cannot record the retry time: %m", m->qid);
+	}
+	if (m->fd >= 0) {
+		close(m->fd);
+		m->fd = -1;
+	}
+}
+
+/* One part of m's attempt ended. */
+static void part_done(struct queue *q, struct qmsg *m)
+{
+	if (--m->inflight == 0)
+		finish(q, m);
 }
 
 static void deliver_done(void *arg)
@@ -221,63 +447,182 @@ static void deliver_done(void *arg)
 	struct job *j = arg;
 	struct qmsg *m = j->m;
 	struct queue *q = m->srv->queue;
-	bool reported = bounce_send(m->srv, m, &j->headers, j->retire_after_report);
-	bool must_stay = j->retire_after_report && !reported;
-	if (j->solo) {
-		q->solo_running = false;
-		m->suspect = false;     /* it did not crash alone: a message like others */
-	}
-	if (!reported)          /* not written: the next attempt reports them */
-		for (int i = 0; i < m->ndests; i++)
-			if (m->dests[i].status == Q_BOUNCED)
-				m->dests[i].reported = false;
-	buf_free(&j->headers);
-	free(j->mods);
+	for (int k = 0; k < j->n; k++)
+		delivery_free(&j->dl[k]);
+	free(j->dl);
 	free(j);
-	q->active--;
-	int pending = 0;
-	for (int i = 0; i < m->ndests; i++)
-		pending += m->dests[i].status == Q_PENDING;
-	if (must_stay) {
-		report_later(m);
-	} else if (!pending) {
-		forget(q, m);
-	} else {
-		m->attempts++;
-		if (time(NULL) - m->arrival >= m->srv->cfg->queue_lifetime) {
-			if (expire(m))
-				forget(q, m);
-			else
-				report_later(m);
+	q->active_sync--;
+	part_done(q, m);
+	kick(q);
+}
+
+void delivery_finished(struct petrel_delivery *dl)
+{
+	struct qmsg *m = dl->m;
+	struct queue *q = m->srv->queue;
+	for (int i = 0; i < dl->n; i++)
+		if (dl->result[i] == DLV_NO_RESULT)
+			delivery_apply(dl, i, PETREL_DEFER,
+			               dl->status[0] ? dl->status : "delivery ended without a result");
+	delivery_free(&dl);
+	q->ndeliveries--;
+	part_done(q, m);
+	kick(q);
+}
+
+/* Start m's due recipients of asynchronous transports whose group begins
+ * at index first: every due recipient with the same transport, next hop,
+ * route (and, by MX, domain). */
+static void start_group(struct queue *q, struct qmsg *m, int first, struct module *mod,
+                        bool *taken)
+{
+	struct server *srv = q->srv;
+	const char *nexthop;
+	const struct route *rt = config_route_for(srv->cfg, m->dests[first].domain, &nexthop);
+	int n = 0;
+	int *idx = xcalloc((size_t)m->ndests, sizeof *idx);
+	for (int i = first; i < m->ndests; i++) {
+		struct qdest *d = &m->dests[i];
+		if (taken[i] || !d->busy || strcmp(d->transport, m->dests[first].transport))
+			continue;
+		const char *nh;
+		const struct route *r = config_route_for(srv->cfg, d->domain, &nh);
+		if (r != rt || strcmp(nh, nexthop) || (!*nexthop && strcmp(d->domain, m->dests[first].domain)))
+			continue;
+		taken[i] = true;
+		idx[n++] = i;
+	}
+	struct petrel_delivery *dl = delivery_new(m, n);
+	memcpy(dl->idx, idx, (size_t)n * sizeof *idx);
+	free(idx);
+	dl->n = n;
+	dl->d = &m->dests[first];
+	dl->mod = mod;
+	dl->async = true;
+	dl->nexthop = nexthop;
+	dl->route = rt;
+	m->inflight++;
+	q->ndeliveries++;
+	q->in_start++;
+	int r = mod->desc->transport->start(mod->state, dl);
+	q->in_start--;
+	if (r < 0) {            /* nothing started: every recipient is deferred */
+		for (int i = 0; i < dl->n; i++)
+			if (dl->result[i] == DLV_NO_RESULT)
+				delivery_apply(dl, i, PETREL_DEFER,
+				               dl->status[0] ? dl->status : "the transport could not start");
+		delivery_free(&dl);
+		q->ndeliveries--;
+		m->inflight--;
+	}
+}
+
+/* One attempt of m: its due pending recipients. */
+static void attempt(struct queue *q, struct qmsg *m)
+{
+	struct server *srv = q->srv;
+	time_t now = time(NULL);
+	char path[4096];
+	m->fd = spool_path(srv->spool, m, path, sizeof path) == 0 ? open(path, O_RDWR | O_CLOEXEC) : -1;
+	if (m->fd < 0) {
+		log_error("%s: cannot open queue file: %m", m->qid);
+		m->inflight = 1;
+		for (int i = 0; i < m->ndests; i++)
+			m->dests[i].busy = m->dests[i].status == Q_PENDING && m->dests[i].next_try <= now;
+		part_done(q, m);
+		return;
+	}
+	m->solo = m->suspect;
+	if (m->solo)
+		q->solo_running = true;
+	if (spool_attempt_mark(m->fd, m->solo ? SPOOL_ATTEMPT_SOLO : SPOOL_ATTEMPT_SHARED) < 0)
+		log_error("%s: cannot mark the delivery attempt: %m", m->qid);
+	m->attempt_start = now_f();
+	m->inflight = 1;        /* held until every part is started */
+	int nsync = 0, nasync = 0;
+	for (int i = 0; i < m->ndests; i++) {
+		struct qdest *d = &m->dests[i];
+		d->busy = d->status == Q_PENDING && d->next_try <= now;
+		if (!d->busy)
+			continue;
+		struct module *mod = transport_of(srv, d->transport);
+		if (is_async(mod)) {
+			nasync++;
+		} else if (mod) {
+			nsync++;
 		} else {
-			schedule_retry(m);
+			struct petrel_delivery *dl = delivery_new(m, 1);
+			dl->n = 1;
+			dl->idx[0] = i;
+			delivery_apply(dl, 0, PETREL_DEFER, "");
+			snprintf(dl->status, sizeof dl->status, "transport %s is not loaded", d->transport);
+			free(d->last_error);
+			d->last_error = xstrdup(dl->status);
+			log_warn("%s: to=<%s>: transport %s is not loaded", m->qid, d->address, d->transport);
+			delivery_free(&dl);
 		}
 	}
-	kick(q);
+	if (nsync) {
+		struct job *j = xcalloc(1, sizeof *j);
+		j->m = m;
+		j->dl = xcalloc((size_t)nsync, sizeof *j->dl);
+		for (int i = 0; i < m->ndests; i++) {
+			struct qdest *d = &m->dests[i];
+			struct module *mod = d->busy ? transport_of(srv, d->transport) : NULL;
+			if (!mod || is_async(mod))
+				continue;
+			struct petrel_delivery *dl = delivery_new(m, 1);
+			dl->n = 1;
+			dl->idx[0] = i;
+			dl->d = d;
+			dl->mod = mod;
+			dl->nexthop = "";
+			j->dl[j->n++] = dl;
+		}
+		m->inflight++;
+		q->active_sync++;
+		workers_submit(srv->workers, deliver_work, deliver_done, j);
+	}
+	if (nasync) {
+		bool *taken = xcalloc((size_t)m->ndests, sizeof *taken);
+		for (int i = 0; i < m->ndests; i++) {
+			struct qdest *d = &m->dests[i];
+			struct module *mod = d->busy && !taken[i] ? transport_of(srv, d->transport) : NULL;
+			if (is_async(mod))
+				start_group(q, m, i, mod, taken);
+		}
+		free(taken);
+		q->active_async++;          /* until finish(): one message, however many groups */
+		m->async_counted = true;
+	}
+	part_done(q, m);
 }
 
 static void kick(struct queue *q)
 {
 	struct server *srv = q->srv;
-	int max_active = srv->cfg->delivery_workers * 2;
-	while (!srv->stopping && q->active < max_active && q->run_head && !q->solo_running) {
-		struct qmsg *m = q->run_head;
-		if (m->suspect && q->active > 0)
-			break;              /* it runs alone: let the others finish */
-		q->run_head = m->next;
-		if (!q->run_head)
-			q->run_tail = NULL;
+	int max_sync = srv->cfg->delivery_workers * 2;
+	if (q->in_start)
+		return;         /* a transport's start() is running: after it */
+	for (;;) {
+		if (srv->stopping)
+			return;
+		struct run_list *l = NULL;
+		if (q->run[RUN_SYNC].head && q->active_sync < max_sync)
+			l = &q->run[RUN_SYNC];
+		else if (q->run[RUN_ASYNC].head && q->active_async < ASYNC_MAX)
+			l = &q->run[RUN_ASYNC];
+		if (!l || q->solo_running)
+			return;
+		struct qmsg *m = l->head;
+		if (m->suspect && (q->active_sync || q->active_async || q->ndeliveries))
+			return;         /* it runs alone: let the others finish */
+		l->head = m->next;
+		if (!l->head)
+			l->tail = NULL;
 		m->next = NULL;
-		struct job *j = xcalloc(1, sizeof *j);
-		j->m = m;
-		j->solo = q->solo_running = m->suspect;
-		j->mods = xcalloc((size_t)m->ndests, sizeof *j->mods);
-		for (int i = 0; i < m->ndests; i++) {
-			struct module *mod = module_find(&srv->mods, m->dests[i].transport);
-			j->mods[i] = mod && mod->desc->transport ? mod : NULL;
-		}
-		q->active++;
-		workers_submit(srv->workers, deliver_work, deliver_done, j);
+		m->on_run = false;
+		attempt(q, m);
 	}
 }
 
@@ -285,6 +630,7 @@ struct queue *queue_new(struct server *srv)
 {
 	struct queue *q = xcalloc(1, sizeof *q);
 	q->srv = srv;
+	q->rnd = (unsigned)getpid() ^ (unsigned)time(NULL);
 	return q;
 }
 
@@ -299,12 +645,41 @@ void queue_add(struct queue *q, struct qmsg *m)
 	m->qindex = q->nall;
 	q->all[q->nall++] = m;
 	q->nmsgs++;
-	if (q->run_tail)
-		q->run_tail->next = m;
-	else
-		q->run_head = m;
-	q->run_tail = m;
+	ev_timer_init(&m->retry, retry_due, m);
+	arm(q, m);          /* new: due now; recovered: when its seal says */
 	kick(q);
+}
+
+int queue_check_dests(struct server *srv, struct qmsg *m, int first, unsigned notify,
+                      const char *orcpt, char *reply, size_t size)
+{
+	reply[0] = 0;
+	for (int i = first; i < m->ndests; i++) {
+		struct qdest *d = &m->dests[i];
+		d->notify = (unsigned char)notify;
+		free(d->orcpt);
+		d->orcpt = orcpt ? xstrdup(orcpt) : NULL;
+		struct module *mod = transport_of(srv, d->transport);
+		if (!mod || !module_has_transport_1_2(mod) || !mod->desc->transport->check)
+			continue;
+		char r[512] = "";
+		int v = mod->desc->transport->check(mod->state, d->address, d->local, d->domain, r,
+		                                    sizeof r);
+		if (v == PETREL_CHECK_OK)
+			continue;
+		r[sizeof r - 1] = 0;
+		bool refuse = v == PETREL_CHECK_REFUSE;
+		/* a reply of the right class, else the default */
+		if (r[0] == (refuse ? '5' : '4') && strlen(r) > 4 && !strpbrk(r, "\r\n"))
+			snprintf(reply, size, "%s", r);
+		else if (refuse)
+			snprintf(reply, size, "550 5.1.1 <%s>: Recipient address rejected", d->address);
+		else
+			snprintf(reply, size, "450 4.2.0 <%s>: Recipient address rejected: try again later",
+			         d->address);
+		return refuse ? PETREL_ROUTE_UNKNOWN : PETREL_ROUTE_TEMPFAIL;
+	}
+	return PETREL_ROUTE_OK;
 }
 
 static int cmp_str(const void *a, const void *b)
@@ -324,6 +699,8 @@ void queue_rescan(struct queue *q)
 	DIR *d = opendir(dir);
 	struct dirent *de;
 	int added = 0;
+	struct qmsg **fresh = NULL;
+	int nfresh = 0;
 	while (d && (de = readdir(d))) {
 		char *name = de->d_name;
 		int slot;
@@ -343,7 +720,8 @@ void queue_rescan(struct queue *q)
 		m->slot = -1;
 		m->suspect = m->crashes > 0;   /* it crashed the daemon before: alone */
 		log_info("%s: released into the queue", name);
-		queue_add(q, m);
+		fresh = xrealloc(fresh, (size_t)(nfresh + 1) * sizeof *fresh);
+		fresh[nfresh++] = m;
 		added++;
 	}
 	if (d)
@@ -356,16 +734,35 @@ void queue_rescan(struct queue *q)
 		struct qmsg *m = q->all[i];
 		if (ev_timer_armed(&m->retry)) {
 			ev_timer_stop(srv->loop, &m->retry);
-			retry_due(srv->loop, m);
+			for (int k = 0; k < m->ndests; k++)
+				m->dests[k].next_try = 0;
+			run_push(q, m);
 			flushed++;
 		}
 	}
+	for (int i = 0; i < nfresh; i++) {
+		for (int k = 0; k < fresh[i]->ndests; k++)
+			fresh[i]->dests[k].next_try = 0;
+		queue_add(q, fresh[i]);
+	}
+	free(fresh);
+	kick(q);
 	log_info("queue rescan: %d new, %d deferred messages retried now", added, flushed);
+}
+
+void queue_stop(struct queue *q)
+{
+	struct server *srv = q->srv;
+	for (int i = 0; i < srv->mods.n; i++) {
+		struct module *mod = srv->mods.v[i];
+		if (is_async(mod) && mod->desc->transport->stop)
+			mod->desc->transport->stop(mod->state);
+	}
 }
 
 int queue_active(const struct queue *q)
 {
-	return q->active;
+	return q->active_sync + q->ndeliveries;
 }
 
 int queue_size(const struct queue *q)

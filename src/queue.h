@@ -3,10 +3,14 @@
  *
  * A struct qmsg is a message that is on stable storage: it was committed by
  * a session (spool.c) or found at start (spool_recover.c).  The scheduler
- * hands each message with pending recipients to a worker thread, which
- * runs the transports, records each final status in the queue file, and
- * removes the file when no recipient is pending.  A deferred message is
- * retried with doubling delays until queue_lifetime, then bounced.
+ * (queue.c) takes each message whose pending recipients are due and, in
+ * one attempt, hands the ones of blocking transports (deliver(), maildir)
+ * to a worker thread, and those of asynchronous transports (start(), API
+ * 1.2: smtp) to the transport on the loop, one delivery per (transport,
+ * next hop).  Each final status is recorded in the queue file; the file
+ * goes when no recipient is pending.  A deferred recipient is retried
+ * after a backoff that doubles from retry_initial up to retry_max, with
+ * random jitter, until queue_lifetime, then bounced.
  *
  * Ownership: the queue owns every qmsg given to queue_add() and frees it
  * when it leaves the queue.
@@ -15,6 +19,7 @@
 #define PETREL_QUEUE_H
 
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 #include <sys/types.h>
 #include <time.h>
@@ -31,16 +36,30 @@ struct qdest {
 	char *orig;          /* the RCPT address it came from */
 	char *local;         /* unquoted local part */
 	char *domain;
-	char status;         /* enum qstatus, mirrored in the file */
-	off_t status_off;    /* where the status byte is in the queue file */
+	char *orcpt;         /* DSN ORCPT as given (xtext), NULL when none */
 	char *last_error;    /* last deferral or bounce reason, for the report */
+	char *relay;         /* where the last attempt went ("mx[1.2.3.4]:25"), or NULL */
+	off_t status_off;    /* where the status byte is in the queue file */
+	time_t next_try;     /* not before (retry backoff); 0: due */
+	unsigned short attempts;  /* deferrals so far */
+	unsigned char notify;     /* DSN NOTIFY bits (PETREL_NOTIFY_*), 0: not given */
+	char status;         /* enum qstatus, mirrored in the file */
+	char success;        /* 0, or 'd' (delivered) / 'r' (relayed): a success report is due */
 	bool expired;        /* bounced because queue_lifetime passed */
 	bool reported;       /* the sender was told (or cannot be) */
+	bool busy;           /* in the attempt under way */
 };
+
+/* Message facts (PETREL_DLV_* of the module API; same values). */
+#define QMSG_8BITMIME 0x01
+#define QMSG_SMTPUTF8 0x02
+#define QMSG_RET_FULL 0x04
+#define QMSG_RET_HDRS 0x08
 
 struct qmsg {
 	char qid[QID_MAX];
 	char *sender;        /* "" for <> */
+	char *envid;         /* DSN ENVID as given (xtext), NULL when none */
 	time_t arrival;
 	double arrival_precise;  /* for delay= in logs; not stored */
 	struct qdest *dests;
@@ -49,16 +68,23 @@ struct qmsg {
 	off_t msg_off;       /* where the message starts in the file */
 	uint64_t end;        /* where the file's valid bytes end */
 	uint64_t size;       /* message bytes */
-	int attempts;
+	int attempts;        /* attempts that ended with something still pending */
 	int crashes;         /* daemon crashes during its attempts (spool.h) */
 	char attempt_mark;   /* the mark found in its queue file when read */
 	bool suspect;        /* in flight at a crash: its next attempt runs alone */
+	bool solo;           /* its attempt in flight is a suspect's, alone */
+	unsigned flags;      /* QMSG_* */
+	bool delay_warned;   /* a delay warning was sent (kept in the seal line) */
+	bool on_run;         /* in the run list */
+	bool async_counted;  /* counted in the queue's asynchronous attempts */
 	struct ev_timer retry;
 	struct qmsg *next;   /* in the run list */
 	int qindex;          /* in the queue's table of held messages */
+	int inflight;        /* parts of the attempt under way (a worker job, async deliveries) */
+	int fd;              /* the queue file during an attempt, else -1 */
+	double attempt_start;
 	struct server *srv;
 };
-
 struct qmsg *qmsg_new(const char *qid, const char *sender, time_t arrival);
 /* Add a destination; address is split into local/domain.  Returns it. */
 struct qdest *qmsg_add_dest(struct qmsg *m, const char *transport, const char *address,
@@ -66,9 +92,16 @@ struct qdest *qmsg_add_dest(struct qmsg *m, const char *transport, const char *a
 /* Remove destination i (its file record is the caller's business). */
 void qmsg_drop_dest(struct qmsg *m, int i);
 void qmsg_free(struct qmsg **m);
-/* Bounced destinations not reported yet, to a sender that is not <>
- * (after recovery none counts as reported: the file does not say). */
-bool qmsg_bounce_due(const struct qmsg *m);
+/* What d's line in a report says, or 0 for none: 'f' failed (bounced,
+ * not reported yet), 'w' delayed (with warn, still pending), 'd'
+ * delivered, 'r' relayed (NOTIFY=SUCCESS).  NOTIFY (RFC 3461 4.1): NEVER,
+ * nothing; absent, failures and delays; else what it lists. */
+char qdest_report_action(const struct qdest *d, bool warn);
+/* Is a report due for m (warn: a delay warning too)?  Never to <>.
+ * After recovery no bounced destination counts as reported (the file
+ * does not say), and success reports are not remembered. */
+bool qmsg_report_due(const struct qmsg *m, bool warn);
+bool qmsg_bounce_due(const struct qmsg *m);      /* qmsg_report_due(m, false) */
 
 struct queue;
 struct queue *queue_new(struct server *srv);
@@ -78,7 +111,17 @@ int queue_active(const struct queue *q);            /* deliveries in flight */
  * not hold yet (released from hold/), and retry every deferred message now. */
 void queue_rescan(struct queue *q);
 int queue_size(const struct queue *q);              /* messages held */
+/* The daemon is stopping: asynchronous transports finish or abandon what
+ * they hold (their stop()), so that queue_active() drops to 0. */
+void queue_stop(struct queue *q);
 void queue_free(struct queue **q);
+
+/* At RCPT, after routing: destinations from index 'first' on get the
+ * recipient's DSN NOTIFY/ORCPT, and each 1.2 transport's check() judges
+ * its own.  Returns PETREL_ROUTE_OK, or UNKNOWN / TEMPFAIL with the reply
+ * (possibly empty: the default) in reply. */
+int queue_check_dests(struct server *srv, struct qmsg *m, int first, unsigned notify,
+                      const char *orcpt, char *reply, size_t size);
 
 /* Split "local@domain" into its unquoted local part and lower-case domain.
  * Returns 0, or -1 if it is not a valid address. */

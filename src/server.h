@@ -63,7 +63,10 @@ struct server {
 void session_accept(struct server *srv, struct listener *l, int fd);
 void sessions_shutdown(struct server *srv);  /* 421 to each, close when safe */
 
-/* Loop services lent to modules (host.c). */
+/* Loop services lent to modules (host.c).  host_bind: the server whose
+ * configuration and listeners the context-free host functions
+ * (global_string, is_own_address) answer for. */
+void host_bind(struct server *srv);
 void module_timers_free(struct server *srv);
 void module_fds_free(struct server *srv);
 

@@ -20,6 +20,8 @@ struct petrel_addr {
 	char *str;           /* local@domain as given, "" for <> */
 	char *local;         /* unquoted local part */
 	char *domain;        /* lower-case, "" if none */
+	unsigned notify;     /* RCPT NOTIFY= (DSN), 0: not given */
+	char *orcpt;         /* RCPT ORCPT= as given (xtext), NULL */
 };
 
 struct petrel_route {
@@ -58,6 +60,7 @@ struct petrel_txn {
 	struct qmsg *qm;         /* the envelope being built: dests from routing */
 	bool smtputf8;
 	char reply[512];         /* set by a module for REJECT/TEMPFAIL */
+	char check_reply[512];   /* a transport's check() refusal of the RCPT being routed */
 	struct petrel_addr cur_rcpt;   /* the RCPT being judged by the chain */
 	bool discard;            /* a module said DISCARD */
 	bool hold;               /* a module said HOLD */

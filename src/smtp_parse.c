@@ -647,6 +647,21 @@ static int mail_param(const unsigned char *w, const unsigned char *end,
 		if (!eq || v == end || *seen_auth || !is_xtext(v, end))
 			goto bad_value;
 		*seen_auth = true;
+	} else if (word_is(w, kend, "RET")) {
+		if (!eq || cmd->ret)
+			goto bad_value;
+		if (word_is(v, end, "FULL"))
+			cmd->ret = SMTP_RET_FULL;
+		else if (word_is(v, end, "HDRS"))
+			cmd->ret = SMTP_RET_HDRS;
+		else
+			goto bad_value;
+	} else if (word_is(w, kend, "ENVID")) {
+		if (!eq || v == end || cmd->envid[0] || end - v > SMTP_ENVID_MAX ||
+		    !is_xtext(v, end))
+			goto bad_value;
+		memcpy(cmd->envid, v, (size_t)(end - v));
+		cmd->envid[end - v] = 0;
 	} else {
 		*reply = R_PARAM;
 		return -1;
@@ -655,6 +670,103 @@ static int mail_param(const unsigned char *w, const unsigned char *end,
 bad_value:
 	*reply = R_PARAM_VALUE;
 	return -1;
+}
+
+/* NOTIFY=NEVER, or a list of SUCCESS, FAILURE, DELAY, each at most once. */
+static bool parse_notify(const unsigned char *v, const unsigned char *end, unsigned *out)
+{
+	static const struct { const char *word; unsigned bit; } words[] = {
+		{ .word = "SUCCESS", .bit = SMTP_NOTIFY_SUCCESS },
+		{ .word = "FAILURE", .bit = SMTP_NOTIFY_FAILURE },
+		{ .word = "DELAY", .bit = SMTP_NOTIFY_DELAY },
+		{ .word = "NEVER", .bit = SMTP_NOTIFY_NEVER },
+	};
+	unsigned bits = 0;
+	if (v == end)
+		return false;
+	while (v <= end) {
+		const unsigned char *comma = memchr(v, ',', (size_t)(end - v));
+		const unsigned char *wend = comma ? comma : end;
+		unsigned bit = 0;
+		for (size_t i = 0; i < sizeof words / sizeof words[0]; i++)
+			if (word_is(v, wend, words[i].word))
+				bit = words[i].bit;
+		if (!bit || (bits & bit))
+			return false;
+		bits |= bit;
+		if (!comma)
+			break;
+		v = comma + 1;
+	}
+	if ((bits & SMTP_NOTIFY_NEVER) && bits != SMTP_NOTIFY_NEVER)
+		return false;
+	*out = bits;
+	return true;
+}
+
+/* ORCPT=addr-type;xtext (RFC 3461 4.2): addr-type is an atom. */
+static bool orcpt_ok(const unsigned char *v, const unsigned char *end)
+{
+	const unsigned char *semi = memchr(v, ';', (size_t)(end - v));
+	if (!semi || semi == v || semi + 1 == end || end - v > SMTP_ORCPT_MAX)
+		return false;
+	for (const unsigned char *p = v; p < semi; p++)
+		if (!is_atext(*p))
+			return false;
+	return is_xtext(semi + 1, end);
+}
+
+/* One RCPT parameter; sets *reply and returns -1 on error. */
+static int rcpt_param(const unsigned char *w, const unsigned char *end,
+                      struct smtp_cmd *cmd, const char **reply)
+{
+	const unsigned char *eq = memchr(w, '=', (size_t)(end - w));
+	const unsigned char *kend = eq ? eq : end;
+	const unsigned char *v = eq ? eq + 1 : end;
+
+	if (word_is(w, kend, "NOTIFY")) {
+		if (!eq || cmd->notify || !parse_notify(v, end, &cmd->notify))
+			goto bad_value;
+	} else if (word_is(w, kend, "ORCPT")) {
+		if (!eq || cmd->orcpt[0] || !orcpt_ok(v, end))
+			goto bad_value;
+		memcpy(cmd->orcpt, v, (size_t)(end - v));
+		cmd->orcpt[end - v] = 0;
+	} else {
+		*reply = R_PARAM;
+		return -1;
+	}
+	return 0;
+bad_value:
+	*reply = R_PARAM_VALUE;
+	return -1;
+}
+
+static int hexval(int c)
+{
+	return is_digit(c) ? c - '0' : c - 'A' + 10;
+}
+
+int smtp_xtext_decode(const char *in, size_t n, char *out, size_t size)
+{
+	const unsigned char *p = (const unsigned char *)in, *end = p + n;
+	size_t o = 0;
+	if (!is_xtext(p, end))
+		return -1;
+	while (p < end) {
+		int c = *p++;
+		if (c == '+') {
+			c = hexval(p[0]) * 16 + hexval(p[1]);
+			p += 2;
+		}
+		if (o + 1 >= size)
+			return -1;
+		out[o++] = (char)c;
+	}
+	if (!size)
+		return -1;
+	out[o] = 0;
+	return (int)o;
 }
 
 /*
@@ -713,17 +825,16 @@ static int parse_mail(struct scan *sc, struct smtp_cmd *cmd, const char **reply)
 	return 0;
 }
 
-/* RCPT: no parameters are supported (no DSN); SMTPUTF8 is the session's. */
+/* RCPT: the DSN parameters NOTIFY and ORCPT; SMTPUTF8 is the session's. */
 static int parse_rcpt(struct scan *sc, struct smtp_cmd *cmd, const char **reply)
 {
 	const unsigned char *w, *w_end;
 
 	if (parse_path_arg(sc, "TO:", false, cmd, reply) < 0)
 		return -1;
-	if (next_word(sc, &w, &w_end)) {
-		*reply = R_PARAM;
-		return -1;
-	}
+	while (next_word(sc, &w, &w_end))
+		if (rcpt_param(w, w_end, cmd, reply) < 0)
+			return -1;
 	return 0;
 }
 

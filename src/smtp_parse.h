@@ -45,6 +45,16 @@ struct smtp_addr {
 	char domain[SMTP_DOMAIN_MAX + 1];   /* domain, lower-cased ASCII; literal keeps [] */
 };
 
+/* DSN (RFC 3461): the values match petrel/module.h's PETREL_NOTIFY_*. */
+#define SMTP_NOTIFY_SUCCESS 0x01
+#define SMTP_NOTIFY_FAILURE 0x02
+#define SMTP_NOTIFY_DELAY   0x04
+#define SMTP_NOTIFY_NEVER   0x08
+#define SMTP_RET_FULL 1
+#define SMTP_RET_HDRS 2
+#define SMTP_ENVID_MAX 100              /* RFC 3461 4.4 */
+#define SMTP_ORCPT_MAX 500              /* RFC 3461 4.2 */
+
 enum smtp_body { SMTP_BODY_7BIT = 0, SMTP_BODY_8BITMIME, SMTP_BODY_BINARYMIME };
 
 struct smtp_cmd {
@@ -58,6 +68,13 @@ struct smtp_cmd {
 	uint64_t size;                      /* MAIL SIZE= */
 	enum smtp_body body;                /* MAIL BODY= */
 	bool smtputf8;                      /* MAIL SMTPUTF8 */
+	/* DSN (RFC 3461).  MAIL: RET= and ENVID= (as given, xtext);
+	 * RCPT: NOTIFY= as SMTP_NOTIFY_* bits, ORCPT= as given
+	 * ("rfc822;a+2Bb@c.example": type, ';', xtext). */
+	int ret;                            /* 0, SMTP_RET_FULL or SMTP_RET_HDRS */
+	char envid[SMTP_ENVID_MAX + 1];
+	unsigned notify;                    /* 0: not given */
+	char orcpt[SMTP_ORCPT_MAX + 1];
 	/* BDAT */
 	uint64_t chunk_size;
 	bool last;                          /* BDAT ... LAST */
@@ -79,7 +96,10 @@ struct smtp_cmd {
  *   501 5.1.3 Bad recipient address syntax   RCPT path unparsable
  *   501 5.1.7/5.1.3 ... too long             length limits (4.5.3.1)
  *   555 5.5.4 Unsupported parameter          unknown MAIL/RCPT parameter
- *   501 5.5.4 Bad parameter value            SIZE=abc, BODY=foo, ...
+ *   501 5.5.4 Bad parameter value            SIZE=abc, BODY=foo, a parameter
+ *                                            given twice, NOTIFY=NEVER,SUCCESS,
+ *                                            RET=ALL, ENVID/ORCPT not xtext
+ *                                            or too long, ORCPT without type
  *   553 5.6.7 ...                            UTF-8 address without SMTPUTF8
  *             (only checked for MAIL; RCPT needs session state, see below)
  * Verbs are case-insensitive; "MAIL FROM:" allows no space before the
@@ -102,6 +122,11 @@ int smtp_parse_command(const char *line, size_t len, struct smtp_cmd *cmd,
 int smtp_parse_path(const char *s, size_t len, bool allow_null, bool allow_utf8,
                     struct smtp_addr *out, const char **end, const char **why)
 	__attribute__((warn_unused_result));
+
+/* smtp_xtext_decode - undo xtext ("a+2Bb" -> "a+b") of n octets at in
+ * into out (size octets, NUL-terminated).  Returns the length, or -1 when
+ * it does not fit or is not xtext. */
+int smtp_xtext_decode(const char *in, size_t n, char *out, size_t size);
 
 /* smtp_addr_format - write "local@domain" (or "" for <>) into buf.
  * Returns the length, or -1 if size is too small. */

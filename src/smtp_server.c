@@ -194,6 +194,8 @@ void addr_clear(struct petrel_addr *a)
 	xfree(&a->str);
 	xfree(&a->local);
 	xfree(&a->domain);
+	xfree(&a->orcpt);
+	a->notify = 0;
 }
 
 void txn_free(struct petrel_session *s)
@@ -281,6 +283,7 @@ static void helo_done(struct petrel_session *s, int v)
 	session_reply(s, "250-8BITMIME");
 	session_reply(s, "250-SMTPUTF8");
 	session_reply(s, "250-ENHANCEDSTATUSCODES");
+	session_reply(s, "250-DSN");
 	if (starttls_offered(s))
 		session_reply(s, "250-STARTTLS");
 	if (auth_offered(s))
@@ -324,6 +327,12 @@ static void do_mail(struct petrel_session *s, const struct smtp_cmd *c)
 	addr_set(&t->sender, &c->addr);
 	t->smtputf8 = c->smtputf8;
 	t->qm = qmsg_new(t->qid, t->sender.str, 0);
+	t->qm->flags = (c->body == SMTP_BODY_8BITMIME ? QMSG_8BITMIME : 0) |
+	               (c->smtputf8 ? QMSG_SMTPUTF8 : 0) |
+	               (c->ret == SMTP_RET_FULL ? QMSG_RET_FULL : 0) |
+	               (c->ret == SMTP_RET_HDRS ? QMSG_RET_HDRS : 0);
+	if (c->envid[0])
+		t->qm->envid = xstrdup(c->envid);
 	t->discard = s->discard_all;
 	t->hold = s->hold_all;
 	s->txn = t;
@@ -362,6 +371,9 @@ static void do_rcpt(struct petrel_session *s, const struct smtp_cmd *c)
 	struct petrel_addr *a = &t->cur_rcpt;
 	addr_clear(a);
 	addr_set(a, &c->addr);
+	a->notify = c->notify;
+	if (c->orcpt[0])
+		a->orcpt = xstrdup(c->orcpt);
 	if (!a->domain[0]) {
 		/* <Postmaster> (RFC 5321 4.5.1): the first local domain's. */
 		struct config *cfg = s->srv->cfg;
@@ -383,6 +395,10 @@ int session_route(struct petrel_session *s, struct petrel_txn *t, struct petrel_
 	int rr = router->desc->router->route(router->state, &r, a);
 	if (rr == PETREL_ROUTE_OK && r.added == 0)
 		rr = PETREL_ROUTE_TEMPFAIL;
+	t->check_reply[0] = 0;
+	if (rr == PETREL_ROUTE_OK)
+		rr = queue_check_dests(s->srv, t->qm, ndest_before, a->notify, a->orcpt, t->check_reply,
+		                       sizeof t->check_reply);
 	if (rr != PETREL_ROUTE_OK) {
 		/* drop any destinations a failing router added */
 		while (t->qm->ndests > ndest_before)
@@ -403,7 +419,9 @@ static void rcpt_done(struct petrel_session *s, int v)
 	}
 	int rr = session_route(s, t, a);
 	if (rr != PETREL_ROUTE_OK) {
-		if (rr == PETREL_ROUTE_UNKNOWN)
+		if (t->check_reply[0])
+			reject(s, "RCPT", a->str, "%s", t->check_reply);
+		else if (rr == PETREL_ROUTE_UNKNOWN)
 			reject(s, "RCPT", a->str, "550 5.1.1 <%s>: Recipient address rejected: User unknown",
 			       a->str);
 		else

@@ -290,10 +290,21 @@ void spool_crc_feed(struct spool_crc *c, const char *p, size_t n)
 static void seal_line(char line[SPOOL_HDR_LEN], char state, uint64_t len, uint32_t crc)
 {
 	char tmp[SPOOL_HDR_LEN + 1];
-	snprintf(tmp, sizeof tmp, "PETREL-QUEUE %d %c %016" PRIX64 " %08" PRIX32 "%*s\n",
-	         SPOOL_VERSION, state, len, crc,
-	         SPOOL_HDR_LEN - 43, "");
+	snprintf(tmp, sizeof tmp, "PETREL-QUEUE %d %c %016" PRIX64 " %08" PRIX32 " 0000 00000000 -%*s\n",
+	         SPOOL_VERSION, state, len, crc, SPOOL_HDR_LEN - SPOOL_RETRY_OFF - 16, "");
 	memcpy(line, tmp, SPOOL_HDR_LEN);
+}
+
+int spool_write_retry(int fd, int attempts, time_t next_try, bool warned)
+{
+	char f[SPOOL_RETRY_LEN + 1];
+	unsigned long long nt = next_try > 0 ? (unsigned long long)next_try : 0;
+	if (attempts > 0xffff)
+		attempts = 0xffff;
+	if (nt > 0xffffffffull)
+		nt = 0xffffffffull;
+	snprintf(f, sizeof f, "%04X %08llX %c", (unsigned)attempts, nt, warned ? 'W' : '-');
+	return pwrite(fd, f, SPOOL_RETRY_LEN, SPOOL_RETRY_OFF) == SPOOL_RETRY_LEN ? 0 : -1;
 }
 
 void spool_seal_buf(char *file, size_t len, char state)
@@ -359,6 +370,11 @@ void spool_envelope(struct buf *b, struct qmsg *m)
 	buf_addf(b, "Q %s\nT %lld\nS ", m->qid, (long long)m->arrival);
 	add_field(b, m->sender);
 	buf_add(b, "\n", 1);
+	if (m->flags || m->envid) {
+		buf_addf(b, "M %X\t", m->flags);
+		add_field(b, m->envid ? m->envid : "");
+		buf_add(b, "\n", 1);
+	}
 	for (int i = 0; i < m->ndests; i++) {
 		struct qdest *d = &m->dests[i];
 		d->status_off = (off_t)(b->len - base) + 1;
@@ -369,6 +385,11 @@ void spool_envelope(struct buf *b, struct qmsg *m)
 		buf_add(b, "\t", 1);
 		add_field(b, d->orig);
 		buf_add(b, "\n", 1);
+		if (d->notify || d->orcpt) {
+			buf_addf(b, "N %X\t", d->notify);
+			add_field(b, d->orcpt ? d->orcpt : "");
+			buf_add(b, "\n", 1);
+		}
 	}
 	buf_adds(b, "E\n");
 	m->msg_off = (off_t)(b->len - base);

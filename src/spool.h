@@ -18,11 +18,13 @@
  *
  * A queue file is a fixed 64-byte seal line, an envelope of text lines,
  * then the message exactly as received (CRLF lines, Received: first):
- *   PETREL-QUEUE 3 <state> <length, 16 hex> <crc32c, 8 hex>   (padded, \n)
+ *   PETREL-QUEUE 3 <state> <length, 16 hex> <crc32c, 8 hex> <retry>  (padded, \n)
  *   Q <qid>
  *   T <arrival, unix seconds>
  *   S <sender>                         (empty for <>)
+ *   M <flags, hex>\t<ENVID, xtext>     (only with BODY=8BITMIME, SMTPUTF8, RET, ENVID)
  *   D<status>\t<transport>\t<address>\t<original recipient>   (one per destination)
+ *   N <NOTIFY bits, hex>\t<ORCPT, xtext>   (after its D line, only when given)
  *   E
  * In version 3 a field (sender, transport, address, original) is written
  * with a backslash as "\\" and each control byte (TAB, CR, LF, ...) as
@@ -37,7 +39,7 @@
  * (bounced), rewritten in place as deliveries finish.
  *
  * Delivery attempts (the crash-loop guard): two bytes of the seal line's
- * padding, which the CRC does not cover and older readers ignore, say what
+ * padding after <retry>, which the CRC does not cover and older readers ignore, say what
  * happened to the last attempts:
  *   offset SPOOL_ATTEMPT_OFF: ' ' none in progress, 'A' an attempt in
  *     progress beside others, 'S' an attempt in progress alone (nothing
@@ -53,6 +55,18 @@
  * marked 'S' with SPOOL_CRASH_LIMIT crashes is moved to hold/ with an
  * error log line, and the rest of the mail goes on.  A fresh seal line
  * (a new message in a reused slot) has blank padding: no mark survives.
+ *
+ * <retry> is "<attempts, 4 hex> <next try, unix seconds, 8 hex> <W|->"
+ * (W: the delay warning went out), rewritten in place after each attempt
+ * without a sync (a crash loses at most the last update: the message is
+ * tried a little early, or warned about twice).  It is outside the CRC.
+ *
+ * Versions: 3 escapes the fields (above), adds M and N lines (DSN,
+ * RFC 3461), <retry> and the attempt marks.  A
+ * version 2 file (no M/N lines; the padding where <retry> goes) is still
+ * read, so a queue survives the upgrade; this daemon writes only version
+ * 3, which an older daemon refuses (moved to corrupt/): empty the queue
+ * before a downgrade.
  *
  * Durability (the promise behind "250"): spool_commit() calls back only
  * after the sealed file is synced (and, for a slot file made since the
@@ -75,8 +89,10 @@
 #define SPOOL_HDR_LEN 64
 #define SPOOL_VERSION 3       /* written; 2 is read too */
 #define SPOOL_STATE_OFF 15    /* the state byte in the seal line */
-#define SPOOL_ATTEMPT_OFF 44  /* the delivery attempt mark, in the padding */
-#define SPOOL_CRASHES_OFF 45  /* crashes during an attempt: ' ', '1'..'9' */
+#define SPOOL_RETRY_OFF 43    /* <retry> in the seal line */
+#define SPOOL_RETRY_LEN 15
+#define SPOOL_ATTEMPT_OFF 60  /* the delivery attempt mark, in the padding past <retry> */
+#define SPOOL_CRASHES_OFF 61  /* crashes during an attempt: ' ', '1'..'9' */
 #define SPOOL_CRASH_LIMIT 2   /* crashes (the last one alone) before hold */
 
 /* Marks at SPOOL_ATTEMPT_OFF. */
@@ -111,6 +127,9 @@ int spool_attempt_mark(int fd, char mark) __attribute__((warn_unused_result));
  * sync is logged); m->slot becomes -1.  0, or -1 with *err when the file
  * was not moved. */
 int spool_hold(struct spool *sp, struct qmsg *m, const char **err)
+	__attribute__((warn_unused_result));
+/* Record the retry state of an open queue file (see <retry>); no sync. */
+int spool_write_retry(int fd, int attempts, time_t next_try, bool warned)
 	__attribute__((warn_unused_result));
 
 /* Serialise the envelope of m (unsealed seal line first) into b, recording

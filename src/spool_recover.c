@@ -43,10 +43,30 @@ int spool_read_state(int fd)
 	return st == 'W' || st == 'Q' || st == 'F' ? st : -1;
 }
 
-/* The seal line of a sealed file: its format version, length and CRC,
- * and the delivery attempt mark and crash count in its padding (spool.h). */
-static int read_seal(int fd, uint64_t *len, uint32_t *crc, int *version, char *mark,
-                     int *crashes, const char **why)
+struct seal {
+	uint64_t len;
+	uint32_t crc;
+	int version;
+	char mark;              /* the delivery attempt mark (spool.h) */
+	int crashes;
+	int attempts;
+	time_t next_try;
+	bool warned;
+};
+
+/* True when p holds n hex digits. */
+static bool all_hex(const char *p, int n)
+{
+	for (int i = 0; i < n; i++)
+		if (!((p[i] >= '0' && p[i] <= '9') || (p[i] >= 'A' && p[i] <= 'F')))
+			return false;
+	return true;
+}
+
+/* The seal line of a sealed file (version 2 or 3): its version, length,
+ * CRC, the retry state when one was written, and the delivery attempt
+ * mark and crash count in its padding (spool.h). */
+static int read_seal(int fd, struct seal *sl, const char **why)
 {
 	char line[SPOOL_HDR_LEN + 1];
 	if (pread_all(fd, line, SPOOL_HDR_LEN, 0) != SPOOL_HDR_LEN ||
@@ -55,7 +75,9 @@ static int read_seal(int fd, uint64_t *len, uint32_t *crc, int *version, char *m
 		*why = "not a sealed petrel queue file (or another version)";
 		return -1;
 	}
-	*version = line[13] - '0';
+	sl->version = line[13] - '0';
+	uint64_t *len = &sl->len;
+	uint32_t *crc = &sl->crc;
 	line[SPOOL_HDR_LEN] = 0;
 	char *end;
 	*len = strtoull(line + 17, &end, 16);
@@ -69,9 +91,20 @@ static int read_seal(int fd, uint64_t *len, uint32_t *crc, int *version, char *m
 		return -1;
 	}
 	char a = line[SPOOL_ATTEMPT_OFF], c = line[SPOOL_CRASHES_OFF];
-	*mark = a == SPOOL_ATTEMPT_SHARED || a == SPOOL_ATTEMPT_SOLO || a == SPOOL_ATTEMPT_SUSPECT
-	            ? a : SPOOL_ATTEMPT_NONE;
-	*crashes = c >= '1' && c <= '9' ? c - '0' : 0;
+	sl->mark = a == SPOOL_ATTEMPT_SHARED || a == SPOOL_ATTEMPT_SOLO || a == SPOOL_ATTEMPT_SUSPECT
+	               ? a : SPOOL_ATTEMPT_NONE;
+	sl->crashes = c >= '1' && c <= '9' ? c - '0' : 0;
+	/* <retry>: "AAAA NNNNNNNN W" exactly; padding in a version 2 file */
+	const char *r = line + SPOOL_RETRY_OFF;
+	sl->attempts = 0;
+	sl->next_try = 0;
+	sl->warned = false;
+	if (all_hex(r, 4) && r[4] == ' ' && all_hex(r + 5, 8) && r[13] == ' ' &&
+	    (r[14] == 'W' || r[14] == '-')) {
+		sl->attempts = (int)strtoul(r, NULL, 16);
+		sl->next_try = (time_t)strtoull(r + 5, NULL, 16);
+		sl->warned = r[14] == 'W';
+	}
 	return 0;
 }
 
@@ -134,13 +167,11 @@ static int unescape(char *s)
 
 struct qmsg *spool_read_envelope(int fd, const char *qid, const char **why)
 {
-	uint64_t len;
-	uint32_t crc;
-	char mark;
-	int crashes, version;
-	if (read_seal(fd, &len, &crc, &version, &mark, &crashes, why) < 0 ||
-	    check_seal(fd, len, crc, why) < 0)
+	struct seal sl;
+	if (read_seal(fd, &sl, why) < 0 || check_seal(fd, sl.len, sl.crc, why) < 0)
 		return NULL;
+	int version = sl.version;
+	uint64_t len = sl.len;
 	/* dup() shares the offset: start after the seal whatever came before */
 	int dfd = lseek(fd, SPOOL_HDR_LEN, SEEK_SET) == SPOOL_HDR_LEN ? dup(fd) : -1;
 	FILE *f = dfd >= 0 ? fdopen(dfd, "r") : NULL;
@@ -170,8 +201,10 @@ struct qmsg *spool_read_envelope(int fd, const char *qid, const char **why)
 				goto bad;
 			}
 			m = qmsg_new(line + 2, "", 0);
-			m->attempt_mark = mark;
-			m->crashes = crashes;
+			m->attempt_mark = sl.mark;
+			m->crashes = sl.crashes;
+			m->attempts = sl.attempts;
+			m->delay_warned = sl.warned;
 			continue;
 		}
 		switch (line[0]) {
@@ -207,10 +240,45 @@ struct qmsg *spool_read_envelope(int fd, const char *qid, const char **why)
 			}
 			d->status = *st;
 			d->status_off = line_off + 1;
+			d->attempts = (unsigned short)sl.attempts;
+			d->next_try = sl.next_try;
 			if (d->status != Q_PENDING && d->status != Q_DELIVERED && d->status != Q_BOUNCED) {
 				*why = "bad destination status";
 				goto bad;
 			}
+			break;
+		}
+		case 'M': {      /* M <flags>\t<envid> */
+			char *tab = strchr(line, '\t');
+			if (line[1] != ' ' || !tab) {
+				*why = "bad message facts line";
+				goto bad;
+			}
+			*tab++ = 0;
+			if (version >= 3 && unescape(tab) < 0) {
+				*why = "bad escape in the message facts line";
+				goto bad;
+			}
+			m->flags = (unsigned)strtoul(line + 2, NULL, 16);
+			free(m->envid);
+			m->envid = *tab ? xstrdup(tab) : NULL;
+			break;
+		}
+		case 'N': {      /* N <notify>\t<orcpt>, for the D line before */
+			char *tab = strchr(line, '\t');
+			if (line[1] != ' ' || !tab || !m->ndests) {
+				*why = "bad DSN line";
+				goto bad;
+			}
+			*tab++ = 0;
+			if (version >= 3 && unescape(tab) < 0) {
+				*why = "bad escape in a DSN line";
+				goto bad;
+			}
+			struct qdest *d = &m->dests[m->ndests - 1];
+			d->notify = (unsigned char)strtoul(line + 2, NULL, 16);
+			free(d->orcpt);
+			d->orcpt = *tab ? xstrdup(tab) : NULL;
 			break;
 		}
 		case 'E':

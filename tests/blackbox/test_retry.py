@@ -61,7 +61,27 @@ def test_deferred_survives_restart():
         d.stop()
         assert queued(d) == [qid]
         os.unlink(blocker)
-        d.start()                      # recovery delivers it at start
+        d.start()                      # recovery keeps its retry time (an hour away)
+        time.sleep(0.5)
+        assert d.delivered("user") == []
+        assert queued(d) == [qid]
+        r = subprocess.run(["sh", PETRELCTL, "-s", d.spool, "flush"],
+                           stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=20)
+        assert r.returncode == 0, r.stdout
+        files = d.wait_delivered("user", 1, timeout=15)
+        assert qid.encode() in files[0]
+
+
+def test_restart_resumes_the_retry_schedule():
+    # due while the daemon was down: tried as soon as it is back
+    with Daemon(settings={"retry_initial": 1, "retry_max": 1}) as d:
+        blocker = block_mailbox(d, "user")
+        qid = send(d, "user@localhost", "resume")
+        d.wait_log(r"%s: to=<user@localhost>.*status=deferred" % qid)
+        d.stop()
+        os.unlink(blocker)
+        time.sleep(1.5)
+        d.start()
         files = d.wait_delivered("user", 1, timeout=15)
         assert qid.encode() in files[0]
 

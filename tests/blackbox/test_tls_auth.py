@@ -519,12 +519,18 @@ def test_auth_cleartext_listener():
         assert b"with ESMTPA id" in got and b"(using" not in got, got
 
 
-def test_authenticated_client_is_still_no_relay():
-    # relaying for logged-in users needs the smtp transport: not yet
-    with tls_daemon() as d, tls_client(d) as c:
-        c.cmd("AUTH PLAIN " + plain(ALICE, ALICE_PW), 235)
-        c.cmd("MAIL FROM:<alice@localhost>", 250)
-        c.cmd("RCPT TO:<someone@elsewhere.test>", 554, "5.7.1")
+def test_authenticated_client_may_relay():
+    # issue 8 item 6: an authenticated session may relay; the same
+    # client without AUTH still may not
+    with tls_daemon() as d:
+        with tls_client(d) as c:
+            c.cmd("MAIL FROM:<alice@localhost>", 250)
+            c.cmd("RCPT TO:<someone@elsewhere.test>", 554, "5.7.1")
+        with tls_client(d) as c:
+            c.cmd("AUTH PLAIN " + plain(ALICE, ALICE_PW), 235)
+            c.cmd("MAIL FROM:<alice@localhost>", 250)
+            c.cmd("RCPT TO:<someone@elsewhere.test>", 250)
+            c.cmd("RSET", 250)
 
 
 def test_swaks_starttls_auth_plain():

@@ -1,8 +1,9 @@
 /*
  * test-smtp-parse.c - table-driven tests for core/smtp_parse.c.
  *
- * Five tables: whole command lines (every verb, good and bad arguments,
- * MAIL/RCPT parameters, every reply the parser can give), bare paths
+ * Tables: whole command lines (every verb, good and bad arguments,
+ * MAIL/RCPT parameters, every reply the parser can give), the DSN
+ * parameters (RFC 3461) and xtext decoding, bare paths
  * through smtp_parse_path (address grammar, literals, UTF-8, relay
  * tricks), length limits built at run time (each limit at the limit and
  * one over), smtp_addr_format, and smtp_verb_name.  One TAP line per case;
@@ -308,10 +309,6 @@ static const struct cmd_case cmd_cases[] = {
 	  .reply = R_PARAM_VALUE },
 	{ .label = "AUTH bad hexchar", LINE("MAIL FROM:<a@b> AUTH=a+zz"),
 	  .reply = R_PARAM_VALUE },
-	{ .label = "RET (DSN) unsupported", LINE("MAIL FROM:<a@b> RET=FULL"),
-	  .reply = R_PARAM },
-	{ .label = "ENVID (DSN) unsupported", LINE("MAIL FROM:<a@b> ENVID=x1"),
-	  .reply = R_PARAM },
 	{ .label = "unknown keyword", LINE("MAIL FROM:<a@b> FOO"),
 	  .reply = R_PARAM },
 	{ .label = "empty keyword", LINE("MAIL FROM:<a@b> =x"),
@@ -363,8 +360,6 @@ static const struct cmd_case cmd_cases[] = {
 	  .reply = R_BAD_RCPT },
 	{ .label = "RCPT bad domain", LINE("RCPT TO:<x@-y>"),
 	  .reply = R_BAD_RCPT },
-	{ .label = "RCPT NOTIFY (DSN) unsupported",
-	  LINE("RCPT TO:<x@y> NOTIFY=NEVER"), .reply = R_PARAM },
 	{ .label = "RCPT SIZE is not a RCPT parameter",
 	  LINE("RCPT TO:<x@y> SIZE=1"), .reply = R_PARAM },
 	{ .label = "RCPT FROM:", LINE("RCPT FROM:<x@y>"), .reply = R_RCPT },
@@ -521,6 +516,127 @@ static void run_cmd_case(const struct cmd_case *c)
 	check_u64(&w, "chunk_size", cmd.chunk_size, c->chunk_size);
 	check_u64(&w, "last", cmd.last, c->last);
 	report("command", c->label, &w);
+}
+
+/* ------------------------------------------------------------------ */
+/* DSN parameters (RFC 3461): RET, ENVID on MAIL; NOTIFY, ORCPT on RCPT */
+/* ------------------------------------------------------------------ */
+
+struct dsn_case {
+	const char *label;
+	const char *line;
+	size_t len;
+	const char *reply;              /* NULL: must parse */
+	int ret;
+	const char *envid;
+	unsigned notify;
+	const char *orcpt;
+};
+
+#define NS SMTP_NOTIFY_SUCCESS
+#define NF SMTP_NOTIFY_FAILURE
+#define ND SMTP_NOTIFY_DELAY
+#define NN SMTP_NOTIFY_NEVER
+
+static const struct dsn_case dsn_cases[] = {
+	{ .label = "no DSN parameters", LINE("MAIL FROM:<a@b>"), .envid = "" },
+	{ .label = "RET=FULL", LINE("MAIL FROM:<a@b> RET=FULL"), .ret = SMTP_RET_FULL, .envid = "" },
+	{ .label = "RET=hdrs case-insensitive", LINE("MAIL FROM:<a@b> ret=hdrs"),
+	  .ret = SMTP_RET_HDRS, .envid = "" },
+	{ .label = "RET=ALL refused", LINE("MAIL FROM:<a@b> RET=ALL"), .reply = R_PARAM_VALUE },
+	{ .label = "RET without value", LINE("MAIL FROM:<a@b> RET"), .reply = R_PARAM_VALUE },
+	{ .label = "RET twice", LINE("MAIL FROM:<a@b> RET=FULL RET=HDRS"), .reply = R_PARAM_VALUE },
+	{ .label = "ENVID kept as xtext", LINE("MAIL FROM:<a@b> ENVID=QQ314159+2B1"),
+	  .envid = "QQ314159+2B1" },
+	{ .label = "ENVID with RET and SIZE", LINE("MAIL FROM:<a@b> SIZE=10 RET=HDRS ENVID=x"),
+	  .ret = SMTP_RET_HDRS, .envid = "x" },
+	{ .label = "ENVID empty", LINE("MAIL FROM:<a@b> ENVID="), .reply = R_PARAM_VALUE },
+	{ .label = "ENVID bad xtext", LINE("MAIL FROM:<a@b> ENVID=a+2g"), .reply = R_PARAM_VALUE },
+	{ .label = "ENVID lower-case hex is not xtext", LINE("MAIL FROM:<a@b> ENVID=a+2b"),
+	  .reply = R_PARAM_VALUE },
+	{ .label = "ENVID twice", LINE("MAIL FROM:<a@b> ENVID=a ENVID=b"), .reply = R_PARAM_VALUE },
+	{ .label = "ENVID of 100 octets",
+	  LINE("MAIL FROM:<a@b> ENVID=0123456789012345678901234567890123456789012345678901234567890123456789012345678901234567890123456789"),
+	  .envid = "0123456789012345678901234567890123456789012345678901234567890123456789012345678901234567890123456789" },
+	{ .label = "ENVID of 101 octets",
+	  LINE("MAIL FROM:<a@b> ENVID=01234567890123456789012345678901234567890123456789012345678901234567890123456789012345678901234567890"),
+	  .reply = R_PARAM_VALUE },
+	{ .label = "NOTIFY on MAIL is not a MAIL parameter", LINE("MAIL FROM:<a@b> NOTIFY=NEVER"),
+	  .reply = R_PARAM },
+	{ .label = "RCPT without DSN", LINE("RCPT TO:<x@y>"), .orcpt = "" },
+	{ .label = "NOTIFY=NEVER", LINE("RCPT TO:<x@y> NOTIFY=NEVER"), .notify = NN, .orcpt = "" },
+	{ .label = "NOTIFY=SUCCESS", LINE("RCPT TO:<x@y> NOTIFY=SUCCESS"), .notify = NS, .orcpt = "" },
+	{ .label = "NOTIFY list", LINE("RCPT TO:<x@y> NOTIFY=success,FAILURE,Delay"),
+	  .notify = NS | NF | ND, .orcpt = "" },
+	{ .label = "NOTIFY=FAILURE,DELAY", LINE("RCPT TO:<x@y> NOTIFY=FAILURE,DELAY"),
+	  .notify = NF | ND, .orcpt = "" },
+	{ .label = "NOTIFY NEVER with another", LINE("RCPT TO:<x@y> NOTIFY=NEVER,SUCCESS"),
+	  .reply = R_PARAM_VALUE },
+	{ .label = "NOTIFY repeated word", LINE("RCPT TO:<x@y> NOTIFY=SUCCESS,SUCCESS"),
+	  .reply = R_PARAM_VALUE },
+	{ .label = "NOTIFY unknown word", LINE("RCPT TO:<x@y> NOTIFY=ALWAYS"), .reply = R_PARAM_VALUE },
+	{ .label = "NOTIFY empty", LINE("RCPT TO:<x@y> NOTIFY="), .reply = R_PARAM_VALUE },
+	{ .label = "NOTIFY trailing comma", LINE("RCPT TO:<x@y> NOTIFY=SUCCESS,"), .reply = R_PARAM_VALUE },
+	{ .label = "NOTIFY twice", LINE("RCPT TO:<x@y> NOTIFY=SUCCESS NOTIFY=DELAY"),
+	  .reply = R_PARAM_VALUE },
+	{ .label = "ORCPT kept as given", LINE("RCPT TO:<x@y> ORCPT=rfc822;a+2Bb@c.example"),
+	  .orcpt = "rfc822;a+2Bb@c.example" },
+	{ .label = "ORCPT and NOTIFY", LINE("RCPT TO:<x@y> NOTIFY=FAILURE ORCPT=rfc822;x@y"),
+	  .notify = NF, .orcpt = "rfc822;x@y" },
+	{ .label = "ORCPT without type", LINE("RCPT TO:<x@y> ORCPT=x@y"), .reply = R_PARAM_VALUE },
+	{ .label = "ORCPT empty type", LINE("RCPT TO:<x@y> ORCPT=;x@y"), .reply = R_PARAM_VALUE },
+	{ .label = "ORCPT empty address", LINE("RCPT TO:<x@y> ORCPT=rfc822;"), .reply = R_PARAM_VALUE },
+	{ .label = "ORCPT bad xtext", LINE("RCPT TO:<x@y> ORCPT=rfc822;a+4"), .reply = R_PARAM_VALUE },
+	{ .label = "ORCPT twice", LINE("RCPT TO:<x@y> ORCPT=rfc822;a@b ORCPT=rfc822;c@d"),
+	  .reply = R_PARAM_VALUE },
+	{ .label = "RET is not a RCPT parameter", LINE("RCPT TO:<x@y> RET=FULL"), .reply = R_PARAM },
+};
+
+static void run_dsn_case(const struct dsn_case *c)
+{
+	struct smtp_cmd cmd;
+	const char *reply = "(unset)";
+	struct why_buf w = { .used = 0 };
+	int rc = smtp_parse_command(c->line, c->len, &cmd, &reply);
+	if (c->reply) {
+		if (rc != -1)
+			why_add(&w, "rc %d, want -1; ", rc);
+		check_str(&w, "reply", reply, c->reply);
+	} else if (rc != 0) {
+		why_add(&w, "rc %d, reply '%s'; ", rc, reply ? reply : "(null)");
+	} else {
+		check_u64(&w, "ret", (uint64_t)cmd.ret, (uint64_t)c->ret);
+		check_u64(&w, "notify", cmd.notify, c->notify);
+		check_str(&w, "envid", cmd.envid, c->envid);
+		check_str(&w, "orcpt", cmd.orcpt, c->orcpt);
+	}
+	report("dsn", c->label, &w);
+}
+
+struct xtext_case {
+	const char *label;
+	const char *in;
+	int want_len;                   /* -1: refused */
+	const char *out;
+};
+
+static const struct xtext_case xtext_cases[] = {
+	{ .label = "plain", .in = "abc", .want_len = 3, .out = "abc" },
+	{ .label = "plus", .in = "a+2Bb", .want_len = 3, .out = "a+b" },
+	{ .label = "space and equals", .in = "+20+3D", .want_len = 2, .out = " =" },
+	{ .label = "truncated", .in = "a+2", .want_len = -1 },
+	{ .label = "raw equals", .in = "a=b", .want_len = -1 },
+};
+
+static void run_xtext_case(const struct xtext_case *c)
+{
+	char out[16];
+	struct why_buf w = { .used = 0 };
+	int n = smtp_xtext_decode(c->in, strlen(c->in), out, sizeof out);
+	check_u64(&w, "length", (uint64_t)(int64_t)n, (uint64_t)(int64_t)c->want_len);
+	if (n >= 0 && c->out)
+		check_str(&w, "out", out, c->out);
+	report("xtext", c->label, &w);
 }
 
 /* ------------------------------------------------------------------ */
@@ -1239,6 +1355,10 @@ int main(void)
 {
 	for (size_t i = 0; i < N(cmd_cases); i++)
 		run_cmd_case(&cmd_cases[i]);
+	for (size_t i = 0; i < N(dsn_cases); i++)
+		run_dsn_case(&dsn_cases[i]);
+	for (size_t i = 0; i < N(xtext_cases); i++)
+		run_xtext_case(&xtext_cases[i]);
 	for (size_t i = 0; i < N(path_cases); i++)
 		run_path_case(&path_cases[i]);
 	for (size_t i = 0; i < N(len_cases); i++)
