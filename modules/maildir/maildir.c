@@ -373,7 +373,28 @@ static const struct petrel_setting md_settings[] = {
 	{ .type = PETREL_SET_END },
 };
 
-static const struct petrel_transport_ops md_ops = { .deliver = md_deliver };
+/* API 1.2 check(), at RCPT: an address whose mailbox name cannot be a
+ * maildir (a '/', a leading '.', a control byte, too long) is refused
+ * there, so no bounce goes later to a sender who may be forged. */
+static int md_check(void *state, const char *address, const char *rlocal, const char *domain,
+                    char *reply, size_t size)
+{
+	struct maildir *md = state;
+	char local[256], dir[PATH_MAX - 16];
+	size_t i;
+	for (i = 0; rlocal[i] && i < sizeof local - 1; i++)
+		local[i] = (char)tolower((unsigned char)rlocal[i]);
+	local[i] = 0;
+	if (rlocal[i] || !safe_component(local) || !safe_component(domain) ||
+	    expand(md, local, domain, dir, sizeof dir) < 0) {
+		snprintf(reply, size, "550 5.1.1 <%s>: Recipient address rejected: "
+		         "mailbox name not usable as a maildir", address);
+		return PETREL_CHECK_REFUSE;
+	}
+	return PETREL_CHECK_OK;
+}
+
+static const struct petrel_transport_ops md_ops = { .deliver = md_deliver, .check = md_check };
 
 PETREL_MODULE(
 	.name = "maildir",

@@ -2,7 +2,7 @@
 """Temporary delivery failures: the message stays queued, is retried, and
 is delivered once the problem is gone; it survives a restart while
 deferred; `petrelctl flush` retries at once; after queue_lifetime it
-bounces.  A mailbox name that would leave the maildir root bounces.
+bounces.  A mailbox name that cannot be a maildir is refused at RCPT.
 
 The failure is made the way a root-run test can: a plain file stands where
 the recipient's maildir directory must be created (ENOTDIR)."""
@@ -31,6 +31,17 @@ def block_mailbox(d, user):
 
 def queued(d):
     return d.queued()
+
+
+def bouncing_daemon(**kw):
+    """A daemon where mail for remote.test goes to the asynctest transport
+    (its bounce... local parts bounce) and 127.0.0.1 may relay: a
+    permanent failure after 250, now that maildir refuses unusable names
+    at RCPT."""
+    return Daemon(settings={"relay_networks": ["127.0.0.0/8"]},
+                  modules_extra="  asynctest = { delay_ms = 10; };",
+                  extra='routes = ( { domain = "remote.test"; transport = "asynctest"; } );',
+                  **kw)
 
 
 def send(d, rcpt, subject):
@@ -138,10 +149,10 @@ def assert_dsn(raw, qid, rcpt, status, subject):
 
 
 def test_bounce_reaches_the_sender():
-    with Daemon() as d:
-        qid = send(d, '"../x"@localhost', "will bounce")
+    with bouncing_daemon() as d:
+        qid = send(d, 'bounce1@remote.test', "will bounce")
         files = d.wait_delivered("a", 1, timeout=15)
-        assert_dsn(files[0], qid, '"../x"@localhost', "5.0.0", "will bounce")
+        assert_dsn(files[0], qid, 'bounce1@remote.test', "5.1.1", "will bounce")
         d.wait_log(r"%s: sender non-delivery notification: \w+" % qid)
         d.assert_nothing_more(1, grace=0.5)      # nothing else arrived anywhere
 
@@ -173,23 +184,34 @@ def test_bounce_of_a_message_with_nul_in_its_headers():
 
 
 def test_no_bounce_to_null_sender():
-    with Daemon() as d:
+    with bouncing_daemon() as d:
         with d.client() as c:
             c.ehlo()
-            qid = c.send_mail("", ['"../y"@localhost'], make_message(subject="from <>"))
+            qid = c.send_mail("", ['bounce2@remote.test'], make_message(subject="from <>"))
         d.wait_log(r"%s: no bounce: the sender is <>" % qid)
         time.sleep(0.5)
         assert d.all_delivered_files() == [], d.all_delivered_files()
 
 
-def test_unsafe_mailbox_names_bounce():
+def test_unsafe_mailbox_names_refused_at_rcpt():
+    """maildir's check() refuses at RCPT a name that cannot be a maildir,
+    so no bounce goes later to a sender who may be forged (issue 7.8)."""
     with Daemon() as d:
-        for rcpt in ['"../../escape"@localhost', '".hidden"@localhost']:
-            qid = send(d, rcpt, "unsafe")
-            d.wait_log(r"%s: to=<.*>.*status=bounced \(mailbox name" % qid)
+        with d.client() as c:
+            c.ehlo()
+            c.cmd("MAIL FROM:<forged@elsewhere.test>", 250)
+            for rcpt in ['"../../escape"@localhost', '".hidden"@localhost',
+                         '"a/b"@localhost', '".."@localhost']:
+                r = c.cmd("RCPT TO:<%s>" % rcpt)
+                assert r.code == 550 and r.enh == "5.1.1", (rcpt, r)
+                assert "not usable as a maildir" in r.text, r
+            c.cmd("RCPT TO:<user@localhost>", 250)
+            c.cmd("RSET", 250)
+        assert "status=bounced" not in d.log_text()
         assert glob.glob(os.path.join(d.dir, "escape*")) == []
         assert not os.path.exists(os.path.join(d.mail, "escape"))
         assert not os.path.exists(os.path.join(d.mail, "localhost", ".hidden"))
+        assert not os.path.exists(os.path.join(d.mail, "localhost", "a"))
 
 
 if __name__ == "__main__":
