@@ -29,7 +29,10 @@ const char config_default_text[] =
 	"spool = \"petrel-data/spool\";\n"
 	"listeners = ( { listen = \"127.0.0.1:2525\"; stage = \"mta\"; } );\n"
 	"domains = [ \"localhost\" ];\n"
-	"modules = { maildir = { root = \"petrel-data/mail/%d/%u\"; }; };\n";
+	"# Known recipients only (as Postfix's local_recipient_maps): a stranger's\n"
+	"# local part gets 550 5.1.1 at RCPT instead of a new maildir.\n"
+	"modules = { maildir = { root = \"petrel-data/mail/%d/%u\"; };\n"
+	"            router = { mailboxes = [ \"postmaster@localhost\", \"user@localhost\" ]; }; };\n";
 
 enum stype { T_STRING, T_INT, T_SIZE, T_BOOL, T_STRLIST, T_LIST, T_GROUP };
 

@@ -17,5 +17,5 @@ fi
 make -s -C "$b" -j"$(nproc)"
 PETREL_MODULE_PATH="$b/modules/mta:$b/modules/router:$b/modules/maildir"
 export PETREL_MODULE_PATH
-echo "petreld: listening on 127.0.0.1:2525; try: swaks --server 127.0.0.1:2525 --to someone@localhost" >&2
+echo "petreld: listening on 127.0.0.1:2525; try: swaks --server 127.0.0.1:2525 --to user@localhost" >&2
 exec "$b/src/petreld" -f "$@"

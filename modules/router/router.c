@@ -215,7 +215,8 @@ static int router_route(void *state, petrel_route *rt, petrel_addr *rcpt)
 
 static const struct petrel_setting router_settings[] = {
 	{ .name = "mailboxes", .type = PETREL_SET_STRING_LIST,
-	  .help = "the existing mailboxes (local@domain); without it every local part exists" },
+	  .help = "the existing mailboxes (local@domain), others get 550 5.1.1; without it every "
+	          "local part exists and gets a maildir (the embedded default lists its own)" },
 	{ .name = "aliases", .type = PETREL_SET_STRING_LIST,
 	  .help = "\"address: destination, destination\" entries" },
 	{ .name = "local_transport", .type = PETREL_SET_STRING,

@@ -125,5 +125,52 @@ def test_unknown_mailbox_no_partial_delivery():
         d.assert_nothing_more(1, grace=0.3)
 
 
+def test_embedded_default_knows_its_recipients():
+    """Issue 7 item 8: petreld with no configuration file (its embedded
+    default, on 127.0.0.1:2525) does not make a maildir for any local part
+    a stranger names: unknown ones get 550 5.1.1 at RCPT, user@ and
+    postmaster@localhost are delivered."""
+    import shutil
+    import subprocess
+    import tempfile
+    import time
+    if petrel._listening(2525):
+        petrel.skip("127.0.0.1:2525 is in use")
+    top = tempfile.mkdtemp(prefix="petrel-bb-")
+    env = dict(os.environ)
+    env["PETREL_MODULE_PATH"] = petrel.MODULE_PATH
+    log = open(os.path.join(top, "petreld.log"), "wb")
+    p = subprocess.Popen([petrel.PETRELD, "-f"], cwd=top, env=env, stdin=subprocess.DEVNULL,
+                         stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        deadline = time.monotonic() + petrel.T(15)
+        while not petrel._listening(2525):
+            assert p.poll() is None, open(os.path.join(top, "petreld.log")).read()
+            assert time.monotonic() < deadline, "petreld did not listen on 2525"
+            time.sleep(0.05)
+        with petrel.Client(2525) as c:
+            c.ehlo()
+            c.cmd("MAIL FROM:<stranger@elsewhere.test>", 250)
+            for rcpt in ["random1@localhost", "x7f3q@localhost", "Admin@localhost"]:
+                c.cmd("RCPT TO:<%s>" % rcpt, 550, "5.1.1")
+            c.cmd("RCPT TO:<user@localhost>", 250)
+            c.cmd("RCPT TO:<Postmaster>", 250)
+            c.cmd("DATA", 354)
+            c.send(make_message(subject="known") + b".\r\n")
+            c.expect(250)
+        mail = os.path.join(top, "petrel-data", "mail", "localhost")
+        deadline = time.monotonic() + petrel.T(10)
+        while not (os.path.isdir(os.path.join(mail, "user", "new")) and
+                   os.listdir(os.path.join(mail, "user", "new"))):
+            assert time.monotonic() < deadline, "user@localhost got nothing"
+            time.sleep(0.05)
+        assert sorted(os.listdir(mail)) in (["postmaster", "user"], ["user"]), os.listdir(mail)
+    finally:
+        p.terminate()
+        p.wait(timeout=20)
+        log.close()
+        shutil.rmtree(top, ignore_errors=True)
+
+
 if __name__ == "__main__":
     petrel.main()
