@@ -147,11 +147,12 @@ class Peer:
     script: {"RCPT": {"bad@x.test": "550 5.1.1 no"}, "DATA": [...]} —
             for "DATA" and "MAIL" a list of replies used in turn (None: the
             normal 250), for "RCPT" a dict by address.
-    close_after_dot: drop the connection instead of answering the final dot.
+    close_after_dot: drop the connection instead of answering the final dot
+                     this many times.
     """
 
     def __init__(self, host="127.0.0.1", port=None, script=None,
-                 close_after_dot=False, tls_context=None, dsn=True):
+                 close_after_dot=0, tls_context=None, dsn=True):
         from aiosmtpd.controller import Controller
         from aiosmtpd.smtp import SMTP
         self.host = host
@@ -178,8 +179,8 @@ class Peer:
                 with peer.lock:
                     peer.transactions += 1
                     r = peer._data_replies.pop(0) if peer._data_replies else None
-                if peer.close_after_dot:
-                    session.peer_close = True
+                if peer.close_after_dot > 0:
+                    peer.close_after_dot -= 1
                     server.transport.close()
                     return "250 2.0.0 never seen"
                 if r:
