@@ -12,7 +12,10 @@
  *     INITIAL_WINDOW, grows by one for each session that comes up, up to
  *     destination_concurrency) and total_concurrency in all;
  *   - a new connection only when the queued jobs outnumber the
- *     connections still being set up (3 queued messages never open 20);
+ *     connections, busy or being set up: each of those takes the next
+ *     job when it is free, so a message that comes in while the one
+ *     session is mid-transaction waits for it instead of opening another
+ *     (3 queued messages never open 20; 100 arriving one by one reuse);
  *   - a connection that reaches no target halves the window (negative
  *     feedback); when it was the destination's last connection the
  *     destination is dead for dead_time: its queued jobs and the jobs
@@ -359,7 +362,7 @@ static void pump(struct smtp_dest *dd)
 	}
 	if (m->stopping || dd->resolving || !dd->qhead)
 		return;
-	while (dd->qhead && dd->nqueued > dd->nsetup && dd->nconn < dd->window && !m->stopping) {
+	while (dd->qhead && dd->nqueued > dd->nconn && dd->nconn < dd->window && !m->stopping) {
 		if (m->nconn >= m->total_concurrency) {
 			if (!dd->starved) {
 				dd->starved = 1;

@@ -57,5 +57,20 @@ def test_a_fallback_without_mx():
         p.wait_messages(1)
 
 
+def test_connection_reuse_100_messages():
+    port = relaypeers.free_port_on_all(["127.0.0.2"])
+    with Dns(mx={"remote.test": [(10, "mx1.remote.test")]},
+             a={"mx1.remote.test": ["127.0.0.2"]}) as dns, \
+            Peer("127.0.0.2", port) as p, relay_daemon(dns, port) as d, \
+            d.client() as c:
+        c.ehlo()
+        for i in range(100):
+            c.send_mail("a@localhost", ["u%d@remote.test" % i],
+                        make_message("reuse %d" % i))
+        p.wait_messages(100, timeout=60)
+        petrel.diag("100 messages over %d connections" % p.connections)
+        assert p.connections < 10, p.connections
+
+
 if __name__ == "__main__":
     petrel.main()
