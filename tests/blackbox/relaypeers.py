@@ -74,6 +74,18 @@ class Dns:
         if not os.path.exists(DNSMASQ):
             raise RuntimeError("dnsmasq not installed")
         self.dir = tempfile.mkdtemp(prefix="petrel-dns-")
+        # dnsmasq binds the port for UDP and TCP; a port free for UDP may be
+        # taken for TCP by a parallel test: retry on another port.
+        for attempt in range(10):
+            try:
+                self._start(mx, a, aaaa, servfail, zone)
+                return
+            except RuntimeError as e:
+                if "in use" not in str(e) or attempt == 9:
+                    shutil.rmtree(self.dir, ignore_errors=True)
+                    raise
+
+    def _start(self, mx, a, aaaa, servfail, zone):
         self.port = free_port("127.0.0.1", socket.SOCK_DGRAM)
         self.addr = "127.0.0.1:%d" % self.port
         lines = ["no-resolv", "no-hosts", "no-poll", "bind-interfaces",
