@@ -11,6 +11,8 @@ pkgs="build-essential autoconf automake libtool libltdl-dev pkg-config
       libssl-dev libconfig-dev libpcre2-dev libc-ares-dev libcrypt-dev
       openssl python3 swaks libnet-ssleay-perl postfix procps psmisc
       dovecot-imapd dovecot-pop3d dnsmasq python3-aiosmtpd"
+# strace: test_maildir_sync.py watches the daemon's mkdir/fsync calls
+pkgs="$pkgs strace"
 missing=""
 for p in $pkgs; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'ok installed' || missing="$missing $p"
