@@ -211,7 +211,7 @@ int msg_part_over_limit(struct petrel_txn *t, uint64_t field_max, int fields_max
                         const char **reply)
 {
 	const struct mime_message *m = t->msg ? &t->msg->mime : NULL;
-	for (int i = 0; m && i < m->nparts; i++) {
+	for (int i = 1; m && i < m->nparts; i++) {      /* not 0: see msg_edit.h */
 		if (m->parts[i].longest_field > field_max) {
 			*reply = "552 5.3.4 Error: MIME part header field too large";
 			return i;

@@ -19,9 +19,13 @@ struct spool;
 int msg_load(struct petrel_txn *t, const char **err) __attribute__((warn_unused_result));
 void msg_free(struct petrel_txn *t);
 int msg_nparts(struct petrel_txn *t);
-/* The first MIME part (0: the message itself) with a header field longer
- * than field_max octets or more than fields_max fields, with *reply set
- * to the 552 5.3.4 to give; -1 when none (or the message is not loaded). */
+/* The first MIME part below the message (index >= 1) with a header field
+ * longer than field_max octets or more than fields_max fields, with *reply
+ * set to the 552 5.3.4 to give; -1 when none (or the message is not
+ * loaded).  Part 0, the message itself, is not looked at: smtp_data.c
+ * held the client's section to the limits as it streamed, and the loaded
+ * copy also holds our own Received: field, which would make a section
+ * exactly at header_count_limit one over. */
 int msg_part_over_limit(struct petrel_txn *t, uint64_t field_max, int fields_max,
                         const char **reply);
 struct petrel_part *msg_part(struct petrel_txn *t, int i);

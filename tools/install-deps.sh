@@ -1,6 +1,8 @@
 #!/bin/sh
 # install-deps.sh: install the Debian packages petrel needs to build, test
 # and benchmark.  Used by the README's Quick start and by .ci/run.
+# strace: test_maildir_sync.py watches the daemon's mkdir and fsync calls.
+test_pkgs="strace"
 # Postfix is installed only for smtp-source/smtp-sink and the benchmark,
 # Dovecot only for the test that reads delivered mail over IMAP and POP3,
 # dnsmasq and aiosmtpd for the relay tests (a DNS server and SMTP peers);
@@ -12,7 +14,7 @@ pkgs="build-essential autoconf automake libtool libltdl-dev pkg-config
       openssl python3 swaks libnet-ssleay-perl postfix procps psmisc
       dovecot-imapd dovecot-pop3d dnsmasq python3-aiosmtpd"
 missing=""
-for p in $pkgs; do
+for p in $pkgs $test_pkgs; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'ok installed' || missing="$missing $p"
 done
 [ -z "$missing" ] && exit 0

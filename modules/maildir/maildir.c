@@ -15,7 +15,9 @@
  *
  * 'root' is a template: %d the domain, %u the local part (lower-cased),
  * %% a percent sign.  Local parts that could leave the root ('/', a
- * leading '.') are refused permanently.  Every other failure (permissions,
+ * leading '.') are refused permanently.  A maildir (and any directory
+ * above it) made for a delivery is synced into its parent before the
+ * delivery is reported done (ensure_maildir).  Every other failure (permissions,
  * disk full) is temporary: the message stays queued.
  */
 #ifndef _GNU_SOURCE
@@ -156,35 +158,77 @@ static int expand(const struct maildir *md, const char *local, const char *domai
 	return 0;
 }
 
+static int fsync_dir(const char *dir);
+
+/* fsync the directory holding path (the entry of a directory just made). */
+static int fsync_parent(char *path)
+{
+	char *slash = strrchr(path, '/');
+	if (!slash)
+		return fsync_dir(".");
+	if (slash == path)
+		return fsync_dir("/");
+	*slash = 0;
+	int r = fsync_dir(path);
+	*slash = '/';
+	return r;
+}
+
+/* mkdir -p, and every directory made here is synced into its parent
+ * before the next is made, so none can vanish in a crash after a
+ * delivery into it was reported done. */
 static int mkdirs(char *path)
 {
-	for (char *s = path + 1; *s; s++) {
-		if (*s != '/')
+	for (char *s = path + 1;; s++) {
+		if (*s && *s != '/')
 			continue;
+		char c = *s;
 		*s = 0;
 		int r = mkdir(path, 0700);
-		*s = '/';
-		if (r < 0 && errno != EEXIST)
+		if (r == 0)
+			r = fsync_parent(path);
+		else if (errno == EEXIST)
+			r = 0;
+		*s = c;
+		if (r < 0)
 			return -1;
+		if (!c)
+			return 0;
 	}
-	return mkdir(path, 0700) < 0 && errno != EEXIST ? -1 : 0;
 }
+
+/*
+ * Make dir a maildir.  "cur" is made last, after tmp/ and new/ and every
+ * directory above them are synced into their parents, and is what the
+ * quick check looks for: a delivery that finds it can rely on the rest
+ * being on disk.  Creation is serialised in the process (it is rare), so
+ * a delivery never passes a maildir another thread is still syncing.
+ */
+static pthread_mutex_t create_lock = PTHREAD_MUTEX_INITIALIZER;
 
 static int ensure_maildir(const char *dir)
 {
 	char p[PATH_MAX];
 	struct stat st;
-	snprintf(p, sizeof p, "%s/new", dir);
+	if (snprintf(p, sizeof p, "%s/cur", dir) >= (int)sizeof p)
+		return -1;
 	if (stat(p, &st) == 0)
 		return 0;
 	static const char *subs[] = { "tmp", "new", "cur" };
-	for (int i = 0; i < 3; i++) {
-		if (snprintf(p, sizeof p, "%s/%s", dir, subs[i]) >= (int)sizeof p)
-			return -1;
-		if (mkdirs(p) < 0)
-			return -1;
+	int r = 0;
+	pthread_mutex_lock(&create_lock);
+	for (int i = 0; r == 0 && i < 3; i++) {
+		if (snprintf(p, sizeof p, "%s/%s", dir, subs[i]) >= (int)sizeof p) {
+			errno = ENAMETOOLONG;
+			r = -1;
+		} else {
+			r = mkdirs(p);
+		}
 	}
-	return 0;
+	int e = errno;
+	pthread_mutex_unlock(&create_lock);
+	errno = e;
+	return r;
 }
 
 static int write_all(int fd, const char *p, size_t n)
