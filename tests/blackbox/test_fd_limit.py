@@ -67,7 +67,7 @@ def test_start_refused_when_no_session_fits():
 
 
 def test_emfile_backs_off():
-    with Daemon({"client_connection_limit": 0}) as d:
+    with Daemon() as d:
         pid = d.proc.pid
         resource.prlimit(pid, resource.RLIMIT_NOFILE, (64, 64))
         socks = []
@@ -75,6 +75,7 @@ def test_emfile_backs_off():
             for i in range(80):
                 s = socket.socket()
                 s.settimeout(petrel.T(10))
+                s.bind(("127.0.0.%d" % (2 + i % 4), 0))     # within client_connection_limit
                 s.connect(("127.0.0.1", d.port))    # the backlog takes them all
                 socks.append(s)
             time.sleep(0.5)
