@@ -111,7 +111,8 @@ static const struct setting settings[] = {
 	{ .name = "filter_workers", .type = T_INT, .offset = OFF(filter_workers), .min = 1, .max = 256,
 	  .help = "threads for the blocking work of filters (host->work_submit) and password checks (default 2)" },
 	{ .name = "max_connections", .type = T_INT, .offset = OFF(max_connections), .min = 1,
-	  .max = 1000000, .help = "concurrent SMTP sessions accepted (default 10000)" },
+	  .max = 1000000, .help = "concurrent SMTP sessions accepted (default 10000; lowered at start "
+	                          "to what RLIMIT_NOFILE allows, with a warning); more get 421 4.7.0" },
 	{ .name = "pending_timeout", .type = T_INT, .offset = OFF(pending_timeout), .min = 1,
 	  .max = 3600, .help = "seconds a filter hook may stay pending before the step tempfails (default 30)" },
 	{ .name = "tls_cert_file", .type = T_STRING, .offset = OFF(tls_cert_file),
@@ -158,6 +159,18 @@ static const struct setting settings[] = {
 	{ .name = "delay_warning_time", .type = T_INT, .offset = OFF(delay_warning_time), .min = 0,
 	  .max = 60 * 86400,
 	  .help = "seconds after which the sender is told a message is still being retried (0: never, the default)" },
+	/* connection and session limits (limits4) */
+	{ .name = "client_connection_limit", .type = T_INT, .offset = OFF(client_connection_limit),
+	  .min = 0, .max = 1000000,
+	  .help = "concurrent sessions from one client address, IPv6 counted per /64 (default 50, "
+	          "0: no limit; relay_networks are exempt); more get 421 4.7.0" },
+	{ .name = "min_data_rate", .type = T_INT, .offset = OFF(min_data_rate), .min = 0,
+	  .max = 1 << 30,
+	  .help = "bytes/s DATA and BDAT must keep up: each byte received extends the smtp_timeout "
+	          "deadline of the transfer by 1/min_data_rate s (default 500, 0: per read only)" },
+	{ .name = "greet_pause", .type = T_INT, .offset = OFF(greet_pause), .min = 0, .max = 60000,
+	  .help = "milliseconds the greeting waits; a client that talks before it gets 554 and is "
+	          "closed (default 1000; 0: only input that came while connect hooks ran)" },
 	{ .name = "modules", .type = T_GROUP, .set = set_modules,
 	  .help = "one block per module with that module's own settings" },
 };
@@ -824,6 +837,9 @@ static void set_defaults(struct config *c)
 	c->hard_error_limit = 20;
 	c->error_sleep_time = 1;
 	c->junk_command_limit = 100;
+	c->client_connection_limit = 50;
+	c->min_data_rate = 500;
+	c->greet_pause = 1000;
 }
 
 static int apply(struct config *c, const struct setting *st, config_setting_t *s, struct buf *errs)

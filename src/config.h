@@ -75,7 +75,7 @@ struct config {
 	int retry_max;
 	int delivery_workers;
 	int filter_workers;
-	int max_connections;
+	int max_connections;            /* may be lowered at start to fit RLIMIT_NOFILE */
 	int pending_timeout;            /* seconds a suspended hook may wait */
 	char *tls_cert_file;            /* default key pair of TLS listeners */
 	char *tls_key_file;
@@ -97,6 +97,9 @@ struct config {
 	char *relayhost_credentials;    /* file of "user:password" */
 	struct route relay_route;       /* the relayhost as a route: its options */
 	int delay_warning_time;         /* seconds; 0: no delay warnings */
+	int client_connection_limit;    /* sessions per client address (IPv6: per /64), 0: none */
+	int min_data_rate;              /* bytes/s DATA/BDAT must keep up, 0: none */
+	int greet_pause;                /* ms before the greeting (early talkers get 554), 0: none */
 	config_t cfg;                   /* the parsed tree */
 };
 

@@ -1,20 +1,65 @@
 /*
- * listen.c - the listening sockets.
+ * listen.c - the listening sockets, and the descriptor budget.
  *
  * Bound before privileges are dropped, with a deep backlog (511), and
  * drained on each wakeup until accept() says EAGAIN.
+ *
+ * Out of descriptors (EMFILE, ENFILE) or memory, accept() fails and the
+ * connection stays in the backlog: the socket stays readable, so the
+ * listener is not watched for ACCEPT_PAUSE_MS (a timer), and the warning
+ * is logged at most once per ACCEPT_WARN_MS with the count of failures
+ * since the last one.  Connections wait in the backlog meanwhile and are
+ * taken once sessions end.
+ *
+ * The budget: at start, with everything open that the daemon opens at
+ * start, max_connections is lowered to what RLIMIT_NOFILE leaves (see
+ * listeners_fd_budget), so that accept() is not where the limit is met.
  */
 #include "log.h"
 #include "server.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <netinet/in.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
 #define BACKLOG 511
+#define ACCEPT_PAUSE_MS 250
+#define ACCEPT_WARN_MS 10000
+
+static void on_accept(struct ev_loop *loop, int fd, int mask, void *arg);
+
+static void accept_resume(struct ev_loop *loop, void *arg)
+{
+	struct listener *l = arg;
+	const char *err;
+	if (l->fd < 0)
+		return;
+	if (ev_fd_set(loop, l->fd, EV_READ, on_accept, l, &err) < 0)
+		log_error("listener %s: %s", l->conf->listen, err);
+}
+
+/* accept() failed for want of a resource: wait before trying again. */
+static void accept_pause(struct listener *l, int errnum)
+{
+	struct ev_loop *loop = l->srv->loop;
+	uint64_t now = ev_now_ms();
+	l->unwarned++;
+	if (!l->warned_at || now - l->warned_at >= ACCEPT_WARN_MS) {
+		log_warn("accept on %s: %s: not accepting for %d ms (%lu failure(s) since the last "
+		         "warning; %d sessions; raise RLIMIT_NOFILE or lower max_connections)",
+		         l->conf->listen, strerror(errnum), ACCEPT_PAUSE_MS, l->unwarned,
+		         l->srv->nsessions);
+		l->warned_at = now;
+		l->unwarned = 0;
+	}
+	ev_fd_del(loop, l->fd);
+	ev_timer_start(loop, &l->pause_timer, ACCEPT_PAUSE_MS);
+}
 
 static void on_accept(struct ev_loop *loop, int fd, int mask, void *arg)
 {
@@ -25,11 +70,22 @@ static void on_accept(struct ev_loop *loop, int fd, int mask, void *arg)
 	for (;;) {
 		int c = accept4(fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
 		if (c < 0) {
-			if (errno == EINTR || errno == ECONNABORTED)
+			switch (errno) {
+			case EAGAIN:
+#if EWOULDBLOCK != EAGAIN
+			case EWOULDBLOCK:
+#endif
+				return;
+			/* the connection went away, or its network did (accept(2)
+			 * on Linux): take the next one */
+			case EINTR: case ECONNABORTED: case EPROTO: case ENETDOWN:
+			case ENOPROTOOPT: case EHOSTDOWN: case ENONET: case EHOSTUNREACH:
+			case EOPNOTSUPP: case ENETUNREACH:
 				continue;
-			if (errno != EAGAIN && errno != EWOULDBLOCK)
-				log_warn("accept on %s: %m", l->conf->listen);
-			return;
+			default:    /* EMFILE, ENFILE, ENOBUFS, ENOMEM, ...: it would repeat */
+				accept_pause(l, errno);
+				return;
+			}
 		}
 		session_accept(srv, l, c);
 	}
@@ -45,6 +101,7 @@ int listeners_open(struct server *srv, struct buf *errs)
 		struct listener_conf *lc = &cfg->listeners[i];
 		l->conf = lc;
 		l->srv = srv;
+		ev_timer_init(&l->pause_timer, accept_resume, l);
 		l->fd = socket(lc->addr.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
 		int one = 1;
 		const char *err;
@@ -71,10 +128,78 @@ void listeners_close(struct server *srv)
 {
 	for (int i = 0; i < srv->nlisteners; i++) {
 		struct listener *l = &srv->listeners[i];
+		if (l->srv && ev_timer_armed(&l->pause_timer))
+			ev_timer_stop(srv->loop, &l->pause_timer);
 		if (l->fd >= 0) {
 			ev_fd_del(srv->loop, l->fd);
 			close(l->fd);
 			l->fd = -1;
 		}
 	}
+}
+
+/* Descriptors open now (/proc/self/fd), or -1 when that cannot be read. */
+static int fds_open(void)
+{
+	DIR *d = opendir("/proc/self/fd");
+	if (!d)
+		return -1;
+	int n = 0;
+	for (struct dirent *e; (e = readdir(d));)
+		if (e->d_name[0] != '.')
+			n++;
+	closedir(d);
+	return n - 1;     /* the directory's own */
+}
+
+/*
+ * Sized from what the daemon holds:
+ *   - what is open now (listeners, epoll, signalfd, the workers' eventfds,
+ *     the spool's directories, whatever modules opened in init(), logs);
+ *   - FD_SPARE for what opens later without a session: syslog, OpenSSL,
+ *     DNS sockets (c-ares), bounces, the pid file, a module's lazy files;
+ *   - 4 per delivery worker: the queue file, the maildir file being
+ *     written, and its tmp/ and new/ directories for the syncs;
+ *   - 2 per filter worker: a filter's blocking work opens a file or a socket;
+ *   - per session its socket, and for one session in FD_TXN_SHARE a queue
+ *     slot (a message in DATA or BDAT holds one; an idle session does not):
+ *     should more be sending at once, the slot open fails and DATA gets a
+ *     4xx, while the sessions' sockets still fit.
+ * A module that holds descriptors per session (a milter) is not counted:
+ * if it uses the sessions' share, accept() meets EMFILE and backs off.
+ */
+#define FD_SPARE 32
+#define FD_TXN_SHARE 4
+
+int listeners_fd_budget(struct server *srv, struct buf *errs)
+{
+	struct config *cfg = srv->cfg;
+	struct rlimit rl;
+	if (getrlimit(RLIMIT_NOFILE, &rl) < 0 || rl.rlim_cur == RLIM_INFINITY)
+		return 0;
+	int open_now = fds_open();
+	if (open_now < 0)
+		open_now = 16 + 4 * cfg->nlisteners;
+	long long keep = (long long)open_now + FD_SPARE + 4LL * cfg->delivery_workers +
+	                 2LL * cfg->filter_workers;
+	long long fit = ((long long)rl.rlim_cur - keep) * FD_TXN_SHARE / (FD_TXN_SHARE + 1);
+	if (fit < 1) {
+		buf_addf(errs, "RLIMIT_NOFILE is %llu: too few descriptors for even one session "
+		         "(%d open at start, %lld kept for deliveries, filters, DNS and TLS); raise "
+		         "it (ulimit -n, systemd LimitNOFILE=) to %lld or more, or lower "
+		         "delivery_workers\n", (unsigned long long)rl.rlim_cur, open_now,
+		         keep - open_now, keep + 20);
+		return -1;
+	}
+	if (fit < cfg->max_connections) {
+		log_warn("max_connections lowered from %d to %lld: RLIMIT_NOFILE is %llu (%d open at "
+		         "start, %lld kept for deliveries, filters, DNS and TLS); raise it (ulimit -n, "
+		         "systemd LimitNOFILE=) to %lld for %d",
+		         cfg->max_connections, fit, (unsigned long long)rl.rlim_cur, open_now,
+		         keep - open_now,
+		         keep + (long long)cfg->max_connections * (FD_TXN_SHARE + 1) / FD_TXN_SHARE + 1,
+		         cfg->max_connections);
+		cfg->max_connections = (int)fit;
+	}
+	return 0;
 }

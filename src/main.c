@@ -485,6 +485,12 @@ int main(int argc, char **argv)
 	for (int i = 0; i < nrec; i++)
 		queue_add(srv->queue, rec[i]);
 	free(rec);
+	/* Everything opened at start is open: what is left is the sessions'. */
+	if (listeners_fd_budget(srv, &errs) < 0) {
+		fputs(errs.data, stderr);
+		log_error("%s", errs.data);
+		return 1;
+	}
 	log_info("petreld %s started: hostname %s, spool %s, %d modules", PACKAGE_VERSION,
 	         cfg->hostname, cfg->spool, srv->mods.n);
 	ev_run(srv->loop);

@@ -12,6 +12,7 @@
 #include <stdint.h>
 
 #include "config.h"
+#include "conn_limit.h"
 #include "event.h"
 #include "module_load.h"
 #include "smtp_parse.h"
@@ -26,6 +27,10 @@ struct listener {
 	struct module **filters;           /* the chain after the stage */
 	int nfilters;
 	struct tls_server *tls;            /* tls = starttls/implicit: its key pair */
+	/* accept() out of descriptors (EMFILE ...): not watched for a moment */
+	struct ev_timer pause_timer;
+	uint64_t warned_at;                /* last warning (ms), to rate-limit it */
+	unsigned long unwarned;            /* failures since that warning */
 };
 
 struct server {
@@ -48,6 +53,9 @@ struct server {
 	struct auth_throttle *auth_throttle;   /* AUTH per client address (smtp_auth.c), made at first use */
 	struct petrel_session *sessions;   /* doubly linked */
 	int nsessions;
+	struct conn_counts clients;        /* sessions per client (client_connection_limit) */
+	uint64_t full_warned_at;           /* max_connections warning, rate-limited (ms) */
+	unsigned long full_unwarned;       /* refusals since that warning */
 	bool stopping;
 	uint64_t counter_accepted;         /* messages acknowledged with 250 */
 	struct ev_timer stop_timer;
@@ -73,5 +81,9 @@ void module_fds_free(struct server *srv);
 /* Listeners (listen.c). */
 int listeners_open(struct server *srv, struct buf *errs) __attribute__((warn_unused_result));
 void listeners_close(struct server *srv);
+/* Fit max_connections to RLIMIT_NOFILE, once everything the daemon opens
+ * at start is open: lowered with a warning, or -1 (errs) when not even
+ * one session fits. */
+int listeners_fd_budget(struct server *srv, struct buf *errs) __attribute__((warn_unused_result));
 
 #endif

@@ -117,6 +117,14 @@ struct petrel_session {
 	struct buf in, out;
 	struct ev_timer timer;
 	uint64_t data_deadline;
+	uint64_t cmd_deadline;   /* the command line being read is due (smtp_timeout from our reply) */
+	bool turn_ours;          /* the timer was last set on our turn: the deadline restarts */
+	uint64_t rate_start;     /* min_data_rate: this DATA / BDAT chunk began (ms) */
+	uint64_t rate_bytes;     /* ... and has brought this many bytes */
+	bool greet_wait;         /* greet_pause runs: the 220 is not sent yet */
+	uint64_t greet_from;     /* when the pause began (ms), for the log */
+	struct ev_timer greet_timer;
+	bool counted;            /* in srv->clients (client_connection_limit) */
 	struct petrel_txn *txn;
 	char reply[512];         /* session-level reply from a module */
 	int errors;              /* 4xx/5xx replies since the last message (error limits) */

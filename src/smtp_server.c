@@ -56,6 +56,7 @@
 #define INPUT_PAUSE (256 * 1024)
 #define OUTPUT_PAUSE (64 * 1024)
 #define OUTPUT_RESUME (16 * 1024)
+#define FULL_WARN_MS 10000     /* max_connections warnings: one per 10 s */
 
 #define IO_AGAIN (-2)
 
@@ -63,6 +64,7 @@ static void session_close(struct petrel_session *s, const char *why);
 static void on_io(struct ev_loop *loop, int fd, int mask, void *arg);
 static int tls_begin(struct petrel_session *s);
 static const char *state_word(const struct petrel_session *s);
+static void pregreet(struct petrel_session *s);
 
 void session_reply(struct petrel_session *s, const char *fmt, ...)
 {
@@ -436,6 +438,32 @@ static void rcpt_done(struct petrel_session *s, int v)
 	session_reply(s, "250 2.1.5 Ok");
 }
 
+/*
+ * An early talker (Postfix postscreen's PREGREET, sendmail's greet_pause):
+ * a client that sends before the 220 did not wait for it, as RFC 5321
+ * 3.1 requires; spam engines do, real MTAs do not.  Logged with what it
+ * sent (printable, at most 48 octets), answered 554, closed.
+ */
+static void pregreet(struct petrel_session *s)
+{
+	char what[49];
+	size_t n = s->in.len < sizeof what - 1 ? s->in.len : sizeof what - 1;
+	for (size_t i = 0; i < n; i++) {
+		unsigned char c = (unsigned char)s->in.data[i];
+		what[i] = c >= 0x20 && c < 0x7f ? (char)c : '?';
+	}
+	what[n] = 0;
+	log_info("pregreet: %zu octet(s) after %llu ms from %s: %s", s->in.len,
+	         (unsigned long long)(ev_now_ms() - s->greet_from), s->peer_name, what);
+	buf_reset(&s->in);
+	if (ev_timer_armed(&s->greet_timer))
+		ev_timer_stop(s->srv->loop, &s->greet_timer);
+	s->greet_wait = false;
+	session_reply(s, "554 5.5.0 %s Error: SMTP protocol violation: talking before the greeting",
+	              s->srv->cfg->hostname);
+	s->state = S_CLOSING;
+}
+
 static void connect_done(struct petrel_session *s, int v)
 {
 	struct server *srv = s->srv;
@@ -453,7 +481,32 @@ static void connect_done(struct petrel_session *s, int v)
 		s->tls_restart = false;
 		return;
 	}
+	if (s->in.len) {             /* it talked while the connect hooks ran */
+		pregreet(s);
+		return;
+	}
+	if (srv->cfg->greet_pause > 0) {
+		s->greet_wait = true;
+		s->greet_from = ev_now_ms();
+		ev_timer_start(srv->loop, &s->greet_timer, (uint64_t)srv->cfg->greet_pause);
+		return;
+	}
 	session_reply(s, "220 %s ESMTP petrel", srv->cfg->hostname);
+}
+
+/* greet_pause is over and the client kept quiet: greet it. */
+static void on_greet(struct ev_loop *loop, void *arg)
+{
+	(void)loop;
+	struct petrel_session *s = arg;
+	s->greet_wait = false;
+	if (s->in.len) {
+		pregreet(s);
+	} else {
+		session_reply(s, "220 %s ESMTP petrel", s->srv->cfg->hostname);
+		s->turn_ours = true;     /* its command deadline starts at the 220 */
+	}
+	session_process(s);
 }
 
 void step_done(struct petrel_session *s, enum chain_step step, int v)
@@ -515,6 +568,8 @@ static void do_data(struct petrel_session *s)
 	}
 	session_reply(s, "354 End data with <CR><LF>.<CR><LF>");
 	s->state = S_DATA;
+	s->rate_start = ev_now_ms();
+	s->rate_bytes = 0;
 }
 
 static void do_bdat(struct petrel_session *s, const struct smtp_cmd *c)
@@ -524,6 +579,8 @@ static void do_bdat(struct petrel_session *s, const struct smtp_cmd *c)
 	s->bdat_last = c->last;
 	s->bdat_discard = false;
 	s->state = S_BDAT;
+	s->rate_start = ev_now_ms();
+	s->rate_bytes = 0;
 	const char *fail = no_rcpt_reply(s);
 	if (!fail && !s->txn->in_bdat && data_begin(s, &err) < 0)
 		fail = err;
@@ -656,6 +713,7 @@ static int take_line(struct petrel_session *s)
 		}
 		buf_consume(&s->in, (size_t)(lf - p) + 1);
 		s->skipping = false;
+		s->cmd_deadline = ev_now_ms() + (uint64_t)s->srv->cfg->smtp_timeout * 1000;
 		return 1;
 	}
 	if (!lf) {
@@ -667,6 +725,8 @@ static int take_line(struct petrel_session *s)
 		return 0;
 	}
 	size_t n = (size_t)(lf - p);     /* bytes before LF, CR included */
+	/* a whole line: the next one has smtp_timeout from now */
+	s->cmd_deadline = ev_now_ms() + (uint64_t)s->srv->cfg->smtp_timeout * 1000;
 	if (n + 1 > SMTP_CMD_LINE_MAX) {
 		line_refused(s, "500 5.5.6 Error: line too long");
 		buf_consume(&s->in, n + 1);
@@ -707,6 +767,11 @@ void session_process(struct petrel_session *s)
 		if (s->fd < 0 || s->state == S_CLOSING || s->state == S_COMMIT || s->pending ||
 		    s->auth_job || s->tls_start_after_flush || s->tls_handshaking || s->tarpit)
 			break;
+		if (s->greet_wait) {
+			if (s->in.len)
+				pregreet(s);
+			break;
+		}
 		if (s->errors >= cfg->hard_error_limit) {
 			log_info("too many errors (%d) from %s", s->errors, s->peer_name);
 			session_reply(s, "421 4.7.0 %s Error: too many errors", cfg->hostname);
@@ -736,6 +801,7 @@ void session_process(struct petrel_session *s)
 				break;
 			if (data_consume(s)) {
 				s->state = S_CMD;
+				s->turn_ours = true;     /* the deadline starts at the reply */
 				data_end(s);
 			}
 		} else if (s->state == S_BDAT) {
@@ -744,6 +810,7 @@ void session_process(struct petrel_session *s)
 			if (!bdat_consume(s))
 				break;
 			s->state = S_CMD;
+			s->turn_ours = true;
 			if (s->bdat_discard) {
 				s->bdat_discard = false;
 				session_reply(s, "%s", s->bdat_fail);
@@ -783,12 +850,18 @@ static void on_timeout(struct ev_loop *loop, void *arg)
 		session_close(s, NULL);
 		return;
 	}
-	if (s->state == S_COMMIT || s->pending || s->auth_job || s->tarpit) {   /* our turn, not the client's */
-		session_set_timer(s);
+	if (s->state == S_COMMIT || s->pending || s->auth_job || s->tarpit || s->greet_wait) {
+		session_set_timer(s);    /* our turn, not the client's */
 		return;
 	}
-	log_info("timeout after %s from %s", s->state == S_DATA || s->state == S_BDAT ? "DATA" : "command",
-	         s->peer_name);
+	if (s->state == S_DATA || s->state == S_BDAT)
+		log_info("timeout after %s from %s: %llu octets in %llu ms (min_data_rate %d)",
+		         s->state == S_DATA ? "DATA" : "BDAT", s->peer_name,
+		         (unsigned long long)s->rate_bytes,
+		         (unsigned long long)(ev_now_ms() - s->rate_start), s->srv->cfg->min_data_rate);
+	else
+		log_info("timeout after command from %s%s", s->peer_name,
+		         s->in.len ? " (partial line)" : "");
 	if (s->txn)
 		txn_free(s);
 	session_reply(s, "421 4.4.2 %s Error: timeout exceeded", s->srv->cfg->hostname);
@@ -797,16 +870,43 @@ static void on_timeout(struct ev_loop *loop, void *arg)
 		session_set_timer(s);    /* not read within smtp_timeout: closed */
 }
 
+/*
+ * The timer: on our turn (a hook, a commit, a password check, the tarpit,
+ * greet_pause), while replies wait to be read and during a handshake,
+ * smtp_timeout from now.  For a command line, the deadline set when the
+ * previous line was taken, or when our turn ended: bytes of a line that
+ * is not complete do not extend it (a client dripping one byte at a time
+ * cannot hold a session).  In DATA and BDAT, smtp_timeout per read,
+ * within data_timeout for the whole, and within smtp_timeout plus
+ * 1/min_data_rate s per octet received since the transfer began
+ * (Postfix's smtpd_min_data_rate with smtpd_per_request_deadline).
+ */
 void session_set_timer(struct petrel_session *s)
 {
 	if (s->fd < 0)
 		return;
-	uint64_t ms = (uint64_t)s->srv->cfg->smtp_timeout * 1000;
-	if (s->state == S_DATA || s->state == S_BDAT) {
-		uint64_t now = ev_now_ms();
-		uint64_t left = s->data_deadline > now ? s->data_deadline - now : 0;
+	const struct config *cfg = s->srv->cfg;
+	uint64_t now = ev_now_ms();
+	uint64_t T = (uint64_t)cfg->smtp_timeout * 1000, ms = T;
+	bool ours = s->state == S_COMMIT || s->pending || s->auth_job || s->tarpit || s->greet_wait;
+	if (ours || s->out_paused || s->state == S_CLOSING || s->tls_handshaking) {
+		s->turn_ours = true;
+	} else if (s->state == S_DATA || s->state == S_BDAT) {
+		uint64_t due = s->data_deadline;
+		if (cfg->min_data_rate > 0) {
+			uint64_t r = s->rate_start + T + s->rate_bytes * 1000 / (uint64_t)cfg->min_data_rate;
+			if (r < due)
+				due = r;
+		}
+		uint64_t left = due > now ? due - now : 0;
 		if (left < ms)
 			ms = left;
+	} else {
+		if (s->turn_ours || !s->cmd_deadline) {
+			s->turn_ours = false;
+			s->cmd_deadline = now + T;
+		}
+		ms = s->cmd_deadline > now ? s->cmd_deadline - now : 0;
 	}
 	ev_timer_start(s->srv->loop, &s->timer, ms);
 }
@@ -907,6 +1007,8 @@ static void on_io(struct ev_loop *loop, int fd, int mask, void *arg)
 			return;
 		}
 		s->in.len += (size_t)n;
+		if (s->state == S_DATA || s->state == S_BDAT)
+			s->rate_bytes += (uint64_t)n;
 		/* A TLS record carries at most 16 KiB (READ_CHUNK): a short read
 		 * leaves nothing decrypted behind, unless OpenSSL says so. */
 		if ((size_t)n < READ_CHUNK && !(s->tls && tls_pending(s->tls)))
@@ -950,6 +1052,8 @@ static void session_close(struct petrel_session *s, const char *why)
 		ev_timer_stop(srv->loop, &s->timer);
 		ev_timer_stop(srv->loop, &s->tarpit_timer);
 		s->tarpit = false;
+		ev_timer_stop(srv->loop, &s->greet_timer);
+		s->greet_wait = false;
 	}
 	if (s->state == S_COMMIT)
 		return;     /* commit_done() finishes the job: the message is queued */
@@ -967,6 +1071,8 @@ static void session_close(struct petrel_session *s, const char *why)
 	if (s->next)
 		s->next->prev = s->prev;
 	srv->nsessions--;
+	if (s->counted)
+		conn_counts_del(&srv->clients, (struct sockaddr *)&s->peer);
 	free(s->helo);
 	buf_free(&s->in);
 	buf_free(&s->out);
@@ -1004,6 +1110,7 @@ void session_accept(struct server *srv, struct listener *l, int fd)
 	ev_timer_init(&s->timer, on_timeout, s);
 	ev_timer_init(&s->run.timer, NULL, s);
 	ev_timer_init(&s->tarpit_timer, on_tarpit, s);
+	ev_timer_init(&s->greet_timer, on_greet, s);
 	s->next = srv->sessions;
 	if (s->next)
 		s->next->prev = s;
@@ -1014,10 +1121,37 @@ void session_accept(struct server *srv, struct listener *l, int fd)
 	if (l->conf->tls == TLS_IMPLICIT && tls_begin(s) < 0)
 		return;
 	if (srv->nsessions > srv->cfg->max_connections) {
+		/* at most one warning per FULL_WARN_MS, with the count since */
+		uint64_t now = ev_now_ms();
+		srv->full_unwarned++;
+		if (!srv->full_warned_at || now - srv->full_warned_at >= FULL_WARN_MS) {
+			log_warn("max_connections (%d) reached: %lu connection(s) refused with 421 since "
+			         "the last warning, the latest from %s", srv->cfg->max_connections,
+			         srv->full_unwarned, s->peer_name);
+			srv->full_warned_at = now;
+			srv->full_unwarned = 0;
+		}
 		session_reply(s, "421 4.7.0 %s Error: too many connections", srv->cfg->hostname);
 		s->state = S_CLOSING;
 		session_flush(s);
 		return;
+	}
+	/* Postfix's anvil: sessions per client address; relay clients are ours */
+	int climit = srv->cfg->client_connection_limit;
+	if (climit > 0 && !s->may_relay) {
+		int n = conn_counts_add(&srv->clients, (struct sockaddr *)&s->peer);
+		s->counted = true;
+		if (n > climit) {
+			conn_counts_del(&srv->clients, (struct sockaddr *)&s->peer);
+			s->counted = false;
+			log_warn("connection concurrency limit exceeded: %d from %s (client_connection_limit %d)",
+			         n, s->peer_name, climit);
+			session_reply(s, "421 4.7.0 %s Error: too many connections from %s", srv->cfg->hostname,
+			              s->peer_addr);
+			s->state = S_CLOSING;
+			session_flush(s);
+			return;
+		}
 	}
 	s->in_process = true;       /* step_done must not process yet */
 	chain_start(s, STEP_CONNECT);
@@ -1052,6 +1186,8 @@ void sessions_shutdown(struct server *srv)
 		s->run.pending_id = 0;
 		ev_timer_stop(srv->loop, &s->tarpit_timer);
 		s->tarpit = false;
+		ev_timer_stop(srv->loop, &s->greet_timer);
+		s->greet_wait = false;
 		txn_free(s);
 		session_reply(s, "421 4.3.2 %s Service shutting down, closing channel", srv->cfg->hostname);
 		s->state = S_CLOSING;

@@ -50,8 +50,10 @@ def test_1000_idle_sessions_under_16_mib():
         before = rss(pid)
         socks = []
         try:
-            for _ in range(N):
-                s = socket.create_connection(("127.0.0.1", d.port), timeout=10)
+            for i in range(N):
+                # spread over 127.0.0.x: within client_connection_limit
+                s = socket.create_connection(("127.0.0.1", d.port), timeout=10,
+                                             source_address=("127.0.0.%d" % (2 + i % 100), 0))
                 socks.append(s)
                 read_reply(s)                      # greeting
                 s.sendall(b"EHLO idle.test\r\n")
@@ -82,7 +84,9 @@ def test_idle_tls_sessions_release_their_buffers():
     keydir = tempfile.mkdtemp(prefix="petrel-bb-idle-tls-")
     try:
         cert, key = petrel.make_cert(keydir)
-        with Daemon(settings={"tls_cert_file": cert, "tls_key_file": key},
+        # the harness's clients all come from 127.0.0.1: no per-client limit
+        with Daemon(settings={"tls_cert_file": cert, "tls_key_file": key,
+                              "client_connection_limit": 0},
                     listener={"tls": "implicit"}) as d:
             pid = d.proc.pid
             with d.client(tls=True) as c:
