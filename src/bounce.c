@@ -71,7 +71,9 @@ static void compose(struct server *srv, const struct qmsg *m, const char *qid,
 	rfc5322_date(arrival, sizeof arrival, m->arrival);
 	buf_addf(b, "Received: by %s (petrel) id %s; %s\r\n", host, qid, date);
 	buf_addf(b, "From: MAILER-DAEMON@%s (Mail Delivery System)\r\n", host);
-	buf_addf(b, "To: <%s>\r\n", m->sender);
+	buf_adds(b, "To: <");
+	buf_add_line(b, m->sender);
+	buf_adds(b, ">\r\n");
 	buf_adds(b, "Subject: Undelivered Mail Returned to Sender\r\n");
 	buf_addf(b, "Date: %s\r\nMessage-ID: <%s.bounce@%s>\r\n", date, qid, host);
 	buf_adds(b, "Auto-Submitted: auto-replied\r\nMIME-Version: 1.0\r\n");
@@ -85,8 +87,13 @@ static void compose(struct server *srv, const struct qmsg *m, const char *qid,
 	            "recipients. It is attached below.\r\n\r\n", host, m->qid);
 	for (int i = 0; i < m->ndests; i++) {
 		const struct qdest *d = &m->dests[i];
-		if (d->status == Q_BOUNCED && !d->reported)
-			buf_addf(b, "<%s>: %s\r\n", d->address, d->last_error ? d->last_error : "failed");
+		if (d->status == Q_BOUNCED && !d->reported) {
+			buf_adds(b, "<");
+			buf_add_line(b, d->address);
+			buf_adds(b, ">: ");
+			buf_add_line(b, d->last_error ? d->last_error : "failed");
+			buf_adds(b, "\r\n");
+		}
 	}
 	buf_addf(b, "\r\n--%s/%s\r\nContent-Description: Delivery report\r\n"
 	            "Content-Type: message/delivery-status\r\n\r\n", qid, host);
@@ -96,11 +103,17 @@ static void compose(struct server *srv, const struct qmsg *m, const char *qid,
 		const struct qdest *d = &m->dests[i];
 		if (d->status != Q_BOUNCED || d->reported)
 			continue;
-		buf_addf(b, "\r\nFinal-Recipient: rfc822; %s\r\n", d->address);
-		if (strcmp(d->orig, d->address))
-			buf_addf(b, "Original-Recipient: rfc822; %s\r\n", d->orig);
-		buf_addf(b, "Action: failed\r\nStatus: %s\r\nDiagnostic-Code: X-Petrel; %s\r\n",
-		         d->expired ? "4.4.7" : "5.0.0", d->last_error ? d->last_error : "failed");
+		/* addresses and reasons are not ours: one line each (buf_add_line) */
+		buf_adds(b, "\r\nFinal-Recipient: rfc822; ");
+		buf_add_line(b, d->address);
+		if (strcmp(d->orig, d->address)) {
+			buf_adds(b, "\r\nOriginal-Recipient: rfc822; ");
+			buf_add_line(b, d->orig);
+		}
+		buf_addf(b, "\r\nAction: failed\r\nStatus: %s\r\nDiagnostic-Code: X-Petrel; ",
+		         d->expired ? "4.4.7" : "5.0.0");
+		buf_add_line(b, d->last_error ? d->last_error : "failed");
+		buf_adds(b, "\r\n");
 	}
 	buf_addf(b, "\r\n--%s/%s\r\nContent-Description: Undelivered Message Headers\r\n"
 	            "Content-Type: text/rfc822-headers\r\n\r\n", qid, host);
