@@ -105,7 +105,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 
 	/* what the header section is, computed here on the bytes */
 	size_t want = msg_len < HEADERS_MAX ? msg_len : HEADERS_MAX;
-	for (size_t i = 0; i + 4 <= msg_len; i++)
+	if (msg_len >= 2 && msg[0] == '\r' && msg[1] == '\n')
+		want = 0;                    /* the empty line first: no header fields */
+	else for (size_t i = 0; i + 4 <= msg_len; i++)
 		if (!memcmp(msg + i, "\r\n\r\n", 4)) {
 			if (i + 2 <= HEADERS_MAX)
 				want = i + 2;
