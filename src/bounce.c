@@ -118,7 +118,9 @@ static void compose(struct server *srv, const struct qmsg *m, const char *qid,
 	rfc5322_date(arrival, sizeof arrival, m->arrival);
 	buf_addf(b, "Received: by %s (petrel) id %s; %s\r\n", host, qid, date);
 	buf_addf(b, "From: MAILER-DAEMON@%s (Mail Delivery System)\r\n", host);
-	buf_addf(b, "To: <%s>\r\n", m->sender);
+	buf_adds(b, "To: <");
+	buf_add_line(b, m->sender);
+	buf_adds(b, ">\r\n");
 	buf_addf(b, "Subject: %s\r\n", nf ? "Undelivered Mail Returned to Sender"
 	                               : nw ? "Delayed Mail (still being retried)"
 	                                    : "Successful Mail Delivery Report");
@@ -142,10 +144,14 @@ static void compose(struct server *srv, const struct qmsg *m, const char *qid,
 	for (int i = 0; i < m->ndests; i++) {
 		const struct qdest *d = &m->dests[i];
 		char a = qdest_report_action(d, warn);
-		if (a)
-			buf_addf(b, "<%s>: %s%s\r\n", d->address,
-			         a == 'r' ? "relayed to a server without DSN: " : "",
-			         d->last_error ? d->last_error : a == 'f' ? "failed" : "");
+		if (a) {
+			/* addresses and reasons are not ours: one line each (buf_add_line) */
+			buf_adds(b, "<");
+			buf_add_line(b, d->address);
+			buf_addf(b, ">: %s", a == 'r' ? "relayed to a server without DSN: " : "");
+			buf_add_line(b, d->last_error ? d->last_error : a == 'f' ? "failed" : "");
+			buf_adds(b, "\r\n");
+		}
 	}
 	buf_addf(b, "\r\n--%s/%s\r\nContent-Description: Delivery report\r\n"
 	            "Content-Type: message/delivery-status\r\n\r\n", qid, host);
@@ -157,11 +163,17 @@ static void compose(struct server *srv, const struct qmsg *m, const char *qid,
 		char a = qdest_report_action(d, warn), code[16];
 		if (!a)
 			continue;
-		buf_addf(b, "\r\nFinal-Recipient: rfc822; %s\r\n", d->address);
+		buf_adds(b, "\r\nFinal-Recipient: rfc822; ");
+		buf_add_line(b, d->address);
+		buf_adds(b, "\r\n");
 		if (d->orcpt)
 			xtext_line(b, "Original-Recipient: ", d->orcpt);
 		else if (strcmp(d->orig, d->address))
-			buf_addf(b, "Original-Recipient: rfc822; %s\r\n", d->orig);
+		{
+			buf_adds(b, "Original-Recipient: rfc822; ");
+			buf_add_line(b, d->orig);
+			buf_adds(b, "\r\n");
+		}
 		status_code(d->last_error, a == 'f' ? (d->expired ? "4.4.7" : "5.0.0")
 		                           : a == 'w' ? "4.0.0" : "2.0.0", code);
 		if (a == 'f' && d->expired && code[0] != '5')
@@ -174,9 +186,12 @@ static void compose(struct server *srv, const struct qmsg *m, const char *qid,
 			if (mta[0])
 				buf_addf(b, "Remote-MTA: dns; %s\r\n", mta);
 		}
-		if (d->last_error)
-			buf_addf(b, "Diagnostic-Code: %s; %s\r\n", is_smtp_reply(d->last_error) ? "smtp"
-			         : "X-Petrel", d->last_error);
+		if (d->last_error) {
+			buf_addf(b, "Diagnostic-Code: %s; ", is_smtp_reply(d->last_error) ? "smtp"
+			         : "X-Petrel");
+			buf_add_line(b, d->last_error);
+			buf_adds(b, "\r\n");
+		}
 		if (a == 'w') {
 			char until[64];
 			rfc5322_date(until, sizeof until, m->arrival + srv->cfg->queue_lifetime);

@@ -102,6 +102,17 @@ void buf_adds(struct buf *b, const char *s)
 	buf_add(b, s, strlen(s));
 }
 
+void buf_add_line(struct buf *b, const char *s)
+{
+	size_t n = strlen(s);
+	buf_reserve(b, n);
+	for (size_t i = 0; i < n; i++) {
+		unsigned char c = (unsigned char)s[i];
+		b->data[b->len++] = c < 0x20 || c == 0x7f ? ' ' : (char)c;
+	}
+	b->data[b->len] = 0;
+}
+
 void buf_vaddf(struct buf *b, const char *fmt, va_list ap)
 {
 	va_list ap2;

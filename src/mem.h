@@ -32,6 +32,10 @@ struct buf {
 void buf_reserve(struct buf *b, size_t extra);
 void buf_add(struct buf *b, const void *p, size_t n);
 void buf_adds(struct buf *b, const char *s);
+/* s as one line of a header field or report: CR, LF, TAB and the other
+ * C0 controls and DEL become spaces, so text that is not ours (a sender,
+ * a transport's reason) cannot end a field or start another */
+void buf_add_line(struct buf *b, const char *s);
 void buf_addf(struct buf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 void buf_vaddf(struct buf *b, const char *fmt, va_list ap) __attribute__((format(printf, 2, 0)));
 /* Drop n bytes from the front, in amortised O(n): the bytes left move

@@ -106,9 +106,12 @@ static void index_headers(struct msg_view *v)
 		if (linelen <= 2 && (m[pos] == '\r' || m[pos] == '\n'))
 			break;                          /* the empty line */
 		if (m[pos] == ' ' || m[pos] == '\t') {
-			/* continuation: part of the previous field */
-			if (v->nhdrs)
-				v->hdrs[v->nhdrs - 1].end = end;
+			/* continuation: part of the previous field; before the first
+			 * field it belongs to none, and like any line that is not a
+			 * field it starts the body (kept, never dropped) */
+			if (!v->nhdrs)
+				break;
+			v->hdrs[v->nhdrs - 1].end = end;
 			pos = end;
 			continue;
 		}
@@ -420,8 +423,17 @@ static void match_changes(const struct msg_view *v, bool *removed, int *value_of
 	free(cs);
 }
 
+/*
+ * The header section with the recorded changes.  With no header change it
+ * is the original bytes (an envelope-only rewrite keeps the message byte
+ * for byte).  With changes, every field written ends in a line end (a last
+ * field without one would absorb an appended field) and the section ends
+ * in the empty line when the body does not start with one (a body line
+ * starting with white space would otherwise continue the last field).
+ */
 static void build_headers(struct msg_view *v, struct buf *b)
 {
+	bool edited = v->nchanges > 0;
 	for (int c = 0; c < v->nchanges; c++)
 		if (v->changes[c].op == CH_PREPEND)
 			write_field(b, v->changes[c].name, v->changes[c].value);
@@ -436,12 +448,18 @@ static void build_headers(struct msg_view *v, struct buf *b)
 			write_field(b, h->name, v->changes[value_of[i]].value);
 		else
 			buf_add(b, v->msg + h->start, h->end - h->start);
+		if (edited && b->len && b->data[b->len - 1] != '\n')
+			buf_adds(b, "\r\n");
 	}
 	free(removed);
 	free(value_of);
 	for (int c = 0; c < v->nchanges; c++)
 		if (v->changes[c].op == CH_ADD)
 			write_field(b, v->changes[c].name, v->changes[c].value);
+	const char *body = v->msg + v->body_start;
+	size_t body_len = v->len - v->body_start;
+	if (edited && body_len && body[0] != '\n' && (body[0] != '\r' || body_len < 2 || body[1] != '\n'))
+		buf_adds(b, "\r\n");
 }
 
 int msg_rewrite(struct petrel_txn *t, struct spool *sp, const char **err)

@@ -7,12 +7,14 @@ test_pkgs="strace"
 # Dovecot only for the test that reads delivered mail over IMAP and POP3,
 # dnsmasq and aiosmtpd for the relay tests (a DNS server and SMTP peers);
 # a policy-rc.d that exits 101 keeps their package scripts from starting
-# them.
+# them.  clang and libclang-rt-14-dev (Debian 12's libFuzzer runtime) build
+# the fuzz harnesses (make fuzz, tools/fuzz.sh).
 set -e
 pkgs="build-essential autoconf automake libtool libltdl-dev pkg-config
       libssl-dev libconfig-dev libpcre2-dev libc-ares-dev libcrypt-dev
       openssl python3 swaks libnet-ssleay-perl postfix procps psmisc
-      dovecot-imapd dovecot-pop3d dnsmasq python3-aiosmtpd"
+      dovecot-imapd dovecot-pop3d dnsmasq python3-aiosmtpd
+      clang libclang-rt-14-dev"
 missing=""
 for p in $pkgs $test_pkgs; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'ok installed' || missing="$missing $p"
