@@ -35,6 +35,8 @@
 #include <string.h>
 #include <sys/resource.h>
 #include <sys/signalfd.h>
+#include <sys/socket.h>
+#include <sys/un.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -98,6 +100,34 @@ static void show_modules(struct server *srv, enum config_show how, struct buf *o
 		buf_adds(o, ";\n");
 	}
 	buf_adds(o, "};\n");
+}
+
+/*
+ * sd_notify(3) without libsystemd: one datagram to $NOTIFY_SOCKET (a path,
+ * or '@' for the abstract namespace).  Without the variable it does nothing;
+ * a failure is logged and otherwise ignored (systemd then times the start
+ * out, which says more than a daemon refusing to run).
+ */
+static void notify_systemd(const char *msg)
+{
+	const char *path = getenv("NOTIFY_SOCKET");
+	if (!path || !*path)
+		return;
+	struct sockaddr_un sun = { .sun_family = AF_UNIX };
+	size_t n = strlen(path);
+	if (n >= sizeof sun.sun_path || (path[0] != '/' && path[0] != '@')) {
+		log_error("NOTIFY_SOCKET '%s': not an absolute path or @abstract name", path);
+		return;
+	}
+	memcpy(sun.sun_path, path, n);
+	if (path[0] == '@')
+		sun.sun_path[0] = 0;
+	int fd = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+	socklen_t len = (socklen_t)(offsetof(struct sockaddr_un, sun_path) + n);
+	if (fd < 0 || sendto(fd, msg, strlen(msg), MSG_NOSIGNAL, (struct sockaddr *)&sun, len) < 0)
+		log_error("NOTIFY_SOCKET %s: cannot send %s: %m", path, msg);
+	if (fd >= 0)
+		close(fd);
 }
 
 /* Load every module the configuration needs; errors go to errs. */
@@ -409,6 +439,7 @@ static void on_signal(struct ev_loop *loop, int fd, int mask, void *arg)
 		log_info("%s: stopping: no new connections, finishing sessions and deliveries",
 		         si.ssi_signo == SIGTERM ? "SIGTERM" : "SIGINT");
 		srv->stopping = true;
+		notify_systemd("STOPPING=1");
 		listeners_close(srv);
 		sessions_shutdown(srv);
 		ev_timer_init(&srv->stop_timer, check_stopped, srv);
@@ -545,6 +576,9 @@ int main(int argc, char **argv)
 	free(rec);
 	log_info("petreld %s started: hostname %s, spool %s, %d modules", PACKAGE_VERSION,
 	         cfg->hostname, cfg->spool, srv->mods.n);
+	/* the listeners listen and the queue is recovered: connections are
+	 * accepted from here on (backlog until the loop runs) */
+	notify_systemd("READY=1\nSTATUS=accepting mail");
 	ev_run(srv->loop);
 	workers_stop(&srv->workers);
 	workers_stop(&srv->filter_workers);
