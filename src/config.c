@@ -930,6 +930,7 @@ struct config *config_load(const char *path, struct buf *errs)
 	char *abs = absolute(c->spool);
 	free(c->spool);
 	c->spool = abs;
+	c->module_path_conf = xstrdup(c->module_path ? c->module_path : PETREL_MODULEDIR);
 	const char *envp = getenv("PETREL_MODULE_PATH");
 	if (envp && *envp) {
 		char *mp = c->module_path ? xasprintf("%s:%s", envp, c->module_path) : xstrdup(envp);
@@ -974,6 +975,7 @@ void config_free(struct config **cp)
 	free(c->user);
 	free(c->router);
 	free(c->module_path);
+	free(c->module_path_conf);
 	free(c->tls_cert_file);
 	free(c->tls_key_file);
 	free(c->auth_passwords);
@@ -1004,4 +1006,140 @@ bool config_may_relay(const struct config *c, const struct sockaddr *sa)
 		if (cidr_match(&c->relay[i], sa))
 			return true;
 	return false;
+}
+
+/* ---- petreld -n / -d / -p: the configuration as petrel.conf text ---- */
+
+static void print_string(struct buf *o, const char *v)
+{
+	buf_adds(o, "\"");
+	for (const unsigned char *p = (const unsigned char *)v; *p; p++) {
+		switch (*p) {
+		case '"': buf_adds(o, "\\\""); break;
+		case '\\': buf_adds(o, "\\\\"); break;
+		case '\n': buf_adds(o, "\\n"); break;
+		case '\t': buf_adds(o, "\\t"); break;
+		case '\r': buf_adds(o, "\\r"); break;
+		case '\f': buf_adds(o, "\\f"); break;
+		default:
+			if (*p < 0x20 || *p == 0x7f)
+				buf_addf(o, "\\x%02x", *p);
+			else
+				buf_addf(o, "%c", *p);
+		}
+	}
+	buf_adds(o, "\"");
+}
+
+static void print_int(struct buf *o, long long v)
+{
+	buf_addf(o, v > INT_MAX || v < INT_MIN ? "%lldL" : "%lld", v);
+}
+
+void config_render(config_setting_t *s, int indent, struct buf *o)
+{
+	int n = config_setting_length(s);
+	switch (config_setting_type(s)) {
+	case CONFIG_TYPE_STRING: print_string(o, config_setting_get_string(s)); return;
+	case CONFIG_TYPE_INT:
+	case CONFIG_TYPE_INT64: print_int(o, config_setting_get_int64(s)); return;
+	case CONFIG_TYPE_FLOAT: buf_addf(o, "%.17g", config_setting_get_float(s)); return;
+	case CONFIG_TYPE_BOOL: buf_adds(o, config_setting_get_bool(s) ? "true" : "false"); return;
+	case CONFIG_TYPE_ARRAY:
+	case CONFIG_TYPE_LIST: {
+		bool arr = config_setting_type(s) == CONFIG_TYPE_ARRAY;
+		buf_adds(o, arr ? "[" : "(");
+		for (int i = 0; i < n; i++) {
+			buf_adds(o, i ? ", " : " ");
+			config_render(config_setting_get_elem(s, i), indent, o);
+		}
+		buf_adds(o, n ? (arr ? " ]" : " )") : (arr ? "]" : ")"));
+		return;
+	}
+	case CONFIG_TYPE_GROUP:
+		buf_adds(o, "{");
+		for (int i = 0; i < n; i++) {
+			config_setting_t *m = config_setting_get_elem(s, i);
+			buf_addf(o, " %s = ", config_setting_name(m));
+			config_render(m, indent + 1, o);
+			buf_adds(o, ";");
+		}
+		buf_adds(o, n ? " }" : "}");
+		return;
+	default:
+		return;
+	}
+}
+
+/* The value of top-level setting st in c, as petrel.conf text; false when
+ * it is unset (a NULL string). */
+static bool render_setting(const struct config *c, const struct setting *st, struct buf *o)
+{
+	if (st->set) {
+		config_setting_t *s = config_lookup(&c->cfg, st->name);
+		if (s)
+			config_render(s, 0, o);
+		else
+			buf_adds(o, st->type == T_LIST ? "()" : st->type == T_GROUP ? "{}" : "[]");
+		return true;
+	}
+	const void *field = (const char *)c + st->offset;
+	switch (st->type) {
+	case T_STRING: {
+		const char *v = *(char *const *)field;
+		if (st->offset == OFF(module_path))
+			v = c->module_path_conf;
+		if (!v)
+			return false;
+		print_string(o, v);
+		return true;
+	}
+	case T_INT: print_int(o, *(const int *)field); return true;
+	case T_SIZE: print_int(o, (long long)*(const uint64_t *)field); return true;
+	case T_STRLIST: {
+		char *const *v = *(char **const *)field;
+		int n = *(const int *)((const char *)c + st->count);
+		buf_adds(o, "[");
+		for (int i = 0; i < n; i++) {
+			buf_adds(o, i ? ", " : " ");
+			print_string(o, v[i]);
+		}
+		buf_adds(o, n ? " ]" : "]");
+		return true;
+	}
+	default:
+		return true;
+	}
+}
+
+void config_show(const struct config *c, enum config_show how, bool with_modules, struct buf *o)
+{
+	struct config d = {0};
+	set_defaults(&d);
+	d.module_path_conf = xstrdup(PETREL_MODULEDIR);
+	config_init(&d.cfg);
+	for (size_t i = 0; i < sizeof settings / sizeof settings[0]; i++) {
+		const struct setting *st = &settings[i];
+		if (st->type == T_GROUP && !with_modules)
+			continue;
+		struct buf ev = {0}, dv = {0};
+		bool eset = render_setting(c, st, &ev), dset = render_setting(&d, st, &dv);
+		const char *v = how == CONFIG_SHOW_DEFAULTS ? dv.data : ev.data;
+		bool set = how == CONFIG_SHOW_DEFAULTS ? dset : eset;
+		bool differs = eset != dset || (eset && strcmp(ev.data, dv.data));
+		if (how != CONFIG_SHOW_NONDEFAULT || differs) {
+			if (set)
+				buf_addf(o, "%s = %s;\n", st->name, v);
+			else
+				buf_addf(o, "# %s is not set\n", st->name);
+		}
+		buf_free(&ev);
+		buf_free(&dv);
+	}
+	config_destroy(&d.cfg);
+	d.cfg = (config_t){0};
+	free(d.hostname);
+	free(d.spool);
+	free(d.router);
+	free(d.module_path_conf);
 }

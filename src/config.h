@@ -62,6 +62,7 @@ struct config {
 	int nfilters;
 	char *router;                   /* router module name */
 	char *module_path;              /* colon-separated dirs */
+	char *module_path_conf;         /* ... as configured, without $PETREL_MODULE_PATH */
 	uint64_t message_size_limit;
 	uint64_t queue_minfree;
 	int recipient_limit;
@@ -140,6 +141,16 @@ int config_parse_listen(const char *s, struct sockaddr_storage *ss, socklen_t *l
 
 /* The name of top-level setting i, NULL past the end (for tests and docs). */
 const char *config_setting_name_at(int i);
+
+/* petreld -n / -d / -p: the top-level settings that differ from the
+ * defaults, every default, or every effective value, one "name = value;"
+ * line each in petrel.conf syntax (unset strings as a comment), appended
+ * to o.  The modules group is left out unless with_modules. */
+enum config_show { CONFIG_SHOW_NONDEFAULT, CONFIG_SHOW_DEFAULTS, CONFIG_SHOW_EFFECTIVE };
+void config_show(const struct config *c, enum config_show how, bool with_modules, struct buf *o);
+
+/* Append setting s (any libconfig value) to o in petrel.conf syntax. */
+void config_render(config_setting_t *s, int indent, struct buf *o);
 
 /* Print every top-level setting with its help (petreld -h settings). */
 void config_print_help(void);

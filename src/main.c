@@ -1,7 +1,7 @@
 /*
  * main.c - petreld: command line, start-up order, signals, shutdown.
  *
- *   petreld [-c FILE] [-f] [-t] [-V]
+ *   petreld [-c FILE] [-f] [-t] [-n|-d|-p] [-V]
  *
  * Start-up: read and check the configuration; load the modules it names
  * (stages, filters, router, every module with a block, maildir); load
@@ -35,6 +35,8 @@
 #include <string.h>
 #include <sys/resource.h>
 #include <sys/signalfd.h>
+#include <sys/socket.h>
+#include <sys/un.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -44,12 +46,88 @@
 
 static void usage(void)
 {
-	fprintf(stderr, "usage: petreld [-c FILE] [-f] [-t] [-V]\n"
+	fprintf(stderr, "usage: petreld [-c FILE] [-f] [-t] [-n|-d|-p] [-V]\n"
 	        "  -c FILE  configuration file (default: the embedded local test configuration)\n"
 	        "  -f       stay in the foreground, log to stderr\n"
 	        "  -t       check the configuration and exit (0: valid)\n"
+	        "  -n       print the settings that differ from the defaults and exit\n"
+	        "  -d       print every setting's default and exit\n"
+	        "  -p       print every setting's effective value, module blocks included, and exit\n"
+	        "           (-n/-d/-p print petrel.conf syntax that -t accepts back)\n"
 	        "  -V       print the version and exit\n"
 	        "  -h       this help and the list of settings\n");
+}
+
+/* The modules group for -n/-d/-p: -n prints the configured blocks as they
+ * are (a module setting has no default but "not set"); -d and -p print
+ * each loaded module's whole settings table, values (-p) or "not set"
+ * comments, then any other configured block as it is. */
+static void show_modules(struct server *srv, enum config_show how, struct buf *o)
+{
+	config_setting_t *mods = config_lookup(&srv->cfg->cfg, "modules");
+	if (how == CONFIG_SHOW_NONDEFAULT) {
+		if (mods && config_setting_length(mods)) {
+			buf_adds(o, "modules = ");
+			config_render(mods, 0, o);
+			buf_adds(o, ";\n");
+		}
+		return;
+	}
+	buf_adds(o, "modules = {\n");
+	for (int k = 0; k < srv->mods.n; k++) {
+		const struct module *m = srv->mods.v[k];
+		const struct petrel_setting *st = m->desc->settings;
+		config_setting_t *b = how == CONFIG_SHOW_EFFECTIVE ? m->conf.block : NULL;
+		buf_addf(o, "  %s = {\n", m->desc->name);
+		for (int j = 0; st && st[j].type != PETREL_SET_END; j++) {
+			config_setting_t *s = b ? config_setting_get_member(b, st[j].name) : NULL;
+			if (s) {
+				buf_addf(o, "    %s = ", st[j].name);
+				config_render(s, 2, o);
+				buf_adds(o, ";\n");
+			} else {
+				buf_addf(o, "    # %s is not set: %s\n", st[j].name, st[j].help);
+			}
+		}
+		buf_adds(o, "  };\n");
+	}
+	for (int i = 0; how == CONFIG_SHOW_EFFECTIVE && mods && i < config_setting_length(mods); i++) {
+		config_setting_t *b = config_setting_get_elem(mods, i);
+		if (module_find(&srv->mods, config_setting_name(b)))
+			continue;
+		buf_addf(o, "  %s = ", config_setting_name(b));
+		config_render(b, 1, o);
+		buf_adds(o, ";\n");
+	}
+	buf_adds(o, "};\n");
+}
+
+/*
+ * sd_notify(3) without libsystemd: one datagram to $NOTIFY_SOCKET (a path,
+ * or '@' for the abstract namespace).  Without the variable it does nothing;
+ * a failure is logged and otherwise ignored (systemd then times the start
+ * out, which says more than a daemon refusing to run).
+ */
+static void notify_systemd(const char *msg)
+{
+	const char *path = getenv("NOTIFY_SOCKET");
+	if (!path || !*path)
+		return;
+	struct sockaddr_un sun = { .sun_family = AF_UNIX };
+	size_t n = strlen(path);
+	if (n >= sizeof sun.sun_path || (path[0] != '/' && path[0] != '@')) {
+		log_error("NOTIFY_SOCKET '%s': not an absolute path or @abstract name", path);
+		return;
+	}
+	memcpy(sun.sun_path, path, n);
+	if (path[0] == '@')
+		sun.sun_path[0] = 0;
+	int fd = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+	socklen_t len = (socklen_t)(offsetof(struct sockaddr_un, sun_path) + n);
+	if (fd < 0 || sendto(fd, msg, strlen(msg), MSG_NOSIGNAL, (struct sockaddr *)&sun, len) < 0)
+		log_error("NOTIFY_SOCKET %s: cannot send %s: %m", path, msg);
+	if (fd >= 0)
+		close(fd);
 }
 
 /* Load every module the configuration needs; errors go to errs. */
@@ -362,6 +440,7 @@ static void on_signal(struct ev_loop *loop, int fd, int mask, void *arg)
 		log_info("%s: stopping: no new connections, finishing sessions and deliveries",
 		         si.ssi_signo == SIGTERM ? "SIGTERM" : "SIGINT");
 		srv->stopping = true;
+		notify_systemd("STOPPING=1");
 		listeners_close(srv);
 		sessions_shutdown(srv);
 		queue_stop(srv->queue);
@@ -373,12 +452,15 @@ static void on_signal(struct ev_loop *loop, int fd, int mask, void *arg)
 int main(int argc, char **argv)
 {
 	const char *file = NULL;
-	int foreground = 0, check = 0, opt;
-	while ((opt = getopt(argc, argv, "c:ftVh")) != -1) {
+	int foreground = 0, check = 0, show = -1, opt;
+	while ((opt = getopt(argc, argv, "c:ftndpVh")) != -1) {
 		switch (opt) {
 		case 'c': file = optarg; break;
 		case 'f': foreground = 1; break;
 		case 't': check = 1; break;
+		case 'n': show = CONFIG_SHOW_NONDEFAULT; break;
+		case 'd': show = CONFIG_SHOW_DEFAULTS; break;
+		case 'p': show = CONFIG_SHOW_EFFECTIVE; break;
 		case 'V':
 			printf("petreld %s (module API %d.%d)\n", PACKAGE_VERSION, PETREL_API_MAJOR,
 			       PETREL_API_MINOR);
@@ -397,6 +479,8 @@ int main(int argc, char **argv)
 		usage();
 		return 1;
 	}
+	if (show >= 0)
+		check = 1;
 	log_open("petreld", foreground || check);
 	struct buf errs = {0};
 	struct server srv_storage = {0}, *srv = &srv_storage;
@@ -407,18 +491,26 @@ int main(int argc, char **argv)
 	host_bind(srv);     /* host->global_string, is_own_address */
 	if (srv->cfg) {
 		(void)load_modules(srv, &errs);    /* errors are in errs */
-		(void)load_secrets(srv, &errs);
+		if (show < 0)   /* -n/-d/-p show the text, as postconf: no key files read */
+			(void)load_secrets(srv, &errs);
 	}
-	if (srv->cfg && srv->cfg->user && !getpwnam(srv->cfg->user)) {
+	if (show < 0 && srv->cfg && srv->cfg->user && !getpwnam(srv->cfg->user)) {
 		config_setting_t *u = config_lookup(&srv->cfg->cfg, "user");
 		config_error_at(srv->cfg, u, &errs, "no such user '%s'", srv->cfg->user);
 	}
 	if (errs.len || check) {
 		int bad = errs.len != 0;
-		if (bad)
+		if (bad) {
 			fputs(errs.data, stderr);
-		else
+		} else if (show >= 0) {
+			struct buf o = {0};
+			config_show(srv->cfg, (enum config_show)show, false, &o);
+			show_modules(srv, (enum config_show)show, &o);
+			fputs(o.data ? o.data : "", stdout);
+			buf_free(&o);
+		} else {
 			printf("%s: configuration is valid\n", srv->cfg->file);
+		}
 		modules_free(&srv->mods);
 		module_timers_free(srv);
 		free(srv->filters);
@@ -493,6 +585,9 @@ int main(int argc, char **argv)
 	}
 	log_info("petreld %s started: hostname %s, spool %s, %d modules", PACKAGE_VERSION,
 	         cfg->hostname, cfg->spool, srv->mods.n);
+	/* the listeners listen and the queue is recovered: connections are
+	 * accepted from here on (backlog until the loop runs) */
+	notify_systemd("READY=1\nSTATUS=accepting mail");
 	ev_run(srv->loop);
 	workers_stop(&srv->workers);
 	workers_stop(&srv->filter_workers);

@@ -8,13 +8,16 @@ test_pkgs="strace"
 # dnsmasq and aiosmtpd for the relay tests (a DNS server and SMTP peers);
 # a policy-rc.d that exits 101 keeps their package scripts from starting
 # them.  clang and libclang-rt-14-dev (Debian 12's libFuzzer runtime) build
-# the fuzz harnesses (make fuzz, tools/fuzz.sh).
+# the fuzz harnesses (make fuzz, tools/fuzz.sh); mandoc, man-db and systemd
+# check the man pages and the unit; debhelper, lintian and dpkg-dev build
+# and check the Debian package.
 set -e
 pkgs="build-essential autoconf automake libtool libltdl-dev pkg-config
       libssl-dev libconfig-dev libpcre2-dev libc-ares-dev libcrypt-dev
       openssl python3 swaks libnet-ssleay-perl postfix procps psmisc
       dovecot-imapd dovecot-pop3d dnsmasq python3-aiosmtpd
-      clang libclang-rt-14-dev"
+      clang libclang-rt-14-dev
+      mandoc man-db systemd debhelper lintian dpkg-dev"
 missing=""
 for p in $pkgs $test_pkgs; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'ok installed' || missing="$missing $p"
