@@ -10,6 +10,7 @@
 #include "tap.h"
 
 #include <pthread.h>
+#include <stdlib.h>
 #include <string.h>
 
 #define THREADS 4
