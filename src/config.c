@@ -170,7 +170,8 @@ static const struct setting settings[] = {
 	          "deadline of the transfer by 1/min_data_rate s (default 500, 0: per read only)" },
 	{ .name = "greet_pause", .type = T_INT, .offset = OFF(greet_pause), .min = 0, .max = 60000,
 	  .help = "milliseconds the greeting waits; a client that talks before it gets 554 and is "
-	          "closed (default 1000; 0: only input that came while connect hooks ran)" },
+	          "closed (default 1000; 0: only input that came while connect hooks ran; "
+	          "relay_networks are exempt)" },
 	{ .name = "modules", .type = T_GROUP, .set = set_modules,
 	  .help = "one block per module with that module's own settings" },
 };

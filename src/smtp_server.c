@@ -485,7 +485,8 @@ static void connect_done(struct petrel_session *s, int v)
 		pregreet(s);
 		return;
 	}
-	if (srv->cfg->greet_pause > 0) {
+	/* relay_networks are trusted, as postscreen's permit lists: no pause */
+	if (srv->cfg->greet_pause > 0 && !s->may_relay) {
 		s->greet_wait = true;
 		s->greet_from = ev_now_ms();
 		ev_timer_start(srv->loop, &s->greet_timer, (uint64_t)srv->cfg->greet_pause);

@@ -224,6 +224,18 @@ def test_early_talker_gets_554():
             c.cmd("QUIT", 221)
 
 
+def test_relay_networks_are_not_paused():
+    # trusted clients (relay_networks, as postscreen's permit lists) are
+    # greeted at once: a local client or benchmark never waits
+    with Daemon({"greet_pause": 60000, "relay_networks": ["127.0.0.0/8"]}) as d:
+        s = raw(d.port)
+        r = read_reply(s)
+        assert r.startswith(b"220 "), r
+        s.sendall(b"EHLO trusted.test\r\n")
+        assert read_reply(s).startswith(b"250"), "trusted client refused"
+        s.close()
+
+
 def test_greet_pause_zero_greets_at_once():
     with Daemon({"greet_pause": 0}) as d:
         with d.client() as c:
