@@ -1080,8 +1080,10 @@ static bool render_setting(const struct config *c, const struct setting *st, str
 		config_setting_t *s = config_lookup(&c->cfg, st->name);
 		if (s)
 			config_render(s, 0, o);
-		else
+		else if (st->type == T_LIST || st->type == T_GROUP || st->type == T_STRLIST)
 			buf_adds(o, st->type == T_LIST ? "()" : st->type == T_GROUP ? "{}" : "[]");
+		else
+			return false;       /* an unset string or number: "# x is not set" */
 		return true;
 	}
 	const void *field = (const char *)c + st->offset;

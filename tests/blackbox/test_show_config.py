@@ -116,7 +116,10 @@ def test_n_shipped_config():
     code, out, err = run("-n", "-c", shipped)
     assert code == 0, err
     assert names(out) == ["hostname", "user", "listeners", "domains", "relay_networks",
-                          "tls_cert_file", "tls_key_file", "auth_passwords", "modules"], out
+                          "tls_cert_file", "tls_key_file", "auth_passwords",
+                          # the relay block sets these four explicitly ("" = unset)
+                          "resolver", "relayhost", "relayhost_tls", "relayhost_credentials",
+                          "modules"], out
     assert 'hostname = "mx.example.org";' in out
 
 
