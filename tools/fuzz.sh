@@ -7,7 +7,8 @@
 # temporary work corpus, removed at the end; crashes are kept in
 # BUILDDIR/tests/fuzz/findings/NAME/); each harness writes
 # BUILDDIR/tests/fuzz/NAME.trs with one :test-result: line, PASS (no
-# finding), FAIL (a finding) or SKIP (no libFuzzer: configure found no
+# finding), FAIL (a finding, or a harness that does not compile where
+# configure found libFuzzer) or SKIP (no libFuzzer: configure found no
 # clang), so tools/test-summary.sh counts them.  Exit status 1 if any
 # harness found something.
 set -u
@@ -20,6 +21,14 @@ all="smtp-parse mime msg-edit maildir-copy spool-envelope bounce"
 mkdir -p "$b/tests/fuzz"
 trs() { printf ':test-result: %s\n:global-test-result: %s\n:recheck: no\n:copy-in-global-log: no\n' "$2" "$2" > "$b/tests/fuzz/$1.trs"; }
 if ! make -s -C "$b" fuzz >"$b/tests/fuzz/build.log" 2>&1; then
+  # configure found libFuzzer, so a harness that does not compile is a
+  # broken harness (an API it calls changed), not a missing compiler: FAIL
+  if grep -q '^HAVE_FUZZER = yes' "$b/Makefile" 2>/dev/null; then
+    echo "fuzz: FAILED: the harnesses do not build, though configure found libFuzzer:"
+    grep -m5 'error' "$b/tests/fuzz/build.log" | sed 's/^/fuzz:   /'
+    for h in $all; do trs "$h" FAIL; cp "$b/tests/fuzz/build.log" "$b/tests/fuzz/$h.log"; done
+    exit 1
+  fi
   echo "fuzz: SKIPPED: the harnesses do not build here (no clang with libFuzzer?):"
   tail -3 "$b/tests/fuzz/build.log" | sed 's/^/fuzz:   /'
   for h in $all; do trs "$h" SKIP; echo "fuzz: $h: skipped" > "$b/tests/fuzz/$h.log"; done

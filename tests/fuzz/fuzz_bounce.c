@@ -124,7 +124,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	struct config cfg = { .hostname = "mx.example.org" };
 	struct server srv = { .cfg = &cfg };
 	struct buf report = {0};
-	compose(&srv, m, "0000000000ABCDEF0001", &headers, &report);
+	compose(&srv, m, "0000000000ABCDEF0001", &headers, false, false, &report);   /* a failure report, headers only */
 
 	struct mime_message mm;
 	mime_parse(report.data, report.len, &mm);
