@@ -59,7 +59,7 @@ def load(d, n, rcpt):
 def local_rate(d, already):
     t0 = load(d, messages, "user@localhost")
     new = os.path.join(d.mail, "localhost", "user", "new")
-    while len(os.listdir(new)) < already + messages:
+    while not os.path.isdir(new) or len(os.listdir(new)) < already + messages:
         time.sleep(0.02)
     return messages / (time.monotonic() - t0)
 
@@ -68,7 +68,6 @@ with Daemon(settings={"retry_initial": 3600, "retry_max": 3600, "queue_lifetime"
             modules_extra="  asynctest = { delay_ms = 1; };",
             extra='routes = ( { domain = "remote.test"; transport = "asynctest"; } );') as d:
     pid = d.proc.pid
-    os.makedirs(os.path.join(d.mail, "localhost", "user", "new"), exist_ok=True)
     r1 = local_rate(d, 0)
     cpu0, rss0 = stat(pid)
     load(d, backlog, "defer@remote.test")
