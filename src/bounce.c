@@ -30,11 +30,13 @@ size_t bounce_header_end(const char *data, size_t len)
 	return end ? (size_t)(end - data) + 2 : SIZE_MAX;
 }
 
-void bounce_capture_headers(int fd, const struct qmsg *m, struct buf *out)
+/* The content of m from fd into out: all of it, or (headers_only) its
+ * header section, at most HEADERS_MAX bytes.  A read error ends it early. */
+static void capture(int fd, const struct qmsg *m, bool headers_only, struct buf *out)
 {
-	char chunk[8192];
+	char chunk[65536];
 	off_t pos = m->msg_off;
-	while (out->len < HEADERS_MAX && (uint64_t)pos < m->end) {
+	while ((!headers_only || out->len < HEADERS_MAX) && (uint64_t)pos < m->end) {
 		size_t want = m->end - (uint64_t)pos < sizeof chunk ? (size_t)(m->end - (uint64_t)pos)
 		                                                    : sizeof chunk;
 		ssize_t n = pread(fd, chunk, want, pos);
@@ -42,6 +44,8 @@ void bounce_capture_headers(int fd, const struct qmsg *m, struct buf *out)
 			break;
 		buf_add(out, chunk, (size_t)n);
 		pos += n;
+		if (!headers_only)
+			continue;
 		/* the whole buffer again: a CRLFCRLF may straddle two reads, and
 		 * the buffer is at most HEADERS_MAX + one chunk */
 		size_t end = bounce_header_end(out->data, out->len);
@@ -51,10 +55,20 @@ void bounce_capture_headers(int fd, const struct qmsg *m, struct buf *out)
 			return;
 		}
 	}
-	if (out->len > HEADERS_MAX) {
+	if (headers_only && out->len > HEADERS_MAX) {
 		out->len = HEADERS_MAX;
 		out->data[out->len] = 0;
 	}
+}
+
+void bounce_capture_headers(int fd, const struct qmsg *m, struct buf *out)
+{
+	capture(fd, m, true, out);
+}
+
+void bounce_capture_message(int fd, const struct qmsg *m, struct buf *out)
+{
+	capture(fd, m, false, out);
 }
 
 static void rfc5322_date(char *buf, size_t size, time_t t)

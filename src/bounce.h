@@ -30,6 +30,8 @@ size_t bounce_header_end(const char *data, size_t len);
 /* Read the header section of a queued message (for the report); fd is
  * the queue file.  Returns a new buffer (possibly empty). */
 void bounce_capture_headers(int fd, const struct qmsg *m, struct buf *out);
+/* The whole content of m from fd into out (RET=FULL); a read error ends it early. */
+void bounce_capture_message(int fd, const struct qmsg *m, struct buf *out);
 
 /* Send the sender one report about m's destinations: bounced ones not
  * reported yet (Action: failed), with warn the pending ones (delayed),

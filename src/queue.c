@@ -299,21 +299,6 @@ static void arm(struct queue *q, struct qmsg *m)
 	ev_timer_start(q->srv->loop, &m->retry, (uint64_t)(when - now) * 1000);
 }
 
-static void capture_message(int fd, const struct qmsg *m, struct buf *out)
-{
-	char chunk[65536];
-	off_t pos = m->msg_off;
-	while ((uint64_t)pos < m->end) {
-		size_t want = m->end - (uint64_t)pos < sizeof chunk ? (size_t)(m->end - (uint64_t)pos)
-		                                                    : sizeof chunk;
-		ssize_t n = pread(fd, chunk, want, pos);
-		if (n <= 0)
-			break;
-		buf_add(out, chunk, (size_t)n);
-		pos += n;
-	}
-}
-
 /* The reports due for m, as one message; false when it could not be
  * written (the file must stay).  retire: m is done, its file goes once
  * the report is durable. */
@@ -329,7 +314,7 @@ static bool report(struct queue *q, struct qmsg *m, bool retire, bool warn)
 			failed |= m->dests[i].status == Q_BOUNCED && !m->dests[i].reported;
 		full = failed && (m->flags & QMSG_RET_FULL) && m->size <= srv->cfg->message_size_limit;
 		if (full)
-			capture_message(m->fd, m, &content);
+			bounce_capture_message(m->fd, m, &content);
 		else
 			bounce_capture_headers(m->fd, m, &content);
 	}

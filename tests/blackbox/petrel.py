@@ -54,6 +54,15 @@ DEFAULT_SIZE_LIMIT = 10240000
 QID_RE = re.compile(rb"queued as ([0-9A-Za-z]+)")
 
 
+
+def rss(pid):
+    """Resident memory of process pid, in bytes (VmRSS)."""
+    with open("/proc/%d/status" % pid) as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) * 1024
+    raise AssertionError("no VmRSS")
+
 def T(seconds):
     """A timeout, scaled for slow builds."""
     return seconds * SCALE

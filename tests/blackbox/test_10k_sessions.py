@@ -24,12 +24,7 @@ NOFILE = N + 1000          # each process: the sessions and a margin
 SOURCES = 250
 
 
-def rss(pid):
-    with open("/proc/%d/status" % pid) as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) * 1024
-    raise AssertionError("no VmRSS")
+rss = petrel.rss
 
 
 def raise_nofile():

@@ -40,12 +40,7 @@ SANITIZED = os.environ.get("ASAN_OPTIONS") is not None
 SETTINGS = {"junk_command_limit": 1000000000}
 
 
-def rss(pid):
-    with open("/proc/%d/status" % pid) as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) * 1024
-    raise AssertionError("no VmRSS")
+rss = petrel.rss
 
 
 class Flood:

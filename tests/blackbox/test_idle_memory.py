@@ -20,12 +20,7 @@ N = 1000
 LIMIT = 16 * 1024 * 1024
 
 
-def rss(pid):
-    with open("/proc/%d/status" % pid) as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) * 1024
-    raise AssertionError("no VmRSS")
+rss = petrel.rss
 
 
 def read_reply(s):
