@@ -17,6 +17,7 @@
 #include <string.h>
 #include <strings.h>
 #include <sys/stat.h>
+#include <sys/un.h>
 #include <unistd.h>
 
 #ifndef PETREL_MODULEDIR
@@ -62,6 +63,9 @@ static const struct setting settings[] = {
 	  .help = "name in the greeting, Received headers and bounces (default: the system's)" },
 	{ .name = "spool", .type = T_STRING, .offset = OFF(spool),
 	  .help = "queue directory; relative paths are taken from the start directory" },
+	{ .name = "control_socket", .type = T_STRING, .offset = OFF(control_socket),
+	  .help = "Unix socket of petrelctl (mode 0660, group of user); relative paths are taken from "
+	          "the spool (default \"control\")" },
 	{ .name = "user", .type = T_STRING, .offset = OFF(user),
 	  .help = "unprivileged user to run as after binding the listeners (when started as root)" },
 	{ .name = "listeners", .type = T_LIST, .set = set_listeners,
@@ -888,6 +892,19 @@ static int apply(struct config *c, const struct setting *st, config_setting_t *s
 	}
 }
 
+/* control_socket, absolute (control_path), from the spool; it must fit
+ * a sockaddr_un. */
+static void control_socket_resolve(struct config *c, struct buf *errs)
+{
+	const char *p = c->control_socket ? c->control_socket : "control";
+	char *abs = p[0] == '/' ? xstrdup(p) : xasprintf("%s/%s", c->spool, p);
+	if (strlen(abs) >= sizeof ((struct sockaddr_un *)0)->sun_path)
+		config_error_at(c, config_lookup(&c->cfg, "control_socket"), errs,
+		                "%s: longer than a Unix socket path may be (%zu bytes)", abs,
+		                sizeof ((struct sockaddr_un *)0)->sun_path - 1);
+	c->control_path = abs;
+}
+
 struct config *config_load(const char *path, struct buf *errs)
 {
 	struct config *c = xcalloc(1, sizeof *c);
@@ -931,6 +948,7 @@ struct config *config_load(const char *path, struct buf *errs)
 	char *abs = absolute(c->spool);
 	free(c->spool);
 	c->spool = abs;
+	control_socket_resolve(c, errs);
 	c->module_path_conf = xstrdup(c->module_path ? c->module_path : PETREL_MODULEDIR);
 	const char *envp = getenv("PETREL_MODULE_PATH");
 	if (envp && *envp) {
@@ -974,6 +992,8 @@ void config_free(struct config **cp)
 	free(c->hostname);
 	free(c->spool);
 	free(c->user);
+	free(c->control_socket);
+	free(c->control_path);
 	free(c->router);
 	free(c->module_path);
 	free(c->module_path_conf);

@@ -17,6 +17,7 @@
 #include "auth.h"
 #include "auth_throttle.h"
 #include "config.h"
+#include "control.h"
 #include "log.h"
 #include "module_load.h"
 #include "queue.h"
@@ -345,6 +346,20 @@ static int spool_give(const char *spool, const struct passwd *pw, struct buf *er
 	return 0;
 }
 
+/* Before the control socket is bound in it: the spool exists, and is
+ * the user's when we are root (spool_give). */
+static int spool_prepare(struct config *cfg, struct buf *errs)
+{
+	struct passwd *pw = cfg->user && getuid() == 0 ? getpwnam(cfg->user) : NULL;
+	if (pw)
+		return spool_give(cfg->spool, pw, errs);
+	if (spool_mkdirs(cfg->spool) < 0) {
+		buf_addf(errs, "spool %s: cannot create: %s\n", cfg->spool, strerror(errno));
+		return -1;
+	}
+	return 0;
+}
+
 static int drop_privileges(struct config *cfg, struct buf *errs)
 {
 	if (!cfg->user)
@@ -359,8 +374,6 @@ static int drop_privileges(struct config *cfg, struct buf *errs)
 			log_warn("not started as root: staying uid %d instead of %s", (int)getuid(), cfg->user);
 		return 0;
 	}
-	if (spool_give(cfg->spool, pw, errs) < 0)
-		return -1;
 	if (initgroups(pw->pw_name, pw->pw_gid) < 0 || setgid(pw->pw_gid) < 0 ||
 	    setuid(pw->pw_uid) < 0) {
 		buf_addf(errs, "cannot become user %s: %s\n", cfg->user, strerror(errno));
@@ -537,7 +550,8 @@ int main(int argc, char **argv)
 	}
 	if (!foreground && daemon(0, 0) < 0)
 		log_fatal("daemon: %m");
-	if (listeners_open(srv, &errs) < 0 || drop_privileges(cfg, &errs) < 0 ||
+	if (listeners_open(srv, &errs) < 0 || spool_prepare(cfg, &errs) < 0 ||
+	    !(srv->control = control_open(srv, &errs)) || drop_privileges(cfg, &errs) < 0 ||
 	    !(srv->spool = spool_open(cfg->spool, srv->loop, &errs))) {
 		fputs(errs.data ? errs.data : "start-up failed\n", stderr);
 		log_error("%s", errs.data ? errs.data : "start-up failed");
@@ -577,6 +591,8 @@ int main(int argc, char **argv)
 	for (int i = 0; i < nrec; i++)
 		queue_add(srv->queue, rec[i]);
 	free(rec);
+	if (control_start(srv->control, &errs) < 0)
+		log_fatal("%s", errs.data);
 	/* Everything opened at start is open: what is left is the sessions'. */
 	if (listeners_fd_budget(srv, &errs) < 0) {
 		fputs(errs.data, stderr);
@@ -589,6 +605,7 @@ int main(int argc, char **argv)
 	 * accepted from here on (backlog until the loop runs) */
 	notify_systemd("READY=1\nSTATUS=accepting mail");
 	ev_run(srv->loop);
+	control_free(&srv->control);
 	workers_stop(&srv->workers);
 	workers_stop(&srv->filter_workers);
 	auth_throttle_free(&srv->auth_throttle);

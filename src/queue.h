@@ -82,6 +82,7 @@ struct qmsg {
 	int qindex;          /* in the queue's table of held messages */
 	int inflight;        /* parts of the attempt under way (a worker job, async deliveries) */
 	int fd;              /* the queue file during an attempt, else -1 */
+	unsigned char ctl_listed;  /* control.c: one bit per listing under way that showed it */
 	double attempt_start;
 	struct server *srv;
 };
@@ -114,6 +115,27 @@ int queue_size(const struct queue *q);              /* messages held */
 /* The daemon is stopping: asynchronous transports finish or abandon what
  * they hold (their stop()), so that queue_active() drops to 0. */
 void queue_stop(struct queue *q);
+/* Operator actions (the control socket, control.c).  Each acts on one
+ * message the queue holds, on the loop thread, and refuses (-1, *err) a
+ * message whose attempt is in flight (qmsg_busy): its outcome is not
+ * known yet.  hold: the file moves to hold/QID (synced) and leaves the
+ * queue; delete: the file goes (synced), no report is sent; release:
+ * hold/QID moves back to queue/QID and is taken in, due now; flush: due
+ * now; requeue: every message's backoff starts again, files put in
+ * queue/ by hand are taken in, everything is due now. */
+struct qmsg *queue_find(const struct queue *q, const char *qid);   /* NULL: not held */
+int queue_count(const struct queue *q);                 /* = queue_size */
+struct qmsg *queue_at(const struct queue *q, int i);    /* 0 <= i < queue_count */
+bool qmsg_busy(const struct qmsg *m);
+int queue_hold_msg(struct queue *q, struct qmsg *m, const char **err)
+	__attribute__((warn_unused_result));
+int queue_delete_msg(struct queue *q, struct qmsg *m, const char **err)
+	__attribute__((warn_unused_result));
+int queue_release_held(struct queue *q, const char *qid, const char **err)
+	__attribute__((warn_unused_result));
+void queue_flush_msg(struct queue *q, struct qmsg *m);
+void queue_requeue(struct queue *q);
+
 void queue_free(struct queue **q);
 
 /* At RCPT, after routing: destinations from index 'first' on get the

@@ -44,6 +44,7 @@ struct server {
 	int nlisteners;
 	struct spool *spool;
 	struct queue *queue;
+	struct control *control;           /* the control socket (control.c) */
 	struct workers *workers;
 	struct tls_server **tls;           /* per listener (config order), NULL: none */
 	struct auth_db *auth_db;           /* auth_passwords, NULL when unset */
