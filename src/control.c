@@ -375,10 +375,13 @@ static const char *act_one(struct client *cl, enum act a, const char *qid)
 			code = qmsg_busy(m) ? "busy" : "internal";
 		}
 	} else if (a == ACT_RELEASE) {
+		/* durable here; taken into the queue once the reply is out
+		 * (do_act): a message that crashes the daemon again must not
+		 * take its operator's answer with it */
 		if (!held) {
 			code = "not_held";
 			err = "is not held";
-		} else if (queue_release_held(q, qid, &err) < 0) {
+		} else if (spool_release(ctl->srv->spool, qid, &err) < 0) {
 			code = "internal";
 		}
 	} else if (a == ACT_DELETE) {
@@ -471,8 +474,10 @@ static void do_act(struct client *cl, enum act a, char **argv, int argc)
 	}
 	const char *first = NULL;
 	int nfailed = 0;
+	bool *done = xcalloc((size_t)argc, sizeof *done);
 	for (int i = 0; i < argc; i++) {
 		const char *code = act_one(cl, a, argv[i]);
+		done[i] = !code;
 		if (code && !nfailed++)
 			first = code;
 	}
@@ -480,6 +485,18 @@ static void do_act(struct client *cl, enum act a, char **argv, int argc)
 		reply_err(cl, first, "%d of %d failed", nfailed, argc);
 	else
 		reply_ok(cl);
+	if (a == ACT_RELEASE) {
+		/* the answer first (best effort, it is small), then the attempt */
+		ssize_t n = send(cl->fd, cl->out.data, cl->out.len, MSG_NOSIGNAL | MSG_DONTWAIT);
+		if (n > 0)
+			buf_consume(&cl->out, (size_t)n);
+		for (int i = 0; i < argc; i++) {
+			const char *err;
+			if (done[i] && queue_take_released(ctl->srv->queue, argv[i], &err) < 0)
+				log_error("%s: released, but not taken into the queue: %s", argv[i], err);
+		}
+	}
+	free(done);
 }
 
 static void do_stats(struct client *cl)
@@ -604,6 +621,14 @@ static void client_close(struct client **clp)
 	struct control *ctl = cl->ctl;
 	ev_timer_stop(ctl->srv->loop, &cl->deadline);
 	ev_fd_del(ctl->srv->loop, cl->fd);
+	if (cl->closing) {
+		/* input left unread would turn the close into a reset that can
+		 * take the error reply with it: read a bounded amount first */
+		char junk[4096];
+		for (int i = 0; i < 16 && read(cl->fd, junk, sizeof junk) > 0; i++)
+			;
+		shutdown(cl->fd, SHUT_WR);
+	}
 	close(cl->fd);
 	if (cl->hold)
 		closedir(cl->hold);

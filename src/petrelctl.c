@@ -380,14 +380,15 @@ static int read_pass(int fd, char *pw, size_t size)
 static int prompt_pass(int fd, const char *prompt, char *pw, size_t size)
 {
 	struct termios old, quiet;
-	fputs(prompt, stderr);
-	fflush(stderr);
 	if (tcgetattr(fd, &old) < 0)
 		return -1;
 	quiet = old;
 	quiet.c_lflag &= (tcflag_t)~ECHO;
 	quiet.c_lflag |= ECHONL;
-	(void)tcsetattr(fd, TCSAFLUSH, &quiet);
+	if (tcsetattr(fd, TCSAFLUSH, &quiet) < 0)
+		return -1;
+	fputs(prompt, stderr);      /* after echo is off: nothing typed is shown */
+	fflush(stderr);
 	int r = read_pass(fd, pw, size);
 	(void)tcsetattr(fd, TCSAFLUSH, &old);
 	return r;

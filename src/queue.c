@@ -864,11 +864,9 @@ int queue_delete_msg(struct queue *q, struct qmsg *m, const char **err)
 	return 0;
 }
 
-int queue_release_held(struct queue *q, const char *qid, const char **err)
+int queue_take_released(struct queue *q, const char *qid, const char **err)
 {
 	struct server *srv = q->srv;
-	if (spool_release(srv->spool, qid, err) < 0)
-		return -1;
 	char *dir = xasprintf("%s/queue", spool_dir(srv->spool));
 	int dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 	free(dir);
@@ -876,7 +874,7 @@ int queue_release_held(struct queue *q, const char *qid, const char **err)
 	if (dfd >= 0)
 		close(dfd);
 	if (!m) {
-		*err = "moved to queue/, but it could not be read (see the log)";
+		*err = "it could not be read (see the log)";
 		return -1;
 	}
 	for (int k = 0; k < m->ndests; k++)

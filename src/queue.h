@@ -119,8 +119,9 @@ void queue_stop(struct queue *q);
  * message the queue holds, on the loop thread, and refuses (-1, *err) a
  * message whose attempt is in flight (qmsg_busy): its outcome is not
  * known yet.  hold: the file moves to hold/QID (synced) and leaves the
- * queue; delete: the file goes (synced), no report is sent; release:
- * hold/QID moves back to queue/QID and is taken in, due now; flush: due
+ * queue; delete: the file goes (synced), no report is sent; take_released:
+ * queue/QID, just moved back from hold/ (spool_release), is taken in,
+ * due now; flush: due
  * now; requeue: every message's backoff starts again, files put in
  * queue/ by hand are taken in, everything is due now. */
 struct qmsg *queue_find(const struct queue *q, const char *qid);   /* NULL: not held */
@@ -131,7 +132,7 @@ int queue_hold_msg(struct queue *q, struct qmsg *m, const char **err)
 	__attribute__((warn_unused_result));
 int queue_delete_msg(struct queue *q, struct qmsg *m, const char **err)
 	__attribute__((warn_unused_result));
-int queue_release_held(struct queue *q, const char *qid, const char **err)
+int queue_take_released(struct queue *q, const char *qid, const char **err)
 	__attribute__((warn_unused_result));
 void queue_flush_msg(struct queue *q, struct qmsg *m);
 void queue_requeue(struct queue *q);
