@@ -819,6 +819,7 @@ static void set_defaults(struct config *c)
 	hn[sizeof hn - 1] = 0;
 	c->hostname = xstrdup(hn);
 	c->spool = xstrdup("/var/spool/petrel");
+	c->control_socket = xstrdup("control");
 	c->router = xstrdup("router");
 	c->message_size_limit = 10240000;
 	c->recipient_limit = 1000;
@@ -896,7 +897,7 @@ static int apply(struct config *c, const struct setting *st, config_setting_t *s
  * a sockaddr_un. */
 static void control_socket_resolve(struct config *c, struct buf *errs)
 {
-	const char *p = c->control_socket ? c->control_socket : "control";
+	const char *p = c->control_socket;
 	char *abs = p[0] == '/' ? xstrdup(p) : xasprintf("%s/%s", c->spool, p);
 	if (strlen(abs) >= sizeof ((struct sockaddr_un *)0)->sun_path)
 		config_error_at(c, config_lookup(&c->cfg, "control_socket"), errs,
@@ -1163,6 +1164,7 @@ void config_show(const struct config *c, enum config_show how, bool with_modules
 	d.cfg = (config_t){0};
 	free(d.hostname);
 	free(d.spool);
+	free(d.control_socket);
 	free(d.router);
 	free(d.module_path_conf);
 }

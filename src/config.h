@@ -52,7 +52,7 @@ struct config {
 	char *hostname;
 	char *spool;                    /* absolute */
 	char *user;                     /* NULL: stay as started */
-	char *control_socket;           /* as configured, NULL: unset */
+	char *control_socket;           /* as configured (default "control") */
 	char *control_path;             /* ... absolute: SPOOL/control by default */
 	struct listener_conf *listeners;
 	int nlisteners;

@@ -8,8 +8,9 @@
  * the TLS key pairs and the AUTH password file (root-only files work, and
  * -t checks them too); bind the listeners; give the spool to 'user' (the
  * one path root changes, opened without following links) and drop
- * privileges; open the spool, lock SPOOL/petreld.pid (petrelctl trusts
- * the pid only with the lock; a second petreld on the spool stops) and
+ * privileges (the control socket, SPOOL/control, is bound just before,
+ * in the spool given to the user); open the spool, lock SPOOL/petreld.pid
+ * (a second petreld on the spool stops) and
  * recover what the spool holds; run the loop.  SIGTERM: stop accepting, answer 421 to idle sessions, let
  * messages being committed finish (their 250 is sent), let deliveries in
  * flight finish, then exit 0.  What is queued stays queued.
@@ -388,12 +389,13 @@ static int drop_privileges(struct config *cfg, struct buf *errs)
 }
 
 /* The pid file, SPOOL/petreld.pid, and the write lock (fcntl) we hold
- * on it while we run: petrelctl signals the pid the file names only when
- * that process holds this lock (it reads /proc/locks), so a pid written
- * there by someone else is not signalled.  The lock also keeps a second
- * petreld off a spool in use: that is fatal.  Runs as the user, after the
- * drop.  Returns the descriptor (kept open until exit), or -1 when the
- * file cannot be written (a warning: petrelctl then cannot signal us). */
+ * on it while we run: whoever signals the pid the file names can check
+ * that the process holds this lock (/proc/locks), so a pid written there
+ * by someone else is not signalled (petrelctl itself talks to the control
+ * socket, whose peer credentials name the daemon).  The lock also keeps
+ * a second petreld off a spool in use: that is fatal.  Runs as the user,
+ * after the drop.  Returns the descriptor (kept open until exit), or -1
+ * when the file cannot be written (a warning). */
 static int pidfile_lock(const char *pidfile)
 {
 	int fd = open(pidfile, O_RDWR | O_CREAT | O_NOFOLLOW | O_CLOEXEC, 0644);

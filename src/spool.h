@@ -5,8 +5,11 @@
  *   queue/N      a queue slot: a file reused for message after message
  *                (N is a number, not a queue id; the id is inside)
  *   queue/QID    a message released from hold/ by an operator
- *   hold/QID     a message a filter put on hold (not delivered until an
- *                operator moves it to queue/: petrelctl release)
+ *   hold/QID     a message a filter or an operator (petrelctl hold) put
+ *                on hold: not delivered until released (petrelctl
+ *                release moves it to queue/QID); recovery reads queue/
+ *                only, so it stays held across restarts
+ *   control      the control socket (control.c; control_socket)
  *   corrupt/...  a queue file that failed its checks (kept for a human)
  *
  * Why slots: a message costs one sync, of its own data.  A new file per
