@@ -19,6 +19,7 @@
  */
 #include "control.h"
 #include "config.h"
+#include "ctl_json.h"
 #include "log.h"
 #include "queue.h"
 #include "server.h"
@@ -70,53 +71,9 @@ struct control {
 
 /* --- JSON output --- */
 
-/* Length of the valid UTF-8 sequence at p (n bytes left), or 0. */
-static size_t utf8_len(const unsigned char *p, size_t n)
-{
-	size_t len = p[0] >= 0xf0 && p[0] <= 0xf4 ? 4 : p[0] >= 0xe0 ? 3 : p[0] >= 0xc2 ? 2 : 0;
-	if (p[0] >= 0xf5 || !len || len > n)
-		return 0;
-	for (size_t i = 1; i < len; i++)
-		if ((p[i] & 0xc0) != 0x80)
-			return 0;
-	if ((len == 3 && p[0] == 0xe0 && p[1] < 0xa0) || (len == 4 && p[0] == 0xf0 && p[1] < 0x90) ||
-	    (len == 4 && p[0] == 0xf4 && p[1] >= 0x90) || (len == 3 && p[0] == 0xed && p[1] >= 0xa0))
-		return 0;
-	return len;
-}
-
-/* s as a JSON string: controls escaped, bytes that are not UTF-8 as U+FFFD. */
-static void json_strn(struct buf *b, const char *s, size_t n)
-{
-	const unsigned char *p = (const unsigned char *)s;
-	buf_add(b, "\"", 1);
-	for (size_t i = 0; i < n;) {
-		unsigned char c = p[i];
-		if (c == '"' || c == '\\') {
-			buf_add(b, "\\", 1);
-			buf_add(b, &p[i++], 1);
-		} else if (c < 0x20 || c == 0x7f) {
-			buf_addf(b, "\\u%04x", c);
-			i++;
-		} else if (c < 0x80) {
-			buf_add(b, &p[i++], 1);
-		} else {
-			size_t k = utf8_len(p + i, n - i);
-			if (k) {
-				buf_add(b, p + i, k);
-				i += k;
-			} else {
-				buf_adds(b, "\\ufffd");
-				i++;
-			}
-		}
-	}
-	buf_add(b, "\"", 1);
-}
-
 static void json_str(struct buf *b, const char *s)
 {
-	json_strn(b, s ? s : "", s ? strlen(s) : 0);
+	ctl_json_quote(b, s ? s : "", s ? strlen(s) : 0);
 }
 
 static void reply_ok(struct client *cl)
@@ -297,7 +254,7 @@ static void show_headers(struct buf *b, int fd, off_t off)
 		}
 	}
 	buf_adds(b, "{\"headers\":");
-	json_strn(b, h, end);
+	ctl_json_quote(b, h, end);
 	buf_addf(b, ",\"truncated\":%s}\n", end == len && len == HEADERS_MAX ? "true" : "false");
 	free(h);
 }

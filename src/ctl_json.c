@@ -1,5 +1,6 @@
 /*
- * ctl_json.c - the JSON reader of petrelctl (see ctl_json.h).
+ * ctl_json.c - JSON strings for the control socket: the daemon's
+ * writer and petrelctl's reader (see ctl_json.h).
  *
  * Recursive descent over one line; every allocation goes through mem.c
  * (never NULL).  \u escapes become UTF-8 (surrogate pairs joined, a lone
@@ -207,6 +208,51 @@ static void clear(struct ctl_json *v)
 	free(v->items);
 	free(v->keys);
 	free(v->str);
+}
+
+/* --- writing --- */
+
+/* Length of the valid UTF-8 sequence at p (n bytes left), or 0. */
+static size_t utf8_len(const unsigned char *p, size_t n)
+{
+	size_t len = p[0] >= 0xf0 && p[0] <= 0xf4 ? 4 : p[0] >= 0xe0 ? 3 : p[0] >= 0xc2 ? 2 : 0;
+	if (p[0] >= 0xf5 || !len || len > n)
+		return 0;
+	for (size_t i = 1; i < len; i++)
+		if ((p[i] & 0xc0) != 0x80)
+			return 0;
+	if ((len == 3 && p[0] == 0xe0 && p[1] < 0xa0) || (len == 4 && p[0] == 0xf0 && p[1] < 0x90) ||
+	    (len == 4 && p[0] == 0xf4 && p[1] >= 0x90) || (len == 3 && p[0] == 0xed && p[1] >= 0xa0))
+		return 0;
+	return len;
+}
+
+void ctl_json_quote(struct buf *b, const char *s, size_t n)
+{
+	const unsigned char *p = (const unsigned char *)s;
+	buf_add(b, "\"", 1);
+	for (size_t i = 0; i < n;) {
+		unsigned char c = p[i];
+		if (c == '"' || c == '\\') {
+			buf_add(b, "\\", 1);
+			buf_add(b, &p[i++], 1);
+		} else if (c < 0x20 || c == 0x7f) {
+			buf_addf(b, "\\u%04x", c);
+			i++;
+		} else if (c < 0x80) {
+			buf_add(b, &p[i++], 1);
+		} else {
+			size_t k = utf8_len(p + i, n - i);
+			if (k) {
+				buf_add(b, p + i, k);
+				i += k;
+			} else {
+				buf_adds(b, "\\ufffd");
+				i++;
+			}
+		}
+	}
+	buf_add(b, "\"", 1);
 }
 
 struct ctl_json *ctl_json_parse(const char *s, size_t len)

@@ -1,6 +1,7 @@
 /*
- * ctl_json.h - a small JSON reader for petrelctl: the daemon's reply
- * lines (doc/control-protocol.md) into a tree.
+ * ctl_json.h - the JSON of the control socket (doc/control-protocol.md):
+ * strings as the daemon writes them, and petrelctl's reader of its reply
+ * lines into a tree.
  *
  * Bounds: nesting at most CTL_JSON_DEPTH; the input is one line the
  * caller already bounded.  Ownership: ctl_json_parse returns a tree the
@@ -11,6 +12,8 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+
+struct buf;
 
 #define CTL_JSON_DEPTH 32
 
@@ -25,6 +28,11 @@ struct ctl_json {
 	char **keys;               /* CJ_OBJ: n keys */
 	int n;
 };
+
+/* Append n bytes of s to b as a JSON string: '"' and '\\' escaped,
+ * control bytes as \u00XX, bytes that are not UTF-8 as \ufffd: the
+ * result is valid JSON whatever s holds. */
+void ctl_json_quote(struct buf *b, const char *s, size_t n);
 
 /* NULL when s is not one JSON value (trailing spaces allowed). */
 struct ctl_json *ctl_json_parse(const char *s, size_t len);
