@@ -92,6 +92,7 @@ struct conn {
 	char *buf;
 	size_t len, cap;
 	pid_t peer;
+	int send_errno;          /* the request could not be sent whole */
 };
 
 static void conn_open(struct conn *c, const char *path)
@@ -127,8 +128,12 @@ static void conn_send(struct conn *c, const char *line)
 		ssize_t w = send(c->fd, line + off, n - off, MSG_NOSIGNAL);
 		if (w < 0 && errno == EINTR)
 			continue;
-		if (w <= 0)
-			die(EXIT_FAILED, "%s: cannot send the request: %s", c->path, strerror(errno));
+		if (w <= 0) {
+			/* refused at once (peer credentials): its one line waits
+			 * to be read; request() reads it or says the send failed */
+			c->send_errno = w < 0 ? errno : EPIPE;
+			return;
+		}
 		off += (size_t)w;
 	}
 }
@@ -161,6 +166,8 @@ static char *conn_line(struct conn *c, size_t *lenp)
 			continue;
 		if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
 			die(EXIT_FAILED, "petreld did not answer within 60 s");
+		if (n < 0 && errno == ECONNRESET)
+			n = 0;
 		if (n < 0)
 			die(EXIT_FAILED, "%s: %s", c->path, strerror(errno));
 		if (n == 0)
@@ -214,6 +221,8 @@ static int request(struct conn *c, const char *req, bool json, line_fn *fn, void
 		}
 		ctl_json_free(&v);
 	}
+	if (c->send_errno)
+		die(EXIT_FAILED, "%s: cannot send the request: %s", c->path, strerror(c->send_errno));
 	die(EXIT_FAILED, "petreld closed the connection before its reply ended");
 }
 
@@ -548,13 +557,15 @@ int main(int argc, char **argv)
 		buf_free(&errs);
 		path = xstrdup(cfg->control_path);
 	}
-	if (!strcmp(cmd, "passwd"))
-		return cmd_passwd(cfg, nargs, args);
-	if (!qid_args_ok(nargs, args))
-		die(EXIT_USAGE, "bad argument");
-	struct conn c = {0};
+	struct conn c = { .fd = -1 };
 	struct buf req = {0};
 	int rc;
+	if (!strcmp(cmd, "passwd")) {
+		rc = cmd_passwd(cfg, nargs, args);
+		goto done;
+	}
+	if (!qid_args_ok(nargs, args))
+		die(EXIT_USAGE, "bad argument");
 	if (!strcmp(cmd, "queue") && nargs == 0) {
 		struct totals t = {0};
 		conn_open(&c, path);
@@ -609,9 +620,10 @@ int main(int argc, char **argv)
 		rc = 0;
 	} else {
 		usage(stderr);
-		return EXIT_USAGE;
+		rc = EXIT_USAGE;
 	}
-	if (c.fd > 0)
+done:
+	if (c.fd >= 0)
 		close(c.fd);
 	free(c.buf);
 	buf_free(&req);
