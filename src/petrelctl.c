@@ -19,6 +19,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <libgen.h>
+#include <pwd.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -405,7 +406,8 @@ static int prompt_pass(int fd, const char *prompt, char *pw, size_t size)
 
 /* The file with USER's line replaced (or added), written to a temporary
  * file beside it, synced and renamed over it; the directory synced. */
-static void write_passwords(const char *file, const char *user, const char *hash)
+static void write_passwords(const char *file, const char *user, const char *hash,
+                            const char *daemon_user)
 {
 	struct buf out = {0};
 	struct stat st;
@@ -438,9 +440,13 @@ static void write_passwords(const char *file, const char *user, const char *hash
 	int fd = mkstemp(tmp);
 	if (fd < 0)
 		die(errno == EACCES ? EXIT_PERMISSION : EXIT_FAILED, "%s: %s", tmp, strerror(errno));
-	/* the new file keeps the old one's owner and mode (e.g. root:petrel 0640) */
+	/* the new file keeps the old one's owner and mode (e.g. root:petrel
+	 * 0640); a first one is root's, readable by the daemon's group, so
+	 * that the daemon, running as its user by then, reads it at SIGHUP */
 	mode_t mode = exists ? st.st_mode & 07777 : 0640;
-	if ((exists && fchown(fd, st.st_uid, st.st_gid) < 0 && geteuid() == 0) || fchmod(fd, mode) < 0 ||
+	struct passwd *pw = !exists && geteuid() == 0 && daemon_user ? getpwnam(daemon_user) : NULL;
+	if ((exists && fchown(fd, st.st_uid, st.st_gid) < 0 && geteuid() == 0) ||
+	    (pw && fchown(fd, 0, pw->pw_gid) < 0) || fchmod(fd, mode) < 0 ||
 	    write(fd, out.data, out.len) != (ssize_t)out.len || fsync(fd) < 0 || close(fd) < 0 ||
 	    rename(tmp, file) < 0) {
 		int e = errno;
@@ -491,7 +497,7 @@ static int cmd_passwd(struct config *cfg, int argc, char **argv)
 	explicit_bzero(pw, sizeof pw);
 	if (!hash || hash[0] != '$')
 		die(EXIT_FAILED, "crypt: yescrypt failed");
-	write_passwords(cfg->auth_passwords, argv[0], hash);
+	write_passwords(cfg->auth_passwords, argv[0], hash, cfg->user);
 	explicit_bzero(cd, sizeof *cd);
 	free(cd);
 	printf("%s: password of %s set; petrelctl reload (SIGHUP) makes petreld read it\n",
