@@ -574,10 +574,13 @@ class Daemon:
             time.sleep(0.05)
 
     def spool_files(self):
+        """Regular files under the spool (not the control socket)."""
         out = []
         for root, dirs, files in os.walk(self.spool):
             for f in files:
-                out.append(os.path.join(root, f))
+                p = os.path.join(root, f)
+                if os.path.isfile(p):
+                    out.append(p)
         return sorted(out)
 
     def queued(self):
