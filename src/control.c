@@ -42,6 +42,9 @@
 
 #define HEADERS_MAX 65536     /* bytes of the header section `show` returns */
 
+/* a listing marks what it showed with its connection's bit */
+_Static_assert(CONTROL_MAX_CLIENTS <= 8, "qmsg.ctl_listed has a bit per connection");
+
 enum gen { GEN_NONE, GEN_QUEUE, GEN_HOLD };
 
 struct client {
@@ -128,6 +131,14 @@ static void msg_json(struct buf *b, const struct qmsg *m, bool held)
 	buf_addf(b, ",\"state\":\"%s\",\"size\":%llu,\"arrival\":%lld,\"sender\":", msg_state(m, held),
 	         (unsigned long long)size, (long long)m->arrival);
 	json_str(b, m->sender);
+	if (m->flags & (QMSG_8BITMIME | QMSG_SMTPUTF8))
+		buf_addf(b, ",\"body\":\"%s\"", m->flags & QMSG_SMTPUTF8 ? "smtputf8" : "8bitmime");
+	if (m->flags & (QMSG_RET_FULL | QMSG_RET_HDRS))
+		buf_addf(b, ",\"ret\":\"%s\"", m->flags & QMSG_RET_FULL ? "full" : "hdrs");
+	if (m->envid) {
+		buf_adds(b, ",\"envid\":");
+		json_str(b, m->envid);
+	}
 	buf_addf(b, ",\"attempts\":%d,\"recipients\":[", m->attempts);
 	for (int i = 0; i < m->ndests; i++) {
 		const struct qdest *d = &m->dests[i];
@@ -537,9 +548,9 @@ static void do_stats(struct client *cl)
 
 static void handle(struct client *cl, char *line)
 {
-	char *argv[CONTROL_LINE_MAX / 2];
+	char *argv[CONTROL_LINE_MAX / 2 + 1], *save;
 	int argc = 0;
-	for (char *tok = strtok(line, " \t"); tok; tok = strtok(NULL, " \t"))
+	for (char *tok = strtok_r(line, " \t", &save); tok; tok = strtok_r(NULL, " \t", &save))
 		argv[argc++] = tok;
 	if (!argc) {
 		reply_err(cl, "usage", "empty request");

@@ -284,6 +284,11 @@ static void print_show_line(const struct ctl_json *v, const char *raw, void *arg
 	printf("queue id: %s\nstate:    %s\nsize:     %.0f\narrival:  %s\nsender:   <%s>\n"
 	       "attempts: %.0f\n", ctl_json_str(v, "qid"), ctl_json_str(v, "state"),
 	       ctl_json_num(v, "size"), when, ctl_json_str(v, "sender"), ctl_json_num(v, "attempts"));
+	if (*ctl_json_str(v, "body"))
+		printf("body:     %s\n", ctl_json_str(v, "body"));
+	if (*ctl_json_str(v, "ret") || *ctl_json_str(v, "envid"))
+		printf("dsn:      ret=%s envid=%s\n", *ctl_json_str(v, "ret") ? ctl_json_str(v, "ret") : "-",
+		       *ctl_json_str(v, "envid") ? ctl_json_str(v, "envid") : "-");
 	const struct ctl_json *rc = ctl_json_get(v, "recipients");
 	for (int i = 0; rc && rc->t == CJ_ARR && i < rc->n; i++) {
 		const struct ctl_json *d = &rc->items[i];

@@ -71,10 +71,10 @@ def deferring_daemon(**kw):
                                                            "third@localhost", "a@localhost"]}, **kw)
 
 
-def send(d, rcpts, subject):
+def send(d, rcpts, subject, params=""):
     with d.client() as c:
         c.ehlo()
-        return c.send_mail("a@localhost", rcpts, make_message(subject=subject))
+        return c.send_mail("a@localhost", rcpts, make_message(subject=subject), params=params)
 
 
 def deferred(d, qid, rcpt="user@localhost"):
@@ -85,7 +85,7 @@ def test_queue_show_and_stats():
     with deferring_daemon() as d:
         block_mailbox(d, "user")
         q1 = send(d, ["user@localhost"], "first one")
-        q2 = send(d, ["user@localhost"], "second one")
+        q2 = send(d, ["user@localhost"], "second one", params="BODY=8BITMIME RET=HDRS ENVID=env+2Bid")
         deferred(d, q1)
         deferred(d, q2)
         msgs = {m["qid"]: m for m in queue_json(d)}
@@ -106,6 +106,9 @@ def test_queue_show_and_stats():
         assert "Subject: first one" in out and "Subject: second one" not in out, out
         lines = [json.loads(x) for x in ok(d, "show", q2, "--json").splitlines()]
         assert lines[0]["qid"] == q2 and "Subject: second one" in lines[1]["headers"], lines
+        assert (lines[0]["body"], lines[0]["ret"], lines[0]["envid"]) == \
+            ("8bitmime", "hdrs", "env+2Bid"), lines[0]
+        assert "body" not in msgs[q1] and "envid" not in msgs[q1], msgs[q1]
         st = json.loads(ok(d, "stats", "--json"))
         assert st["queue"] == {"messages": 2, "active": 0, "deferred": 2, "held": 0}, st
         assert st["accepted"] == 2, st
