@@ -210,6 +210,42 @@ def test_counts_match_what_was_sent():
         wait_for(d, lambda s: value(s, "petrel_sessions_open") == 0)
 
 
+def test_each_refusal_counts_under_its_reason():
+    port = petrel._free_port()
+    d = Daemon(start=False, router=ROUTER,
+               settings={"metrics_listen": "%s:%d" % (HOST, port), "message_size_limit": 100000},
+               extra='filters = [ "regex" ];',
+               modules_extra='  regex = { rules = "@RULES@"; };')
+    d.mport = port
+    rules = os.path.join(d.dir, "regex.rules")
+    with open(rules, "w") as f:
+        f.write("body /^win a prize/ reject 554 5.7.1 Lottery scam\n")
+    with open(d.conf, "w") as f:
+        f.write(d.config_text.replace("@RULES@", rules))
+    with d.start(), d.client() as c:
+        c.ehlo()
+        c.cmd("MAIL FROM:<s@example.test> SIZE=200000", 552, "5.3.4")     # size
+        c.cmd("MAIL FROM:<s@example.test>", 250)
+        c.cmd("RCPT TO:<nobody@localhost>", 550, "5.1.1")               # recipient
+        c.cmd("RCPT TO:<alice@localhost>", 250)
+        c.cmd("DATA", 354)                                               # filter
+        c.send(make_message(body="win a prize\n") + b".\r\n")
+        c.expect(554, "5.7.1")
+        c.send(b"NOOP" + b"x" * 5000 + b"\r\n")                        # protocol
+        c.expect(500, "5.5.6")
+        c.cmd("MAIL FROM:<s@example.test>", 250)
+        c.cmd("RCPT TO:<bob@localhost>", 250)
+        c.data(make_message())
+        c.cmd("QUIT", 221)
+        s = wait_for(d, lambda s: total(s, "petrel_messages_delivered_total") == 1)
+        listener = "%s:%d" % (HOST, d.port)
+        got = {r: value(s, "petrel_messages_rejected_total", listener=listener, reason=r)
+               for r in ("recipient", "filter", "size", "protocol", "policy", "other")}
+        assert got == {"recipient": 1, "filter": 1, "size": 1, "protocol": 1,
+                       "policy": 0, "other": 0}, got
+        assert value(s, "petrel_messages_received_total", listener=listener) == 1
+
+
 def test_queue_gauges_show_a_deferred_message():
     # a maildir root the daemon cannot write: the delivery is deferred
     with metrics_daemon() as d:
