@@ -141,7 +141,7 @@ void stats_auth(bool ok) { if (ok) ADD(st.auth_ok, 1); else ADD(st.auth_failed, 
 
 void stats_received(int listener, uint64_t bytes)
 {
-	(void)bytes;   /* bytes are counted as they arrive (stats_bytes_in) */
+	(void)bytes;   /* the caller counts them in bytes_in (stats_bytes_in) */
 	ADD(st.received[lslot(listener)], 1);
 }
 
@@ -300,7 +300,7 @@ void stats_render(struct buf *o, bool om, int64_t now)
 			buf_addf(o, "\"} %llu\n", (unsigned long long)s.outcome[i][oc]);
 		}
 	}
-	family(o, om, "petrel_bytes_in", "counter", "Message bytes received.");
+	family(o, om, "petrel_bytes_in", "counter", "Message bytes received (of the messages spooled).");
 	buf_addf(o, "petrel_bytes_in_total %llu\n", (unsigned long long)s.bytes_in);
 	family(o, om, "petrel_bytes_out", "counter", "Message bytes delivered.");
 	buf_addf(o, "petrel_bytes_out_total %llu\n", (unsigned long long)s.bytes_out);
