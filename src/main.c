@@ -6,7 +6,8 @@
  * Start-up: read and check the configuration; load the modules it names
  * (stages, filters, router, every module with a block, maildir); load
  * the TLS key pairs and the AUTH password file (root-only files work, and
- * -t checks them too); bind the listeners (and metrics_listen); give the spool to 'user' (the
+ * -t checks them too); bind the listeners (and metrics_listen); give
+ * the spool to 'user' (the
  * one path root changes, opened without following links) and drop
  * privileges; open the spool, lock SPOOL/petreld.pid (petrelctl trusts
  * the pid only with the lock; a second petreld on the spool stops) and
