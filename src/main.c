@@ -7,8 +7,8 @@
  * (stages, filters, router, every module with a block, maildir); load
  * the TLS key pairs and the AUTH password file (root-only files work, and
  * -t checks them too); bind the listeners (and metrics_listen); give
- * the spool to 'user' (the
- * one path root changes, opened without following links) and drop
+ * the spool to 'user' (the one path root changes, opened without
+ * following links) and drop
  * privileges; open the spool, lock SPOOL/petreld.pid (petrelctl trusts
  * the pid only with the lock; a second petreld on the spool stops) and
  * recover what the spool holds; run the loop.  SIGTERM: stop accepting, answer 421 to idle sessions, let
