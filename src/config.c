@@ -52,7 +52,7 @@ struct setting {
 };
 
 static setter_fn set_listeners, set_relay, set_domains, set_modules, set_routes, set_relayhost,
-	set_relayhost_tls, set_resolver, set_credentials;
+	set_relayhost_tls, set_resolver, set_credentials, set_metrics_listen;
 static void free_strv(char ***v, int n);
 
 #define OFF(f) offsetof(struct config, f)
@@ -172,6 +172,10 @@ static const struct setting settings[] = {
 	  .help = "milliseconds the greeting waits; a client that talks before it gets 554 and is "
 	          "closed (default 1000; 0: only input that came while connect hooks ran; "
 	          "relay_networks are exempt)" },
+	/* operations (issue 10) */
+	{ .name = "metrics_listen", .type = T_STRING, .set = set_metrics_listen,
+	  .help = "\"ADDR:PORT\" (IPv4 or [IPv6]) where GET /metrics serves the counters in the "
+	          "Prometheus/OpenMetrics text format; unset or \"\": off (the default)" },
 	{ .name = "modules", .type = T_GROUP, .set = set_modules,
 	  .help = "one block per module with that module's own settings" },
 };
@@ -582,6 +586,25 @@ static int set_resolver(struct config *c, const struct setting *st, config_setti
 	return 0;
 }
 
+/* metrics_listen: checked like a listener's address, bound by metrics.c */
+static int set_metrics_listen(struct config *c, const struct setting *st, config_setting_t *s,
+                              struct buf *errs)
+{
+	(void)st;
+	const char *v = config_setting_get_string(s), *why;
+	struct sockaddr_storage ss;
+	socklen_t len;
+	if (!*v)                /* "": off */
+		return 0;
+	if (config_parse_listen(v, &ss, &len, &why) < 0) {
+		config_error_at(c, s, errs, "'%s': %s (\"127.0.0.1:9154\", \"[::1]:9154\")", v, why);
+		return -1;
+	}
+	free(c->metrics_listen);
+	c->metrics_listen = xstrdup(v);
+	return 0;
+}
+
 static int set_relayhost(struct config *c, const struct setting *st, config_setting_t *s,
                          struct buf *errs)
 {
@@ -981,6 +1004,7 @@ void config_free(struct config **cp)
 	free(c->tls_key_file);
 	free(c->auth_passwords);
 	free(c->resolver);
+	free(c->metrics_listen);
 	for (int i = 0; i < c->nroutes; i++)
 		route_clear(&c->routes[i]);
 	free(c->routes);
