@@ -385,6 +385,24 @@ def test_existing_date_and_message_id_kept():
                          lower, "client.test", add_date=False, add_mid=False)
 
 
+def test_ratelimit_counts_per_login():
+    # the ratelimit filter's "user" key is the login (issue 9, item 1)
+    with tempfile.TemporaryDirectory(prefix="petrel-bb-msa-rl-") as tmp:
+        state = os.path.join(tmp, "rl.state")
+        with msa_daemon(extra='filters = [ "ratelimit" ];',
+                        modules_extra='  ratelimit = { state_file = "%s"; limits = [ "user 2/hour" ]; };'
+                        % state) as d:
+            with login(d, CAROL, CAROL_PW) as c:
+                for _ in range(2):
+                    c.mail_rcpt("carol@localhost", ["user@localhost"])
+                    c.data(petrel.crlf(message("rl", frm="carol@localhost")))
+                c.cmd("MAIL FROM:<carol@example.test>", 450, "4.7.1")   # another address, same login
+            with login(d, ALICE, ALICE_PW) as c:                       # another login is not limited
+                c.mail_rcpt("alice@localhost", ["user@localhost"])
+                c.data(petrel.crlf(message("rl")))
+            assert len(d.wait_delivered("user", 3)) == 3
+
+
 def test_relay_to_remote_domain():
     from relaypeers import Peer, free_port
     smtp_dir = os.path.join(petrel.BUILDDIR, "modules", "smtp")
