@@ -178,6 +178,7 @@ static int msa_headers(void *state, petrel_txn *t)
 		char **addrs;
 		int n = msa_from_parse(h->header_value(t, i), &addrs);
 		if (n <= 0) {
+			msa_from_free(&addrs, 0);       /* n == 0: an empty array */
 			h->txn_reply(t, "553 5.7.1 Sender address rejected: From: header without a "
 			             "readable address");
 			return PETREL_REJECT;
