@@ -508,6 +508,12 @@ static void listeners_resolve(struct config *c, struct buf *errs)
 		if (l->auth && l->tls == TLS_NONE && !l->auth_cleartext)
 			config_error_at(c, auth, errs, "AUTH is offered under TLS only: set tls, or "
 			                "auth_cleartext = true to allow passwords in clear text");
+		/* the msa stage takes mail from logged-in users only (RFC 6409 4.3):
+		 * without AUTH every MAIL would get 530 */
+		if (l->stage && !strcmp(l->stage, "msa") && !l->auth)
+			config_error_at(c, config_setting_get_member(l->setting, "stage"), errs,
+			                "stage \"msa\" takes mail from logged-in users only: set auth = true "
+			                "(and tls = \"starttls\" or \"implicit\")");
 	}
 }
 

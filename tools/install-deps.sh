@@ -3,7 +3,8 @@
 # and benchmark.  Used by the README's Quick start and by .ci/run.
 # strace: test_maildir_sync.py watches the daemon's mkdir and fsync calls.
 # prometheus: its promtool checks the metrics endpoint's text (test_metrics.py).
-test_pkgs="strace prometheus"
+# msmtp: test_msa.py submits with a real mail client (STARTTLS, AUTH).
+test_pkgs="strace prometheus msmtp"
 # Postfix is installed only for smtp-source/smtp-sink and the benchmark,
 # Dovecot only for the test that reads delivered mail over IMAP and POP3,
 # dnsmasq and aiosmtpd for the relay tests (a DNS server and SMTP peers);
