@@ -364,8 +364,9 @@ static int tls_start(struct smtp_conn *c)
 	} else {
 		SSL_set1_host(c->ssl, t->ip);
 	}
+	/* input read before the handshake is dropped by process_input(),
+	 * which sees how much of it followed the 220 and logs it */
 	c->st = S_TLS_HS;
-	c->inlen = 0;     /* nothing read before the handshake counts after it */
 	set_deadline(c, c->m->to.starttls);
 	return 0;
 }

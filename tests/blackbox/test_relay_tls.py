@@ -120,17 +120,23 @@ class LinePeer:
     ehlo:      the EHLO keywords offered in clear ("STARTTLS" is added
                when tls_context is given)
     ehlo_tls:  the keywords offered after STARTTLS (default: ehlo)
+    inject:    bytes sent right behind the 220 to STARTTLS, in the same
+               write (a man in the middle's reply injection)
     Records commands as (under_tls, line) and messages as dicts
-    {mail, rcpts, data, tls}.  Replies 250 to everything it knows."""
+    {mail, rcpts, data, tls}; AUTH PLAIN and LOGIN are taken whatever the
+    password, and the decoded (authzid, user, password) go to self.auths.
+    Replies 250 to everything else it knows."""
 
     def __init__(self, host="127.0.0.1", port=None, ehlo=("PIPELINING", "8BITMIME"),
-                 ehlo_tls=None, tls_context=None, name="linepeer.test"):
+                 ehlo_tls=None, tls_context=None, name="linepeer.test", inject=b""):
         self.host = host
         self.port = port or relaypeers.free_port(host)
         self.ehlo = list(ehlo)
         self.ehlo_tls = list(ehlo if ehlo_tls is None else ehlo_tls)
         self.ctx = tls_context
         self.name = name
+        self.inject = inject
+        self.auths = []
         self.commands = []
         self.messages = []
         self.connections = 0
@@ -193,11 +199,13 @@ class LinePeer:
             elif verb == "HELO":
                 say("250 " + self.name)
             elif verb == "STARTTLS" and self.ctx and not tls:
-                say("220 2.0.0 go ahead")
+                sock.sendall(b"220 2.0.0 go ahead\r\n" + self.inject)
                 sock = self.ctx.wrap_socket(sock, server_side=True)
                 rf = sock.makefile("rb")
                 tls = True
                 mail, rcpts = None, []
+            elif verb == "AUTH":
+                self._auth(line, rf, say, tls)
             elif verb == "MAIL":
                 mail, rcpts = line, []
                 say("250 2.1.0 Ok")
@@ -230,6 +238,30 @@ class LinePeer:
                 return
             else:
                 say("502 5.5.2 not here")
+
+    def _auth(self, line, rf, say, tls):
+        import base64
+        words = line.split()
+        mech = words[1].upper() if len(words) > 1 else ""
+
+        def answer(prompt):
+            say("334 " + prompt)
+            raw = rf.readline(4096).rstrip(b"\r\n")
+            with self.lock:
+                self.commands.append((tls, raw.decode("ascii", "replace")))
+            return base64.b64decode(raw).decode("utf-8", "replace")
+        if mech == "PLAIN":
+            resp = base64.b64decode(words[2]).decode() if len(words) > 2 else answer("")
+            parts = resp.split("\0")
+            got = (parts + ["", "", ""])[:3]
+        elif mech == "LOGIN":
+            got = ["", answer("VXNlcm5hbWU6"), answer("UGFzc3dvcmQ6")]
+        else:
+            say("504 5.5.4 unknown mechanism")
+            return
+        with self.lock:
+            self.auths.append((mech, tuple(got)))
+        say("235 2.7.0 Authentication successful")
 
     def wait_messages(self, n, timeout=20):
         deadline = time.monotonic() + T(timeout)
@@ -550,6 +582,52 @@ def test_post_tls_ehlo_decides_size():
             assert m.group(2) == "5.3.4", m.group(0)
             assert "exceeds the limit 100 of 127.0.0.3" in m.group(3), m.group(0)
             assert p2.messages == []
+
+
+
+def test_bytes_after_the_starttls_reply_are_dropped():
+    # A reply injected in clear behind the 220 (in the same segment) must
+    # not be read as the answer to the EHLO we send under TLS.
+    with Secrets() as sec:
+        cert, key = petrel.make_cert(sec.dir, name="127.0.0.2")
+        port = relaypeers.free_port("127.0.0.2")
+        inject = b"250-evil.test\r\n250 SIZE 10\r\n"
+        with LinePeer("127.0.0.2", port, ehlo=["PIPELINING"], tls_context=server_context(cert, key),
+                      inject=inject) as p, \
+                client_a(smtp='tls = "encrypt";',
+                         extra='routes = ( { domain = "remote.test"; transport = "smtp"; '
+                               'nexthop = "[127.0.0.2]:%d"; } );' % port) as a:
+            qid = send(a, "u@remote.test", subject="after injection")
+            msgs = p.wait_messages(1)
+            assert msgs[0]["tls"] and b"Subject: after injection" in msgs[0]["data"], msgs
+            status_line(a, qid, "u@remote.test", "sent")
+            a.wait_log(r"smtp: 127\.0\.0\.2\[127\.0\.0\.2\]:%d sent %d bytes after its STARTTLS "
+                       r"reply; dropped" % (port, len(inject)))
+            # the EHLO under TLS got the real reply: nothing went out of step
+            tls_cmds = [l.split()[0].upper() for tls, l in p.commands if tls]
+            assert tls_cmds[:2] == ["EHLO", "MAIL"], p.commands
+
+
+def test_auth_mechanism_from_the_post_tls_ehlo():
+    # In clear the peer offers AUTH PLAIN LOGIN (and no credentials may go
+    # there); under TLS only AUTH LOGIN: the client must use LOGIN, the
+    # password (with its colon) intact.
+    with Secrets() as sec:
+        cert, key = petrel.make_cert(sec.dir, name="127.0.0.2")
+        port = relaypeers.free_port("127.0.0.2")
+        creds = sec.credentials()
+        with LinePeer("127.0.0.2", port, ehlo=["PIPELINING", "AUTH PLAIN LOGIN"],
+                      ehlo_tls=["PIPELINING", "AUTH LOGIN"],
+                      tls_context=server_context(cert, key)) as p, \
+                client_a({"relayhost": "[127.0.0.2]:%d" % port, "relayhost_tls": "starttls",
+                          "relayhost_credentials": creds}) as a:
+            qid = send(a, "u@remote.test", subject="login")
+            p.wait_messages(1)
+            status_line(a, qid, "u@remote.test", "sent")
+            assert p.auths == [("LOGIN", ("", USER, PASSWORD))], p.auths
+            assert not any(l.upper().startswith("AUTH") for tls, l in p.commands if not tls), \
+                p.commands
+            assert PASSWORD not in a.log_text()
 
 
 if __name__ == "__main__":
