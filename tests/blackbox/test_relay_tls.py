@@ -60,16 +60,16 @@ def make_ca(directory):
     return cert, key
 
 
-def make_server_cert(directory, ca, name, tag="srv"):
-    """A server certificate for DNS name `name`, signed by ca = (cert,
-    key): (cert, key) paths."""
+def make_server_cert(directory, ca, name, tag="srv", more_names=()):
+    """A server certificate for DNS name `name` (and more_names), signed
+    by ca = (cert, key): (cert, key) paths."""
     key = os.path.join(directory, tag + ".key")
     csr = os.path.join(directory, tag + ".csr")
     cert = os.path.join(directory, tag + ".pem")
     ext = os.path.join(directory, tag + ".ext")
     with open(ext, "w") as f:
         f.write("basicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\n"
-                "subjectAltName=DNS:%s\n" % name)
+                "subjectAltName=%s\n" % ",".join("DNS:" + n for n in [name] + list(more_names)))
     _openssl("req", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes",
              "-keyout", key, "-out", csr, "-subj", "/CN=" + name)
     _openssl("x509", "-req", "-in", csr, "-CA", ca[0], "-CAkey", ca[1], "-CAcreateserial",
@@ -369,6 +369,32 @@ def test_smarthost_starttls_auth_to_second_petreld():
                 assert PASSWORD not in d.log_text()
 
 
+def test_smarthost_session_reused_under_tls_with_a_large_message():
+    # three messages one after the other go over one TLS session with one
+    # AUTH (RSET between them, under TLS); the middle one is 3 MB, written
+    # through SSL_write's partial writes, and arrives byte for byte
+    with Secrets() as sec, smarthost_b(sec) as b:
+        creds = sec.credentials()
+        big = "".join("line %06d %s\n" % (i, "y" * 60) for i in range(45000))
+        bodies = ["small one\n", big, "small two\n"]
+        with client_a({"relayhost": "[127.0.0.1]:%d" % b.port, "relayhost_tls": "starttls",
+                       "relayhost_credentials": creds},
+                      smtp="connection_reuse_time = 60;") as a:
+            for i, body in enumerate(bodies):
+                qid = petrel.send_one(a.port, "a@localhost", ["u@remote.test"],
+                                      make_message("part %d" % i, body=body))
+                status_line(a, qid, "u@remote.test", "sent", timeout=60)
+                b.wait_delivered("u", i + 1, domain="remote.test", timeout=60)
+            got = b.delivered("u", domain="remote.test")
+            by_subject = {re.search(rb"Subject: (part \d)", g).group(1): g for g in got}
+            body = by_subject[b"part 1"].split(b"\n\n", 1)[1]
+            assert body.replace(b"\r\n", b"\n") == big.encode(), (len(body), len(big))
+            log = b.log_text()
+            assert len(re.findall(r"TLS connection established from", log)) == 1, log
+            assert len(re.findall(r"sasl_username=%s" % USER, log)) == 1, log
+            assert len(re.findall(r"authenticated to ", a.log_text())) == 1
+
+
 def test_smarthost_implicit_tls():
     with Secrets() as sec, smarthost_b(sec, more_listeners=[{"tls": "implicit",
                                                              "auth": True}]) as b:
@@ -463,13 +489,17 @@ def test_verify_refuses_a_self_signed_certificate():
 
 
 def test_verify_accepts_a_certificate_from_the_configured_ca():
-    with Secrets() as sec, _dns(**{"relay.test": "127.0.0.2"}) as dns:
+    # a bracketed next hop (the name checked is relay.test) and the MX of
+    # viamx.test (the name checked is the MX host's), one peer for both
+    port = relaypeers.free_port("127.0.0.2")
+    with Secrets() as sec, Dns(mx={"viamx.test": [(10, "mx1.viamx.test")]},
+                               a={"relay.test": ["127.0.0.2"],
+                                  "mx1.viamx.test": ["127.0.0.2"]}) as dns:
         ca = make_ca(sec.dir)
-        cert, key = make_server_cert(sec.dir, ca, "relay.test")
-        port = relaypeers.free_port("127.0.0.2")
+        cert, key = make_server_cert(sec.dir, ca, "relay.test", more_names=["mx1.viamx.test"])
         with Peer("127.0.0.2", port, tls_context=server_context(cert, key)) as p, \
                 client_a({"resolver": dns.addr},
-                         smtp='tls = "verify"; tls_ca_file = "%s";' % ca[0],
+                         smtp='tls = "verify"; tls_ca_file = "%s"; port = %d;' % (ca[0], port),
                          extra='routes = ( { domain = "remote.test"; transport = "smtp"; '
                                'nexthop = "[relay.test]:%d"; } );' % port) as a:
             qid = send(a, "u@remote.test", subject="verified")
@@ -478,6 +508,31 @@ def test_verify_accepts_a_certificate_from_the_configured_ca():
             assert m.group(1) == "relay.test[127.0.0.2]:%d" % port, m.group(0)
             a.wait_log(r"smtp: TLS with relay\.test\[127\.0\.0\.2\]:%d: TLSv1\.[23] \S+, verified"
                        % port)
+            q2 = send(a, "u@viamx.test", subject="verified by MX")
+            p.wait_messages(2)
+            m = status_line(a, q2, "u@viamx.test", "sent")
+            assert m.group(1) == "mx1.viamx.test[127.0.0.2]:%d" % port, m.group(0)
+            a.wait_log(r"smtp: TLS with mx1\.viamx\.test\[127\.0\.0\.2\]:%d: TLSv1\.[23] \S+, "
+                       r"verified" % port)
+
+
+def test_verify_without_tls_ca_file_uses_the_system_store():
+    # the same certificate, but no tls_ca_file: the system's store does
+    # not know the test CA, so the chain does not verify
+    with Secrets() as sec, _dns(**{"relay.test": "127.0.0.2"}) as dns:
+        ca = make_ca(sec.dir)
+        cert, key = make_server_cert(sec.dir, ca, "relay.test")
+        port = relaypeers.free_port("127.0.0.2")
+        with Peer("127.0.0.2", port, tls_context=server_context(cert, key)) as p, \
+                client_a({"resolver": dns.addr}, smtp='tls = "verify";',
+                         extra='routes = ( { domain = "remote.test"; transport = "smtp"; '
+                               'nexthop = "[relay.test]:%d"; } );' % port) as a:
+            qid = send(a, "u@remote.test")
+            m = status_line(a, qid, "u@remote.test", "deferred")
+            assert re.search(r"certificate verification failed: unable to get local issuer "
+                             r"certificate", m.group(3)), m.group(0)
+            time.sleep(0.3)
+            assert p.messages == []
 
 
 def test_verify_refuses_a_host_name_mismatch():
