@@ -8,7 +8,9 @@
  * (HELO if EHLO is refused), STARTTLS by policy and EHLO again, AUTH when
  * credentials are set (only under TLS).  A refused connection, a
  * timeout, a 4xx/5xx greeting or a failed TLS handshake moves on to the
- * next target; when none is left the owner hears failed().  Once a
+ * next target (under tls = "may" a failed STARTTLS handshake is first
+ * retried once at the same address in clear, as Postfix does); when none
+ * is left the owner hears failed().  Once a
  * session is up the connection asks its owner for jobs (want_job), runs
  * each transaction (pipelined when offered), reports every recipient,
  * sends RSET and asks again, so idle connections are reused.
@@ -80,6 +82,8 @@ struct smtp_conn {
 	SSL *ssl;
 	int ssl_want_write;
 	int tls_on;                         /* the session runs under TLS */
+	int clear_ti;                       /* target whose TLS handshake failed under
+	                                     * "may": its retry goes in clear (-1: none) */
 	int helo_done_tls;                  /* STARTTLS was done on this target */
 	enum state st;
 	unsigned long long deadline;        /* 0: none */
@@ -335,6 +339,7 @@ struct smtp_conn *smtp_conn_new(struct smtp *m, const struct smtp_conn_params *p
 	c->ops = ops;
 	c->arg = arg;
 	c->fd = -1;
+	c->clear_ti = -1;
 	snprintf(c->lasterr, sizeof c->lasterr, "451 4.4.1 no address to connect to");
 	c->next = m->conns;
 	if (m->conns)
@@ -371,6 +376,21 @@ static int tls_start(struct smtp_conn *c)
 	return 0;
 }
 
+/* A failed handshake under "may" (STARTTLS, not implicit TLS): connect
+ * to the same address again and stay in clear there, as Postfix's "may"
+ * does; sending in clear is what the policy allows, and a server whose
+ * TLS is broken would otherwise defer its mail until it expires.
+ * Returns -1 (c is connecting anew, or gone). */
+static int tls_retry_clear(struct smtp_conn *c, const char *why)
+{
+	c->m->host->log(PETREL_LOG_INFO, "smtp: TLS handshake with %s failed: %s; trying again "
+	                "without TLS (tls = \"may\")", c->peer, why);
+	close_fd(c);
+	c->clear_ti = c->ti;
+	conn_try(c);
+	return -1;
+}
+
 static int tls_step(struct smtp_conn *c)
 {
 	ERR_clear_error();
@@ -389,6 +409,8 @@ static int tls_step(struct smtp_conn *c)
 		if (vr != X509_V_OK && c->p.tls == TLS_VERIFY)
 			return target_fail(c, "451 4.7.5 TLS with %s: certificate verification failed: %s",
 			                   c->peer, X509_verify_cert_error_string(vr));
+		if (c->p.tls == TLS_MAY && !c->p.implicit_tls && c->clear_ti != c->ti)
+			return tls_retry_clear(c, buf);
 		return target_fail(c, "451 4.7.5 TLS handshake with %s failed: %s", c->peer, buf);
 	}
 	c->ssl_want_write = 0;
@@ -826,7 +848,7 @@ static void b64(char *out, size_t size, const void *in, size_t n)
 static int after_ehlo(struct smtp_conn *c)
 {
 	enum smtp_tls_policy pol = c->p.tls;
-	if (!c->tls_on && !c->p.implicit_tls && pol != TLS_NONE) {
+	if (!c->tls_on && !c->p.implicit_tls && pol != TLS_NONE && c->clear_ti != c->ti) {
 		if (c->caps & CAP_STARTTLS) {
 			c->st = S_STARTTLS;
 			cmd(c, "STARTTLS");

@@ -26,6 +26,7 @@ import sys
 import tempfile
 import threading
 import time
+import warnings
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import petrel  # noqa: E402
@@ -596,6 +597,45 @@ def test_route_verify_over_module_may():
             p.wait_messages(1)
             status_line(a, q2, "u@lax.test", "sent")
             a.wait_log(r"smtp: TLS with 127\.0\.0\.2\[127\.0\.0\.2\]:%d: TLSv1\.[23] \S+\n" % port)
+
+
+def test_may_retries_in_clear_after_a_failed_handshake():
+    # The peer offers STARTTLS but its TLS stops at 1.1 (we ask for 1.2 or
+    # later): the handshake fails.  "may" connects again and sends in
+    # clear, as Postfix's "may" does; "encrypt" defers.
+    with Secrets() as sec:
+        cert, key = petrel.make_cert(sec.dir, name="127.0.0.2")
+        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        ctx.load_cert_chain(cert, key)
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", DeprecationWarning)
+                ctx.minimum_version = ssl.TLSVersion.TLSv1
+                ctx.maximum_version = ssl.TLSVersion.TLSv1_1
+        except (ValueError, ssl.SSLError) as e:
+            petrel.skip("cannot make a TLS 1.1 server here: %s" % e)
+        port = relaypeers.free_port("127.0.0.2")
+        routes = ('routes = ( { domain = "lax.test"; transport = "smtp"; '
+                  'nexthop = "[127.0.0.2]:%d"; },\n'
+                  '  { domain = "strict.test"; transport = "smtp"; nexthop = "[127.0.0.2]:%d"; '
+                  'tls = "encrypt"; } );' % (port, port))
+        with LinePeer("127.0.0.2", port, tls_context=ctx) as p, \
+                client_a(smtp='tls = "may";', extra=routes) as a:
+            q1 = send(a, "u@lax.test", subject="in clear")
+            msgs = p.wait_messages(1)
+            assert not msgs[0]["tls"], msgs
+            status_line(a, q1, "u@lax.test", "sent")
+            a.wait_log(r"smtp: TLS handshake with 127\.0\.0\.2\[127\.0\.0\.2\]:%d failed: .*; "
+                       r"trying again without TLS" % port)
+            # the retry did not say STARTTLS again
+            starttls = [l for tls, l in p.commands if l.upper() == "STARTTLS"]
+            assert len(starttls) == 1 and p.connections == 2, (p.connections, p.commands)
+            q2 = send(a, "u@strict.test", subject="must be encrypted")
+            m = status_line(a, q2, "u@strict.test", "deferred")
+            assert m.group(2) == "4.7.5" and "TLS handshake with 127.0.0.2" in m.group(3), \
+                m.group(0)
+            time.sleep(0.3)
+            assert len(p.messages) == 1
 
 
 # ---------------------------------------------------------------------------
