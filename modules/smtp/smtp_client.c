@@ -111,6 +111,7 @@ struct smtp_conn {
 	int loop_seen;
 	unsigned long long idle_since;
 	char lasterr[400];
+	char lastat[340];                   /* the server lasterr came from, "" for none */
 	char peer[340];                     /* "name[ip]:port" */
 };
 
@@ -120,6 +121,7 @@ static void conn_io(int fd, int events, void *arg);
 
 struct smtp_conn *smtp_conn_next(const struct smtp_conn *c) { return c->next; }
 void *smtp_conn_owner(const struct smtp_conn *c) { return c->arg; }
+const char *smtp_conn_failed_at(const struct smtp_conn *c) { return c->lastat; }
 int smtp_conn_idle(const struct smtp_conn *c) { return c->st == S_IDLE && !c->job; }
 unsigned long long smtp_conn_idle_since(const struct smtp_conn *c) { return c->idle_since; }
 
@@ -253,6 +255,8 @@ static int target_fail(struct smtp_conn *c, const char *fmt, ...)
 	va_start(ap, fmt);
 	vsnprintf(c->lasterr, sizeof c->lasterr, fmt, ap);
 	va_end(ap);
+	/* a connect that failed reached nobody; anything later came from the peer */
+	snprintf(c->lastat, sizeof c->lastat, "%s", c->st == S_CONNECT ? "" : c->peer);
 	if (c->up) {
 		/* a reused session broke: the job is deferred, the owner opens anew */
 		conn_drop(c, c->lasterr);
@@ -298,16 +302,19 @@ static int conn_try(struct smtp_conn *c)
 		snprintf(c->peer, sizeof c->peer, "%s[%s]:%d", t->name, t->ip, t->port);
 		if (h->is_own_address(t->ip, t->port)) {
 			c->loop_seen = 1;
+			c->lastat[0] = 0;
 			snprintf(c->lasterr, sizeof c->lasterr, "550 5.4.6 %s is this host", c->peer);
 			continue;
 		}
 		c->fd = socket(t->sa.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
 		if (c->fd < 0) {
+			c->lastat[0] = 0;
 			snprintf(c->lasterr, sizeof c->lasterr, "451 4.4.1 socket for %s: %s", c->peer,
 			         strerror(errno));
 			continue;
 		}
 		if (connect(c->fd, (struct sockaddr *)&t->sa, t->salen) < 0 && errno != EINPROGRESS) {
+			c->lastat[0] = 0;
 			snprintf(c->lasterr, sizeof c->lasterr, "451 4.4.1 connect to %s: %s", c->peer,
 			         strerror(errno));
 			h->log(PETREL_LOG_INFO, "smtp: %s", c->lasterr + 10);

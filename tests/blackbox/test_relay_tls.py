@@ -453,6 +453,7 @@ def test_wrong_password_deferred_with_the_smarthost_reply():
                        "relayhost_credentials": creds}) as a:
             qid = send(a, "u@remote.test", subject="bad password")
             m = status_line(a, qid, "u@remote.test", "deferred")
+            assert m.group(1) == "127.0.0.1[127.0.0.1]:%d" % b.port, m.group(0)
             assert m.group(2).startswith("4."), m.group(0)
             assert re.search(r"authentication to 127\.0\.0\.1\[127\.0\.0\.1\]:%d failed: 535 5\.7\.8"
                              % b.port, m.group(3)), m.group(0)
@@ -481,6 +482,7 @@ def test_verify_refuses_a_self_signed_certificate():
                                'nexthop = "[relay.test]:%d"; } );' % port) as a:
             qid = send(a, "u@remote.test")
             m = status_line(a, qid, "u@remote.test", "deferred")
+            assert m.group(1) == "relay.test[127.0.0.2]:%d" % port, m.group(0)
             assert m.group(2) == "4.7.5", m.group(0)
             assert re.search(r"TLS with relay\.test\[127\.0\.0\.2\]:%d: certificate verification "
                              r"failed: self[- ]signed certificate" % port, m.group(3)), m.group(0)
@@ -557,16 +559,21 @@ def test_verify_refuses_a_host_name_mismatch():
 
 def test_encrypt_may_and_a_route_over_the_module_default():
     # one peer that offers no STARTTLS; the module says "encrypt", one
-    # route says "may": mail for that route goes in clear, the rest waits
+    # route says "may": mail for that route goes in clear, the rest waits.
+    # The log names the server that failed (relay=), or relay=none when
+    # no server was reached, as Postfix's does.
     port = relaypeers.free_port("127.0.0.2")
+    closed = relaypeers.free_port("127.0.0.3")
     routes = ('routes = ( { domain = "clear.test"; transport = "smtp"; '
               'nexthop = "[127.0.0.2]:%d"; tls = "may"; },\n'
-              '  { domain = "strict.test"; transport = "smtp"; nexthop = "[127.0.0.2]:%d"; } );'
-              % (port, port))
+              '  { domain = "strict.test"; transport = "smtp"; nexthop = "[127.0.0.2]:%d"; },\n'
+              '  { domain = "closed.test"; transport = "smtp"; nexthop = "[127.0.0.3]:%d"; } );'
+              % (port, port, closed))
     with Peer("127.0.0.2", port) as p, \
             client_a(smtp='tls = "encrypt";', extra=routes) as a:
         q1 = send(a, "u@strict.test", subject="strict")
         m = status_line(a, q1, "u@strict.test", "deferred")
+        assert m.group(1) == "127.0.0.2[127.0.0.2]:%d" % port, m.group(0)
         assert m.group(2) == "4.7.4", m.group(0)
         assert "TLS is required but 127.0.0.2[127.0.0.2]:%d does not offer STARTTLS" % port \
             in m.group(3), m.group(0)
@@ -576,6 +583,15 @@ def test_encrypt_may_and_a_route_over_the_module_default():
         status_line(a, q2, "u@clear.test", "sent")
         assert "smtp: TLS with" not in a.log_text()
         assert q1 in a.queued() and len(p.messages) == 1
+        q3 = send(a, "u@closed.test", subject="refused")
+        m = status_line(a, q3, "u@closed.test", "deferred")
+        assert m.group(1) == "none" and "connect to 127.0.0.3[127.0.0.3]:%d" % closed \
+            in m.group(3), m.group(0)
+        # the destination is dead now: the next message is deferred at
+        # once, with the same reason and relay
+        q4 = send(a, "v@strict.test", subject="strict again")
+        m = status_line(a, q4, "v@strict.test", "deferred")
+        assert m.group(1) == "127.0.0.2[127.0.0.2]:%d" % port, m.group(0)
 
 
 def test_route_verify_over_module_may():
