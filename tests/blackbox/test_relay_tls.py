@@ -432,6 +432,18 @@ def test_credentials_file_readable_by_others_refused():
             assert not started, "petreld started with credentials mode %03o" % mode
             assert "refused: group or others may read" in a.log_text(), a.log_text()
             shutil.rmtree(a.dir, ignore_errors=True)
+        # credentials go only over TLS: with relayhost_tls = "none" they
+        # never would, and the mail would wait until it expired
+        creds = sec.credentials(name="clear")
+        a = client_a({"relayhost": "[127.0.0.1]:2", "relayhost_credentials": creds,
+                      "relayhost_tls": "none"}, start=False)
+        p = subprocess.run([petrel.PETRELD, "-t", "-c", a.conf], env=a.env(),
+                           stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=20)
+        out = p.stdout.decode("utf-8", "replace")
+        assert p.returncode != 0 and re.search(
+            r"petrel\.conf:\d+: relayhost_credentials: credentials go only over TLS, and "
+            r"relayhost_tls is \"none\"", out), out
+        shutil.rmtree(a.dir, ignore_errors=True)
         # 0600 and 0400 are fine
         for mode in (0o600, 0o400):
             creds = sec.credentials(mode=mode, name="ok%o" % mode)
