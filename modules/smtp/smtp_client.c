@@ -246,6 +246,24 @@ static void conn_drop(struct smtp_conn *c, const char *why)
 	conn_free(c);
 }
 
+/* Leaving a server that answered (a refused login, TLS it does not
+ * offer, a 4xx greeting): say QUIT without waiting for the reply, as
+ * Postfix does (smtp_skip_quit_response), so its log shows a client that
+ * left, not a lost connection.  Best effort: only when nothing else is
+ * waiting to be written, never in the middle of a TLS handshake. */
+static void quit_nowait(struct smtp_conn *c)
+{
+	static const char q[] = "QUIT\r\n";
+	if (c->fd < 0 || c->st == S_CONNECT || c->st == S_TLS_HS || c->outoff < c->outlen)
+		return;
+	if (c->tls_on) {
+		ERR_clear_error();
+		(void)SSL_write(c->ssl, q, (int)sizeof q - 1);
+	} else {
+		(void)send(c->fd, q, sizeof q - 1, MSG_NOSIGNAL | MSG_DONTWAIT);
+	}
+}
+
 /* The current target cannot be used: note why, try the next one.
  * Returns -1 (c may be gone). */
 static int target_fail(struct smtp_conn *c, const char *fmt, ...) PETREL_PRINTF(2, 3);
@@ -263,6 +281,7 @@ static int target_fail(struct smtp_conn *c, const char *fmt, ...)
 		return -1;
 	}
 	c->m->host->log(PETREL_LOG_INFO, "smtp: %s", c->lasterr + (strlen(c->lasterr) > 10 ? 10 : 0));
+	quit_nowait(c);
 	close_fd(c);
 	c->ti++;
 	conn_try(c);

@@ -470,6 +470,10 @@ def test_wrong_password_deferred_with_the_smarthost_reply():
             assert re.search(r"authentication to 127\.0\.0\.1\[127\.0\.0\.1\]:%d failed: 535 5\.7\.8"
                              % b.port, m.group(3)), m.group(0)
             b.wait_log(r"SASL PLAIN authentication failed")
+            # A said QUIT before it left (it did not just drop the line)
+            m = b.wait_log(r"disconnect from \[127\.0\.0\.1\]:\d+ (.*)")
+            assert re.search(r"\bquit=1\b", m.group(1)) and "auth=" in m.group(1), m.group(0)
+            assert "lost connection" not in b.log_text()
             time.sleep(0.5)
             assert qid in a.queued()
             assert "status=bounced" not in a.log_text()
