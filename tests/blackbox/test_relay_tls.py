@@ -115,6 +115,41 @@ class Secrets:
 # ---------------------------------------------------------------------------
 # a raw SMTP peer that records command lines
 
+class _Lines:
+    """Lines from a socket (plain or TLS) with our own buffer, so we can
+    tell whether more input is already waiting (more())."""
+
+    def __init__(self, sock):
+        self.sock = sock
+        self.buf = b""
+
+    def readline(self, limit):
+        while b"\n" not in self.buf and len(self.buf) < limit:
+            chunk = self.sock.recv(65536)
+            if not chunk:
+                break
+            self.buf += chunk
+        i = self.buf.find(b"\n")
+        n = i + 1 if 0 <= i < limit else min(limit, len(self.buf))
+        line, self.buf = self.buf[:n], self.buf[n:]
+        return line
+
+    def more(self):
+        if self.buf:
+            return True
+        self.sock.setblocking(False)
+        try:
+            chunk = self.sock.recv(65536)
+        except (BlockingIOError, ssl.SSLWantReadError):
+            chunk = None
+        finally:
+            self.sock.setblocking(True)
+        if chunk:
+            self.buf += chunk
+            return True
+        return False
+
+
 class LinePeer:
     """A small SMTP server on host:port, one thread per connection.
 
@@ -137,6 +172,7 @@ class LinePeer:
         self.ctx = tls_context
         self.name = name
         self.inject = inject
+        self.mail_followed = []     # (under_tls, bytes were waiting behind MAIL)
         self.auths = []
         self.commands = []
         self.messages = []
@@ -173,7 +209,7 @@ class LinePeer:
                 pass
 
     def _session(self, sock):
-        rf = sock.makefile("rb")
+        rf = _Lines(sock)
         tls = False
 
         def say(text):
@@ -202,12 +238,17 @@ class LinePeer:
             elif verb == "STARTTLS" and self.ctx and not tls:
                 sock.sendall(b"220 2.0.0 go ahead\r\n" + self.inject)
                 sock = self.ctx.wrap_socket(sock, server_side=True)
-                rf = sock.makefile("rb")
+                rf = _Lines(sock)
                 tls = True
                 mail, rcpts = None, []
             elif verb == "AUTH":
                 self._auth(line, rf, say, tls)
             elif verb == "MAIL":
+                # was more sent behind MAIL before we replied?  (only a
+                # client that pipelines does that)
+                time.sleep(0.1)
+                with self.lock:
+                    self.mail_followed.append((tls, rf.more()))
                 mail, rcpts = line, []
                 say("250 2.1.0 Ok")
             elif verb == "RCPT":
@@ -755,6 +796,37 @@ def test_auth_mechanism_from_the_post_tls_ehlo():
             assert not any(l.upper().startswith("AUTH") for tls, l in p.commands if not tls), \
                 p.commands
             assert PASSWORD not in a.log_text()
+
+
+def test_post_tls_ehlo_decides_pipelining():
+    # PIPELINING offered only in clear: under TLS the client must wait for
+    # each reply.  The control peer offers it only under TLS, and there
+    # RCPT and DATA must follow MAIL at once (which shows the peer can
+    # tell).
+    with Secrets() as sec:
+        cert, key = petrel.make_cert(sec.dir, name="127.0.0.2")
+        ctx = server_context(cert, key)
+        port = relaypeers.free_port("127.0.0.2")
+        port2 = relaypeers.free_port("127.0.0.3")
+        routes = ('routes = ( { domain = "clear-only.test"; transport = "smtp"; '
+                  'nexthop = "[127.0.0.2]:%d"; },\n'
+                  '  { domain = "tls-only.test"; transport = "smtp"; '
+                  'nexthop = "[127.0.0.3]:%d"; } );' % (port, port2))
+        with LinePeer("127.0.0.2", port, ehlo=["PIPELINING"], ehlo_tls=["8BITMIME"],
+                      tls_context=ctx) as p1, \
+                LinePeer("127.0.0.3", port2, ehlo=["8BITMIME"], ehlo_tls=["PIPELINING"],
+                         tls_context=ctx) as p2, \
+                client_a(smtp='tls = "encrypt";', extra=routes) as a:
+            q1 = petrel.send_one(a.port, "a@localhost", ["u@clear-only.test", "v@clear-only.test"],
+                                 make_message("no pipelining"))
+            q2 = petrel.send_one(a.port, "a@localhost", ["u@tls-only.test", "v@tls-only.test"],
+                                 make_message("pipelining"))
+            p1.wait_messages(1)
+            p2.wait_messages(1)
+            status_line(a, q1, "u@clear-only.test", "sent")
+            status_line(a, q2, "u@tls-only.test", "sent")
+            assert p1.mail_followed == [(True, False)], p1.mail_followed
+            assert p2.mail_followed == [(True, True)], p2.mail_followed
 
 
 if __name__ == "__main__":
