@@ -672,6 +672,29 @@ def test_route_verify_over_module_may():
             a.wait_log(r"smtp: TLS with 127\.0\.0\.2\[127\.0\.0\.2\]:%d: TLSv1\.[23] \S+\n" % port)
 
 
+def test_none_never_says_starttls():
+    # tls = "none" in the module: no STARTTLS even when offered; a route
+    # with tls = "may" to the same peer uses it
+    with Secrets() as sec:
+        cert, key = petrel.make_cert(sec.dir, name="127.0.0.2")
+        port = relaypeers.free_port("127.0.0.2")
+        routes = ('routes = ( { domain = "plain.test"; transport = "smtp"; '
+                  'nexthop = "[127.0.0.2]:%d"; },\n'
+                  '  { domain = "tls.test"; transport = "smtp"; nexthop = "[127.0.0.2]:%d"; '
+                  'tls = "may"; } );' % (port, port))
+        with LinePeer("127.0.0.2", port, tls_context=server_context(cert, key)) as p, \
+                client_a(smtp='tls = "none";', extra=routes) as a:
+            q1 = send(a, "u@plain.test", subject="plain")
+            msgs = p.wait_messages(1)
+            status_line(a, q1, "u@plain.test", "sent")
+            assert not msgs[0]["tls"] and not any(l.upper() == "STARTTLS" for _, l in p.commands), \
+                p.commands
+            q2 = send(a, "u@tls.test", subject="tls")
+            msgs = p.wait_messages(2)
+            status_line(a, q2, "u@tls.test", "sent")
+            assert msgs[1]["tls"], msgs[1]
+
+
 def test_may_retries_in_clear_after_a_failed_handshake():
     # The peer offers STARTTLS but its TLS stops at 1.1 (we ask for 1.2 or
     # later): the handshake fails.  "may" connects again and sends in
