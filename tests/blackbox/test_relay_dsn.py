@@ -135,5 +135,35 @@ def test_relayed_report_through_a_peer_without_dsn():
                    % (qid, port))
 
 
+def _status_parts(text):
+    """The per-recipient groups of a report's message/delivery-status part."""
+    part = text.split("message/delivery-status", 1)[1]
+    part = re.split(r"\n--", part, 1)[0]
+    return [g for g in re.split(r"\r?\n\r?\n", part) if "Final-Recipient:" in g]
+
+
+def test_relayed_and_bounced_in_one_message():
+    # one recipient relayed with NOTIFY=SUCCESS, one refused (550) by the
+    # same peer without DSN: each is reported once, with its own action,
+    # and nothing is reported for a third that asked for nothing
+    port = relaypeers.free_port("127.0.0.2")
+    with Peer("127.0.0.2", port, script={"RCPT": {"f@remote.test": "550 5.1.1 no such user"}}) as p, \
+            relay_daemon(port) as d:
+        qid = send(d, "", [("s@remote.test", "NOTIFY=SUCCESS"), ("f@remote.test", ""),
+                           ("plain@remote.test", "")], subject="mixed")
+        msgs = p.wait_messages(1)
+        assert sorted(msgs[0][1]) == ["plain@remote.test", "s@remote.test"], msgs
+        d.wait_log(r"%s: removed" % qid, timeout=20)
+        d.wait_delivered("a", 1, timeout=20)
+        time.sleep(1)
+        groups = []
+        for f in d.delivered("a"):
+            groups += _status_parts(f.decode("utf-8", "replace"))
+        seen = sorted((re.search(r"Final-Recipient: rfc822; (\S+)", g).group(1),
+                       re.search(r"Action: (\S+)", g).group(1)) for g in groups)
+        assert seen == [("f@remote.test", "failed"), ("s@remote.test", "relayed")], (seen, groups)
+        assert any("Diagnostic-Code: smtp; 550 5.1.1 no such user" in g for g in groups), groups
+
+
 if __name__ == "__main__":
     petrel.main()
