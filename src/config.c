@@ -957,6 +957,12 @@ struct config *config_load(const char *path, struct buf *errs)
 		c->retry_max = c->retry_initial;
 	if (c->relayhost)       /* relayhost_tls and _credentials apply to it only */
 		relay_route_build(c);
+	if (c->relayhost && c->relayhost_credentials && c->relayhost_tls &&
+	    !strcmp(c->relayhost_tls, "none"))
+		/* the smtp client sends credentials only under TLS: the mail
+		 * would wait for a login that never happens until it expires */
+		config_error_at(c, config_lookup(&c->cfg, "relayhost_credentials"), errs,
+		                "credentials go only over TLS, and relayhost_tls is \"none\"");
 	char *abs = absolute(c->spool);
 	free(c->spool);
 	c->spool = abs;
