@@ -6,11 +6,12 @@
  * Start-up: read and check the configuration; load the modules it names
  * (stages, filters, router, every module with a block, maildir); load
  * the TLS key pairs and the AUTH password file (root-only files work, and
- * -t checks them too); bind the listeners; give the spool to 'user' (the
- * one path root changes, opened without following links) and drop
- * privileges (the control socket, SPOOL/control, is bound just before,
- * in the spool given to the user); open the spool, lock SPOOL/petreld.pid
- * (a second petreld on the spool stops) and
+ * -t checks them too); bind the listeners (and metrics_listen); give
+ * the spool to 'user' (the one path root changes, opened without
+ * following links) and drop privileges (the control socket,
+ * SPOOL/control, is bound just before, in the spool given to the user);
+ * open the spool, lock SPOOL/petreld.pid (a second petreld on the spool
+ * stops) and
  * recover what the spool holds; run the loop.  SIGTERM: stop accepting, answer 421 to idle sessions, let
  * messages being committed finish (their 250 is sent), let deliveries in
  * flight finish, then exit 0.  What is queued stays queued.
@@ -20,6 +21,7 @@
 #include "config.h"
 #include "control.h"
 #include "log.h"
+#include "metrics.h"
 #include "module_load.h"
 #include "queue.h"
 #include "server.h"
@@ -552,8 +554,9 @@ int main(int argc, char **argv)
 	}
 	if (!foreground && daemon(0, 0) < 0)
 		log_fatal("daemon: %m");
-	if (listeners_open(srv, &errs) < 0 || spool_prepare(cfg, &errs) < 0 ||
-	    !(srv->control = control_open(srv, &errs)) || drop_privileges(cfg, &errs) < 0 ||
+	if (listeners_open(srv, &errs) < 0 || metrics_open(srv, &errs) < 0 ||
+	    spool_prepare(cfg, &errs) < 0 || !(srv->control = control_open(srv, &errs)) ||
+	    drop_privileges(cfg, &errs) < 0 ||
 	    !(srv->spool = spool_open(cfg->spool, srv->loop, &errs))) {
 		fputs(errs.data ? errs.data : "start-up failed\n", stderr);
 		log_error("%s", errs.data ? errs.data : "start-up failed");
@@ -608,6 +611,7 @@ int main(int argc, char **argv)
 	notify_systemd("READY=1\nSTATUS=accepting mail");
 	ev_run(srv->loop);
 	control_free(&srv->control);
+	metrics_close(srv);
 	workers_stop(&srv->workers);
 	workers_stop(&srv->filter_workers);
 	auth_throttle_free(&srv->auth_throttle);
