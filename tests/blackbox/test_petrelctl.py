@@ -117,6 +117,11 @@ def test_queue_show_and_stats():
             assert isinstance(st[key], int), (key, st)
         assert set(st["rejected"]) == {"recipient", "filter", "size", "protocol", "policy", "other"}
         assert st["listeners"][0]["listen"].endswith(":%d" % d.port), st
+        # the counters of the metrics store (stats_snapshot): what was sent
+        assert st["received"] == 2 and st["listeners"][0]["received"] == 2, st
+        assert st["connections"] >= 2 and st["bytes_in"] > 0, st
+        (maildir,) = [t for t in st["transports"] if t["name"] == "maildir"]
+        assert maildir["deferred"] == 2 and maildir["delivered"] == 0, st
         assert "queue.deferred: 2" in ok(d, "stats")
 
 
