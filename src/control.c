@@ -632,10 +632,14 @@ static void next_request(struct client *cl)
 	}
 	*nl = 0;
 	size_t used = (size_t)(nl - cl->in) + 1;
+	bool nul = memchr(cl->in, 0, used - 1) != NULL;
 	if (nl > cl->in && nl[-1] == '\r')
 		nl[-1] = 0;
 	cl->busy = true;
-	handle(cl, cl->in);
+	if (nul)
+		reply_err(cl, "usage", "a NUL byte in the request");
+	else
+		handle(cl, cl->in);
 	memmove(cl->in, cl->in + used, cl->inlen - used);
 	cl->inlen -= used;
 }

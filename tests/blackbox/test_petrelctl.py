@@ -19,6 +19,7 @@ import json
 import os
 import pty
 import pwd
+import random
 import select
 import socket
 import stat
@@ -302,6 +303,21 @@ def test_protocol_bounds():
         s.sendall(b"queue " + b"x" * 5000)
         (err,) = read_lines(s, until_final=False)
         assert err["code"] == "too_long", err
+        s.close()
+        # hostile lines, each answered with an error, the daemon unharmed
+        rnd = random.Random(9)
+        s = raw(d)
+        bad = [b"queue\0 x", b"show " + b" ".join([b"A"] * 2000), b"hold " + b"Z" * 40,
+               b"delete ../hold/x", b"\xff\xfe", b"flush " + b"\x01" * 10, b"stats now"]
+        bad += [bytes(rnd.randrange(1, 256) for _ in range(rnd.randrange(1, 300))).replace(b"\n", b"")
+                for _ in range(40)]
+        for line in bad:
+            s.sendall(line + b"\n")
+            finals = []
+            while not finals:
+                finals = [x for x in read_lines(s) if "ok" in x]
+            assert finals[-1]["ok"] is False and finals[-1]["code"] in ("usage", "unknown_qid"), \
+                (line, finals)
         s.close()
         idle = [raw(d) for _ in range(4)]
         s = raw(d)
