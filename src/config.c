@@ -17,6 +17,7 @@
 #include <string.h>
 #include <strings.h>
 #include <sys/stat.h>
+#include <sys/un.h>
 #include <unistd.h>
 
 #ifndef PETREL_MODULEDIR
@@ -52,7 +53,7 @@ struct setting {
 };
 
 static setter_fn set_listeners, set_relay, set_domains, set_modules, set_routes, set_relayhost,
-	set_relayhost_tls, set_resolver, set_credentials;
+	set_relayhost_tls, set_resolver, set_credentials, set_pickup;
 static void free_strv(char ***v, int n);
 
 #define OFF(f) offsetof(struct config, f)
@@ -172,6 +173,9 @@ static const struct setting settings[] = {
 	  .help = "milliseconds the greeting waits; a client that talks before it gets 554 and is "
 	          "closed (default 1000; 0: only input that came while connect hooks ran; "
 	          "relay_networks are exempt)" },
+	{ .name = "pickup_socket", .type = T_STRING, .offset = OFF(pickup_socket), .set = set_pickup,
+	  .help = "Unix socket where petrel-sendmail hands over local mail, open to every local user "
+	          "(relative: inside the spool; default \"public/pickup\"; \"\": none)" },
 	{ .name = "modules", .type = T_GROUP, .set = set_modules,
 	  .help = "one block per module with that module's own settings" },
 };
@@ -613,6 +617,17 @@ static int set_relayhost_tls(struct config *c, const struct setting *st, config_
 	return 0;
 }
 
+/* pickup_socket: a path, or "" for none (which T_STRING refuses) */
+static int set_pickup(struct config *c, const struct setting *st, config_setting_t *s,
+                      struct buf *errs)
+{
+	(void)st;
+	(void)errs;
+	free(c->pickup_socket);
+	c->pickup_socket = xstrdup(config_setting_get_string(s));
+	return 0;
+}
+
 static int set_credentials(struct config *c, const struct setting *st, config_setting_t *s,
                            struct buf *errs)
 {
@@ -815,6 +830,7 @@ static void set_defaults(struct config *c)
 	hn[sizeof hn - 1] = 0;
 	c->hostname = xstrdup(hn);
 	c->spool = xstrdup("/var/spool/petrel");
+	c->pickup_socket = xstrdup("public/pickup");
 	c->router = xstrdup("router");
 	c->message_size_limit = 10240000;
 	c->recipient_limit = 1000;
@@ -931,6 +947,20 @@ struct config *config_load(const char *path, struct buf *errs)
 	char *abs = absolute(c->spool);
 	free(c->spool);
 	c->spool = abs;
+	if (*c->pickup_socket)
+		c->pickup_path = c->pickup_socket[0] == '/' ? xstrdup(c->pickup_socket)
+		                 : xasprintf("%s/%s", c->spool, c->pickup_socket);
+	if (c->pickup_path && strlen(c->pickup_path) >= sizeof ((struct sockaddr_un *)0)->sun_path) {
+		config_setting_t *where = config_lookup(&c->cfg, "pickup_socket");
+		if (where)
+			config_error_at(c, where, errs, "the path %s is too long for a Unix socket (%zu "
+			                "bytes at most)", c->pickup_path,
+			                sizeof ((struct sockaddr_un *)0)->sun_path - 1);
+		else
+			buf_addf(errs, "%s:0: pickup_socket: the default path %s is too long for a Unix "
+			         "socket (%zu bytes at most): set pickup_socket\n", c->file, c->pickup_path,
+			         sizeof ((struct sockaddr_un *)0)->sun_path - 1);
+	}
 	c->module_path_conf = xstrdup(c->module_path ? c->module_path : PETREL_MODULEDIR);
 	const char *envp = getenv("PETREL_MODULE_PATH");
 	if (envp && *envp) {
@@ -973,6 +1003,8 @@ void config_free(struct config **cp)
 	free(c->file);
 	free(c->hostname);
 	free(c->spool);
+	free(c->pickup_socket);
+	free(c->pickup_path);
 	free(c->user);
 	free(c->router);
 	free(c->module_path);
@@ -1076,7 +1108,8 @@ void config_render(config_setting_t *s, int indent, struct buf *o)
  * it is unset (a NULL string). */
 static bool render_setting(const struct config *c, const struct setting *st, struct buf *o)
 {
-	if (st->set) {
+	/* a string with its own setter and a field (pickup_socket) shows the field */
+	if (st->set && !(st->type == T_STRING && st->offset)) {
 		config_setting_t *s = config_lookup(&c->cfg, st->name);
 		if (s)
 			config_render(s, 0, o);
@@ -1143,6 +1176,7 @@ void config_show(const struct config *c, enum config_show how, bool with_modules
 	d.cfg = (config_t){0};
 	free(d.hostname);
 	free(d.spool);
+	free(d.pickup_socket);
 	free(d.router);
 	free(d.module_path_conf);
 }
