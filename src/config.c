@@ -53,7 +53,8 @@ struct setting {
 };
 
 static setter_fn set_listeners, set_relay, set_domains, set_modules, set_routes, set_relayhost,
-	set_relayhost_tls, set_resolver, set_credentials, set_pickup;
+	set_relayhost_tls, set_resolver, set_credentials, set_pickup,
+	set_metrics_listen;
 static void free_strv(char ***v, int n);
 
 #define OFF(f) offsetof(struct config, f)
@@ -176,6 +177,10 @@ static const struct setting settings[] = {
 	{ .name = "pickup_socket", .type = T_STRING, .offset = OFF(pickup_socket), .set = set_pickup,
 	  .help = "Unix socket where petrel-sendmail hands over local mail, open to every local user "
 	          "(relative: inside the spool; default \"public/pickup\"; \"\": none)" },
+	/* operations (issue 10) */
+	{ .name = "metrics_listen", .type = T_STRING, .set = set_metrics_listen,
+	  .help = "\"ADDR:PORT\" (IPv4 or [IPv6]) where GET /metrics serves the counters in the "
+	          "Prometheus/OpenMetrics text format; unset or \"\": off (the default)" },
 	{ .name = "modules", .type = T_GROUP, .set = set_modules,
 	  .help = "one block per module with that module's own settings" },
 };
@@ -508,6 +513,12 @@ static void listeners_resolve(struct config *c, struct buf *errs)
 		if (l->auth && l->tls == TLS_NONE && !l->auth_cleartext)
 			config_error_at(c, auth, errs, "AUTH is offered under TLS only: set tls, or "
 			                "auth_cleartext = true to allow passwords in clear text");
+		/* the msa stage takes mail from logged-in users only (RFC 6409 4.3):
+		 * without AUTH every MAIL would get 530 */
+		if (l->stage && !strcmp(l->stage, "msa") && !l->auth)
+			config_error_at(c, config_setting_get_member(l->setting, "stage"), errs,
+			                "stage \"msa\" takes mail from logged-in users only: set auth = true "
+			                "(and tls = \"starttls\" or \"implicit\")");
 	}
 }
 
@@ -583,6 +594,25 @@ static int set_resolver(struct config *c, const struct setting *st, config_setti
 	}
 	free(c->resolver);
 	c->resolver = xstrdup(v);
+	return 0;
+}
+
+/* metrics_listen: checked like a listener's address, bound by metrics.c */
+static int set_metrics_listen(struct config *c, const struct setting *st, config_setting_t *s,
+                              struct buf *errs)
+{
+	(void)st;
+	const char *v = config_setting_get_string(s), *why;
+	struct sockaddr_storage ss;
+	socklen_t len;
+	if (!*v)                /* "": off */
+		return 0;
+	if (config_parse_listen(v, &ss, &len, &why) < 0) {
+		config_error_at(c, s, errs, "'%s': %s (\"127.0.0.1:9154\", \"[::1]:9154\")", v, why);
+		return -1;
+	}
+	free(c->metrics_listen);
+	c->metrics_listen = xstrdup(v);
 	return 0;
 }
 
@@ -1013,6 +1043,7 @@ void config_free(struct config **cp)
 	free(c->tls_key_file);
 	free(c->auth_passwords);
 	free(c->resolver);
+	free(c->metrics_listen);
 	for (int i = 0; i < c->nroutes; i++)
 		route_clear(&c->routes[i]);
 	free(c->routes);

@@ -103,6 +103,7 @@ struct config {
 	int greet_pause;                /* ms before the greeting (early talkers get 554), 0: none */
 	char *pickup_socket;            /* as written ("": none) */
 	char *pickup_path;              /* ... absolute (relative: inside the spool); NULL: none */
+	char *metrics_listen;           /* "ADDR:PORT" of GET /metrics, NULL: off (metrics.c) */
 	config_t cfg;                   /* the parsed tree */
 };
 

@@ -17,6 +17,7 @@
  */
 #include "log.h"
 #include "server.h"
+#include "stats.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -91,6 +92,7 @@ static void on_accept(struct ev_loop *loop, int fd, int mask, void *arg)
 				return;
 			}
 		}
+		stats_connection((int)(l - srv->listeners));
 		session_accept(srv, l, c);
 	}
 }

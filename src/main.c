@@ -6,8 +6,9 @@
  * Start-up: read and check the configuration; load the modules it names
  * (stages, filters, router, every module with a block, maildir); load
  * the TLS key pairs and the AUTH password file (root-only files work, and
- * -t checks them too); bind the listeners; give the spool to 'user' (the
- * one path root changes, opened without following links) and drop
+ * -t checks them too); bind the listeners (and metrics_listen); give
+ * the spool to 'user' (the one path root changes, opened without
+ * following links) and drop
  * privileges; open the spool, lock SPOOL/petreld.pid (petrelctl trusts
  * the pid only with the lock; a second petreld on the spool stops) and
  * recover what the spool holds; run the loop.  SIGTERM: stop accepting, answer 421 to idle sessions, let
@@ -18,6 +19,7 @@
 #include "auth_throttle.h"
 #include "config.h"
 #include "log.h"
+#include "metrics.h"
 #include "module_load.h"
 #include "queue.h"
 #include "server.h"
@@ -541,7 +543,8 @@ int main(int argc, char **argv)
 	}
 	if (!foreground && daemon(0, 0) < 0)
 		log_fatal("daemon: %m");
-	if (listeners_open(srv, &errs) < 0 || drop_privileges(cfg, &errs) < 0 ||
+	if (listeners_open(srv, &errs) < 0 || metrics_open(srv, &errs) < 0 ||
+	    drop_privileges(cfg, &errs) < 0 ||
 	    !(srv->spool = spool_open(cfg->spool, srv->loop, &errs))) {
 		fputs(errs.data ? errs.data : "start-up failed\n", stderr);
 		log_error("%s", errs.data ? errs.data : "start-up failed");
@@ -598,6 +601,7 @@ int main(int argc, char **argv)
 	 * accepted from here on (backlog until the loop runs) */
 	notify_systemd("READY=1\nSTATUS=accepting mail");
 	ev_run(srv->loop);
+	metrics_close(srv);
 	workers_stop(&srv->workers);
 	workers_stop(&srv->filter_workers);
 	auth_throttle_free(&srv->auth_throttle);

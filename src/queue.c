@@ -50,6 +50,7 @@
 #include "server.h"
 #include "smtp_parse.h"
 #include "spool.h"
+#include "stats.h"
 #include "worker.h"
 
 #include <dirent.h>
@@ -152,6 +153,9 @@ void delivery_apply(struct petrel_delivery *dl, int i, int r, const char *text)
 		snprintf(orig, sizeof orig, ", orig_to=<%s>", d->orig);
 	dsn_code(text, r, code);
 	double now = now_f(), b = dl->start - m->arrival_precise;
+	stats_outcome(stats_transport_slot(d->transport), r == PETREL_DEFER ? STATS_DEFERRED
+	              : r == PETREL_BOUNCE ? STATS_BOUNCED : STATS_DELIVERED, m->size,
+	              now - m->arrival_precise);
 	log_info("%s: to=<%s>%s, relay=%s, delay=%.2f, delays=0/%.2f/0/%.2f, dsn=%s, status=%s (%s)",
 	         m->qid, d->address, orig, dl->relay[0] ? dl->relay : d->transport,
 	         now - m->arrival_precise, b > 0 ? b : 0, now - dl->start, code,
@@ -346,6 +350,8 @@ static void expire(struct qmsg *m)
 			continue;
 		d->status = Q_BOUNCED;
 		d->expired = true;
+		stats_outcome(stats_transport_slot(d->transport), STATS_BOUNCED, 0,
+		              difftime(time(NULL), m->arrival));
 		if (m->fd >= 0 && pwrite(m->fd, "B", 1, d->status_off) != 1)
 			log_error("%s: cannot record bounce: %m", m->qid);
 		log_info("%s: to=<%s>, relay=%s, delay=%.0f, dsn=4.4.7, status=bounced "
@@ -748,6 +754,21 @@ void queue_stop(struct queue *q)
 int queue_active(const struct queue *q)
 {
 	return q->active_sync + q->ndeliveries;
+}
+
+void queue_gauges(const struct queue *q, int64_t *active, int64_t *deferred, time_t *oldest)
+{
+	*active = *deferred = 0;
+	*oldest = 0;
+	for (int i = 0; i < q->nall; i++) {
+		const struct qmsg *m = q->all[i];
+		if (m->inflight || m->on_run)
+			++*active;
+		else
+			++*deferred;
+		if (!*oldest || m->arrival < *oldest)
+			*oldest = m->arrival;
+	}
 }
 
 int queue_size(const struct queue *q)

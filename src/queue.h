@@ -111,6 +111,10 @@ int queue_active(const struct queue *q);            /* deliveries in flight */
  * not hold yet (released from hold/), and retry every deferred message now. */
 void queue_rescan(struct queue *q);
 int queue_size(const struct queue *q);              /* messages held */
+/* For the metrics endpoint (loop thread): messages in an attempt or due
+ * now, messages waiting for a retry, and the earliest arrival of any
+ * (0: the queue is empty).  A walk over the messages held. */
+void queue_gauges(const struct queue *q, int64_t *active, int64_t *deferred, time_t *oldest);
 /* The daemon is stopping: asynchronous transports finish or abandon what
  * they hold (their stop()), so that queue_active() drops to 0. */
 void queue_stop(struct queue *q);

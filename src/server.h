@@ -52,6 +52,7 @@ struct server {
 	int nold_auth_dbs;
 	struct workers *filter_workers;    /* modules' blocking work, password hashing */
 	struct auth_throttle *auth_throttle;   /* AUTH per client address (smtp_auth.c), made at first use */
+	struct metrics *metrics;           /* GET /metrics and the spool gauges' timer (metrics.c) */
 	struct petrel_session *sessions;   /* doubly linked */
 	int nsessions;
 	struct conn_counts clients;        /* sessions per client (client_connection_limit) */
