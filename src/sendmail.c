@@ -531,9 +531,19 @@ static int refusal(int code, bool rcpt)
 	return rcpt ? EX_NOUSER : EX_DATAERR;
 }
 
+/* QUIT, and a few seconds for the 221: the outcome is already decided,
+ * so whatever comes back (or nothing) changes nothing. */
 static void quit(struct conn *c)
 {
-	sendf(c, "QUIT\r\n");
+	if (send(c->fd, "QUIT\r\n", 6, MSG_NOSIGNAL) == 6) {
+		char b[512];
+		struct pollfd p = { .fd = c->fd, .events = POLLIN };
+		while (poll(&p, 1, 5000) > 0) {
+			ssize_t n = recv(c->fd, b, sizeof b, 0);
+			if (n <= 0 || memchr(b, '\n', (size_t)n))
+				break;
+		}
+	}
 	close(c->fd);
 }
 
@@ -712,48 +722,109 @@ refused:
 }
 
 /* -bs: the caller speaks SMTP; bytes are passed both ways, a bare LF from
- * the caller made CRLF (the daemon is strict about line ends). */
+ * the caller made CRLF (the daemon is strict about line ends).  A caller
+ * that writes a whole session at once (a script) would send the message
+ * before the 354 the daemon insists on (RFC 2920: DATA ends a pipelined
+ * group): after a DATA line the caller's input waits for the reply. */
+struct bs {
+	struct conn c;
+	struct buf pend;            /* caller's input not yet sent */
+	bool eof, waiting, in_data;
+	unsigned long asked;        /* replies due: the greeting, each command, each message */
+	unsigned long answered;     /* final reply lines seen */
+	char rline[8];              /* the start of the server's current line */
+	size_t rlen;
+};
+
+static void bs_server_bytes(struct bs *b, const char *p, size_t n)
+{
+	for (size_t i = 0; i < n; i++) {
+		if (p[i] == '\n') {
+			if (b->rlen >= 4 && b->rline[3] == ' ' && ++b->answered == b->asked &&
+			    b->waiting) {
+				/* the reply to the DATA itself */
+				b->waiting = false;
+				b->in_data = !memcmp(b->rline, "354", 3);
+			}
+			b->rlen = 0;
+		} else if (b->rlen < sizeof b->rline)
+			b->rline[b->rlen++] = p[i];
+	}
+}
+
+/* Send the pending complete lines (all of it at EOF) until a DATA. */
+static void bs_pump(struct bs *b)
+{
+	size_t off = 0;
+	while (!b->waiting && off < b->pend.len) {
+		const char *l = b->pend.data + off;
+		const char *nl = memchr(l, '\n', b->pend.len - off);
+		if (!nl && !b->eof && b->pend.len - off < CHUNK)
+			break;
+		size_t k = nl ? (size_t)(nl - l) + 1 : b->pend.len - off;
+		size_t body = k - (nl ? 1 : 0);
+		if (body && l[body - 1] == '\r')
+			body--;
+		if (b->in_data) {
+			if (body == 1 && l[0] == '.') {
+				b->in_data = false;
+				b->asked++;     /* the message's reply */
+			}
+		} else {
+			b->asked++;
+			if (body >= 4 && !strncasecmp(l, "DATA", 4) && (body == 4 || l[4] == ' '))
+				b->waiting = true;
+		}
+		send_all(&b->c, l, body);
+		if (nl)
+			send_all(&b->c, "\r\n", 2);
+		off += k;
+	}
+	memmove(b->pend.data, b->pend.data + off, b->pend.len - off);
+	b->pend.len -= off;
+}
+
 static int smtp_stdin(const struct config *cfg)
 {
-	int fd = pickup_connect(cfg);
-	char b[CHUNK], o[2 * CHUNK];
-	bool in_open = true, last_cr = false;
+	struct bs b = { .c.fd = pickup_connect(cfg), .asked = 1 };
+	char buf[CHUNK];
 	for (;;) {
-		struct pollfd p[2] = { { .fd = fd, .events = POLLIN }, { .fd = 0, .events = POLLIN } };
-		if (poll(p, in_open ? 2 : 1, -1) < 0) {
+		bool want_in = !b.eof && !b.waiting && b.pend.len < 4 * CHUNK;
+		struct pollfd p[2] = { { .fd = b.c.fd, .events = POLLIN }, { .fd = 0, .events = POLLIN } };
+		if (poll(p, want_in ? 2 : 1, -1) < 0) {
 			if (errno == EINTR)
 				continue;
 			return EX_OSERR;
 		}
 		if (p[0].revents) {
-			ssize_t n = recv(fd, b, sizeof b, 0);
+			ssize_t n = recv(b.c.fd, buf, sizeof buf, 0);
 			if (n <= 0)
-				return 0;
+				break;
+			bs_server_bytes(&b, buf, (size_t)n);
 			for (ssize_t k = 0; k < n;) {
-				ssize_t w = write(1, b + k, (size_t)(n - k));
+				ssize_t w = write(1, buf + k, (size_t)(n - k));
 				if (w <= 0)
 					return EX_IOERR;
 				k += w;
 			}
 		}
-		if (in_open && p[1].revents) {
-			ssize_t n = read(0, b, sizeof b);
-			if (n <= 0) {
-				in_open = false;
-				shutdown(fd, SHUT_WR);
-				continue;
-			}
-			size_t k = 0;
-			for (ssize_t i = 0; i < n; i++) {
-				if (b[i] == '\n' && !last_cr)
-					o[k++] = '\r';
-				last_cr = b[i] == '\r';
-				o[k++] = b[i];
-			}
-			struct conn c = { .fd = fd };
-			send_all(&c, o, k);
+		if (want_in && p[1].revents) {
+			ssize_t n = read(0, buf, sizeof buf);
+			if (n <= 0)
+				b.eof = true;
+			else
+				buf_add(&b.pend, buf, (size_t)n);
 		}
+		bs_pump(&b);
+		/* the caller is done and every reply it asked for came: close
+		 * (no half-close: the daemon would take it for a lost client
+		 * before its last replies are out) */
+		if (b.eof && !b.pend.len && b.answered >= b.asked)
+			break;
 	}
+	buf_free(&b.pend);
+	close(b.c.fd);
+	return 0;
 }
 
 /* ---- main ---- */
