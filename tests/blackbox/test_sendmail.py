@@ -111,6 +111,7 @@ def test_f_root_does_not_make_the_user_root():
 
 def test_daemon_not_running_exits_75():
     with Daemon(router={"mailboxes": ["a@localhost"]}) as d:
+        wait_pickup(d)
         d.stop()
         sock = os.path.join(d.spool, "public", "pickup")
         assert not os.path.exists(sock), "the socket is removed at exit"
@@ -121,6 +122,7 @@ def test_daemon_not_running_exits_75():
 
 def test_stale_socket_after_kill9_is_replaced():
     with Daemon(router={"mailboxes": ["a@localhost"]}) as d:
+        wait_pickup(d)
         d.kill9()
         sock = os.path.join(d.spool, "public", "pickup")
         assert stat.S_ISSOCK(os.lstat(sock).st_mode)
