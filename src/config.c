@@ -53,7 +53,8 @@ struct setting {
 };
 
 static setter_fn set_listeners, set_relay, set_domains, set_modules, set_routes, set_relayhost,
-	set_relayhost_tls, set_resolver, set_credentials, set_metrics_listen;
+	set_relayhost_tls, set_resolver, set_credentials, set_pickup,
+	set_metrics_listen;
 static void free_strv(char ***v, int n);
 
 #define OFF(f) offsetof(struct config, f)
@@ -176,6 +177,9 @@ static const struct setting settings[] = {
 	  .help = "milliseconds the greeting waits; a client that talks before it gets 554 and is "
 	          "closed (default 1000; 0: only input that came while connect hooks ran; "
 	          "relay_networks are exempt)" },
+	{ .name = "pickup_socket", .type = T_STRING, .offset = OFF(pickup_socket), .set = set_pickup,
+	  .help = "Unix socket where petrel-sendmail hands over local mail, open to every local user "
+	          "(relative: inside the spool; default \"public/pickup\"; \"\": none)" },
 	/* operations (issue 10) */
 	{ .name = "metrics_listen", .type = T_STRING, .set = set_metrics_listen,
 	  .help = "\"ADDR:PORT\" (IPv4 or [IPv6]) where GET /metrics serves the counters in the "
@@ -646,6 +650,17 @@ static int set_relayhost_tls(struct config *c, const struct setting *st, config_
 	return 0;
 }
 
+/* pickup_socket: a path, or "" for none (which T_STRING refuses) */
+static int set_pickup(struct config *c, const struct setting *st, config_setting_t *s,
+                      struct buf *errs)
+{
+	(void)st;
+	(void)errs;
+	free(c->pickup_socket);
+	c->pickup_socket = xstrdup(config_setting_get_string(s));
+	return 0;
+}
+
 static int set_credentials(struct config *c, const struct setting *st, config_setting_t *s,
                            struct buf *errs)
 {
@@ -849,6 +864,7 @@ static void set_defaults(struct config *c)
 	c->hostname = xstrdup(hn);
 	c->spool = xstrdup("/var/spool/petrel");
 	c->control_socket = xstrdup("control");
+	c->pickup_socket = xstrdup("public/pickup");
 	c->router = xstrdup("router");
 	c->message_size_limit = 10240000;
 	c->recipient_limit = 1000;
@@ -985,6 +1001,20 @@ struct config *config_load(const char *path, struct buf *errs)
 	free(c->spool);
 	c->spool = abs;
 	control_socket_resolve(c, errs);
+	if (*c->pickup_socket)
+		c->pickup_path = c->pickup_socket[0] == '/' ? xstrdup(c->pickup_socket)
+		                 : xasprintf("%s/%s", c->spool, c->pickup_socket);
+	if (c->pickup_path && strlen(c->pickup_path) >= sizeof ((struct sockaddr_un *)0)->sun_path) {
+		config_setting_t *where = config_lookup(&c->cfg, "pickup_socket");
+		if (where)
+			config_error_at(c, where, errs, "the path %s is too long for a Unix socket (%zu "
+			                "bytes at most)", c->pickup_path,
+			                sizeof ((struct sockaddr_un *)0)->sun_path - 1);
+		else
+			buf_addf(errs, "%s:0: pickup_socket: the default path %s is too long for a Unix "
+			         "socket (%zu bytes at most): set pickup_socket\n", c->file, c->pickup_path,
+			         sizeof ((struct sockaddr_un *)0)->sun_path - 1);
+	}
 	c->module_path_conf = xstrdup(c->module_path ? c->module_path : PETREL_MODULEDIR);
 	const char *envp = getenv("PETREL_MODULE_PATH");
 	if (envp && *envp) {
@@ -1027,6 +1057,8 @@ void config_free(struct config **cp)
 	free(c->file);
 	free(c->hostname);
 	free(c->spool);
+	free(c->pickup_socket);
+	free(c->pickup_path);
 	free(c->user);
 	free(c->control_socket);
 	free(c->control_path);
@@ -1133,7 +1165,8 @@ void config_render(config_setting_t *s, int indent, struct buf *o)
  * it is unset (a NULL string). */
 static bool render_setting(const struct config *c, const struct setting *st, struct buf *o)
 {
-	if (st->set) {
+	/* a string with its own setter and a field (pickup_socket) shows the field */
+	if (st->set && !(st->type == T_STRING && st->offset)) {
 		config_setting_t *s = config_lookup(&c->cfg, st->name);
 		if (s)
 			config_render(s, 0, o);
@@ -1201,6 +1234,7 @@ void config_show(const struct config *c, enum config_show how, bool with_modules
 	free(d.hostname);
 	free(d.spool);
 	free(d.control_socket);
+	free(d.pickup_socket);
 	free(d.router);
 	free(d.module_path_conf);
 }

@@ -151,6 +151,10 @@ static int load_modules(struct server *srv, struct buf *errs)
 		}
 		bad |= !m;
 	}
+	/* the pickup socket's sessions take the mta stage */
+	if (cfg->pickup_path && !module_get(&srv->mods, cfg, "mta",
+	                                    config_lookup(&cfg->cfg, "pickup_socket"), errs))
+		bad = 1;
 	config_setting_t *fl = config_lookup(&cfg->cfg, "filters");
 	srv->filters = xcalloc((size_t)cfg->nfilters + 1, sizeof *srv->filters);
 	for (int i = 0; i < cfg->nfilters; i++) {
@@ -598,6 +602,11 @@ int main(int argc, char **argv)
 	free(rec);
 	if (control_start(srv->control, &errs) < 0)
 		log_fatal("%s", errs.data);
+	if (pickup_open(srv, &errs) < 0) {
+		fputs(errs.data, stderr);
+		log_error("%s", errs.data);
+		return 1;
+	}
 	/* Everything opened at start is open: what is left is the sessions'. */
 	if (listeners_fd_budget(srv, &errs) < 0) {
 		fputs(errs.data, stderr);
@@ -629,6 +638,7 @@ int main(int argc, char **argv)
 	ev_fd_del(srv->loop, sfd);
 	close(sfd);
 	listeners_close(srv);
+	pickup_free(srv);
 	for (int i = 0; i < srv->nlisteners; i++)
 		if (srv->listeners[i].filters != srv->filters)
 			free(srv->listeners[i].filters);

@@ -42,6 +42,7 @@ struct server {
 	struct module *router;
 	struct listener *listeners;
 	int nlisteners;
+	struct listener *pickup;           /* pickup_socket (listen.c), NULL: none */
 	struct spool *spool;
 	struct queue *queue;
 	struct control *control;           /* the control socket (control.c) */
@@ -83,6 +84,10 @@ void module_fds_free(struct server *srv);
 /* Listeners (listen.c). */
 int listeners_open(struct server *srv, struct buf *errs) __attribute__((warn_unused_result));
 void listeners_close(struct server *srv);
+/* The pickup socket (pickup_socket), after the privilege drop and the pid
+ * file lock; pickup_free closes and removes it at exit. */
+int pickup_open(struct server *srv, struct buf *errs) __attribute__((warn_unused_result));
+void pickup_free(struct server *srv);
 /* Fit max_connections to RLIMIT_NOFILE, once everything the daemon opens
  * at start is open: lowered with a warning, or -1 (errs) when not even
  * one session fits. */

@@ -167,6 +167,13 @@ static void received_header(struct petrel_session *s, struct buf *b)
 	struct tm tm;
 	localtime_r(&now, &tm);
 	strftime(date, sizeof date, "%a, %d %b %Y %H:%M:%S %z", &tm);
+	if (s->local) {
+		/* as Postfix's pickup: the uid is the kernel's word, the HELO
+		 * and the envelope are the user's and say nothing here */
+		buf_addf(b, "Received: by %s (petrel, from userid %u)\r\n\tid %s; %s\r\n",
+		         s->srv->cfg->hostname, s->local_uid, t->qid, date);
+		return;
+	}
 	buf_addf(b, "Received: from %s ([%s])\r\n", s->helo ? s->helo : "unknown", s->peer_addr);
 	if (s->tls)
 		buf_addf(b, "\t(using %s)\r\n", s->tls_info);

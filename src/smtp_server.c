@@ -1112,8 +1112,24 @@ void session_accept(struct server *srv, struct listener *l, int fd)
 	s->fd = fd;
 	if (getpeername(fd, (struct sockaddr *)&s->peer, &len) < 0)
 		memset(&s->peer, 0, sizeof s->peer);
-	peer_format(s);
-	s->may_relay = config_may_relay(srv->cfg, (struct sockaddr *)&s->peer);
+	if (s->peer.ss_family == AF_UNIX) {
+		/* pickup_socket: who is asking is what the kernel says, and
+		 * nothing the client sends; local users may send anywhere, as
+		 * Postfix's sendmail/pickup lets them */
+		struct ucred cr = { .pid = 0, .uid = (uid_t)-1, .gid = (gid_t)-1 };
+		socklen_t crl = sizeof cr;
+		if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cr, &crl) < 0)
+			cr.uid = (uid_t)-1;
+		s->local = true;
+		s->local_uid = (unsigned)cr.uid;
+		snprintf(s->peer_addr, sizeof s->peer_addr, "local:%u", s->local_uid);
+		snprintf(s->peer_name, sizeof s->peer_name, "local uid=%u pid=%d", s->local_uid,
+		         (int)cr.pid);
+		s->may_relay = cr.uid != (uid_t)-1;
+	} else {
+		peer_format(s);
+		s->may_relay = config_may_relay(srv->cfg, (struct sockaddr *)&s->peer);
+	}
 	ev_timer_init(&s->timer, on_timeout, s);
 	ev_timer_init(&s->run.timer, NULL, s);
 	ev_timer_init(&s->tarpit_timer, on_tarpit, s);

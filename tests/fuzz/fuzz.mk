@@ -26,7 +26,7 @@ FUZZ_CPPFLAGS := -D_GNU_SOURCE -I$(S)/api -I$(S)/src -I$(S)/modules/maildir \
 	$(LIBCONFIG_CFLAGS) $(OPENSSL_CFLAGS)
 FUZZ_LIBS := $(LIBCONFIG_LIBS) $(OPENSSL_LIBS) $(LTDL_LIBS) $(CRYPT_LIBS) -pthread
 
-CORE_SRCS := $(filter-out $(S)/src/main.c,$(wildcard $(S)/src/*.c))
+CORE_SRCS := $(filter-out $(S)/src/main.c $(S)/src/sendmail.c,$(wildcard $(S)/src/*.c))
 CORE_OBJS := $(patsubst $(S)/src/%.c,$(O)/%.o,$(CORE_SRCS))
 CORE_HDRS := $(wildcard $(S)/src/*.h $(S)/api/petrel/*.h)
 
