@@ -7,6 +7,7 @@
 #include "log.h"
 #include "module_load.h"
 #include "server.h"
+#include "generation.h"
 #include "session.h"
 #include "smtp_parse.h"
 #include "spool.h"
@@ -291,7 +292,7 @@ bool bounce_send(struct server *srv, struct qmsg *m, const struct buf *headers, 
 		goto reported;
 	}
 	struct petrel_route r = { .qm = b, .rcpt = &a, .srv = srv };
-	int rr = srv->router->desc->router->route(srv->router->state, &r, &a);
+	int rr = srv->gen->router->desc->router->route(srv->gen->router->state, &r, &a);
 	free(a.local);
 	free(a.domain);
 	if (rr != PETREL_ROUTE_OK || !b->ndests) {

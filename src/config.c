@@ -951,9 +951,41 @@ static void control_socket_resolve(struct config *c, struct buf *errs)
 	c->control_path = abs;
 }
 
+char *config_control_path(const char *path)
+{
+	struct config *c = xcalloc(1, sizeof *c);
+	c->refs = 1;
+	config_init(&c->cfg);
+	set_defaults(c);
+	c->file = xstrdup(path);
+	char *out = NULL;
+	if (config_read_file(&c->cfg, path)) {
+		const char *v;
+		if (config_lookup_string(&c->cfg, "spool", &v)) {
+			free(c->spool);
+			c->spool = xstrdup(v);
+		}
+		if (config_lookup_string(&c->cfg, "control_socket", &v)) {
+			free(c->control_socket);
+			c->control_socket = xstrdup(v);
+		}
+		char *abs = absolute(c->spool);
+		free(c->spool);
+		c->spool = abs;
+		struct buf errs = {0};
+		control_socket_resolve(c, &errs);
+		if (!errs.len)
+			out = xstrdup(c->control_path);
+		buf_free(&errs);
+	}
+	config_free(&c);
+	return out;
+}
+
 struct config *config_load(const char *path, struct buf *errs)
 {
 	struct config *c = xcalloc(1, sizeof *c);
+	c->refs = 1;
 	size_t errs_before = errs->len;
 	config_init(&c->cfg);
 	set_defaults(c);
@@ -1038,10 +1070,29 @@ static void free_strv(char ***v, int n)
 	xfree(v);
 }
 
+struct config *config_ref(struct config *c)
+{
+	c->refs++;
+	return c;
+}
+
+void config_copy_credentials(struct config *to, const struct config *from)
+{
+	const char *u = route_option(&from->relay_route, "auth_user");
+	const char *p = route_option(&from->relay_route, "auth_password");
+	if (u && p && to->relayhost && !route_option(&to->relay_route, "auth_user")) {
+		route_opt_add(&to->relay_route, "auth_user", u);
+		route_opt_add(&to->relay_route, "auth_password", p);
+	}
+}
+
 void config_free(struct config **cp)
 {
 	struct config *c = *cp;
 	if (!c)
+		return;
+	*cp = NULL;
+	if (--c->refs > 0)
 		return;
 	for (int i = 0; i < c->nlisteners; i++) {
 		free(c->listeners[i].listen);

@@ -107,6 +107,7 @@ struct config {
 	char *pickup_path;              /* ... absolute (relative: inside the spool); NULL: none */
 	char *metrics_listen;           /* "ADDR:PORT" of GET /metrics, NULL: off (metrics.c) */
 	config_t cfg;                   /* the parsed tree */
+	int refs;                       /* config_ref; config_free drops one */
 };
 
 /* The embedded default configuration (petreld without -c). */
@@ -120,7 +121,17 @@ extern const char config_default_text[];
  */
 struct config *config_load(const char *path, struct buf *errs)
 	__attribute__((warn_unused_result));
+/* Another holder (a module instance keeps the configuration it was
+ * initialised from): config_free frees at the last reference. */
+struct config *config_ref(struct config *c);
 void config_free(struct config **c);
+/* Where the control socket of the configuration in 'path' is, read from
+ * spool and control_socket alone, for petrelctl reload when the rest of
+ * the file has errors; NULL when the file cannot be parsed at all. */
+char *config_control_path(const char *path);
+/* Reload: the relayhost_credentials that 'from' read, for 'to' (the same
+ * file, which the daemon, no longer root, may be unable to read again). */
+void config_copy_credentials(struct config *to, const struct config *from);
 
 /* Record an error at a setting ("FILE:LINE: path: text"). */
 void config_error_at(const struct config *c, config_setting_t *s, struct buf *errs,

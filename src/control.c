@@ -20,6 +20,7 @@
 #include "control.h"
 #include "config.h"
 #include "ctl_json.h"
+#include "generation.h"
 #include "log.h"
 #include "queue.h"
 #include "server.h"
@@ -61,6 +62,7 @@ struct client {
 	bool busy;                /* a reply is being written: do not read */
 	bool closing;             /* close once out is written */
 	bool armed_write;
+	int uid;                  /* the peer's (SO_PEERCRED), for the log */
 };
 
 struct control {
@@ -546,6 +548,40 @@ static void do_stats(struct client *cl)
 	reply_ok(cl);
 }
 
+/* reload: the whole configuration again (generation.c).  Each line of
+ * the result is one reply line: {"note":...} for a setting that needs a
+ * restart, {"error":...} for a "FILE:LINE: setting: reason" line. */
+static void do_reload(struct client *cl)
+{
+	struct server *srv = cl->ctl->srv;
+	struct buf out = {0};
+	char who[64];
+	snprintf(who, sizeof who, "petrelctl reload (uid %d)", (int)cl->uid);
+	int r = server_reload(srv, who, &out);
+	int nlines = 0;
+	for (char *p = out.data, *nl; p && *p; p = nl ? nl + 1 : p + strlen(p)) {
+		nl = strchr(p, '\n');
+		if (nl)
+			*nl = 0;
+		buf_adds(&cl->out, r < 0 ? "{\"error\":" : "{\"note\":");
+		json_str(&cl->out, p);
+		buf_adds(&cl->out, "}\n");
+		nlines++;
+		if (!nl)
+			break;
+	}
+	buf_free(&out);
+	if (r < 0) {
+		reply_err(cl, "config", "configuration refused (%d line(s)); generation %lu (%s) stays",
+		          nlines, srv->gen->id, srv->cfg->file);
+		return;
+	}
+	buf_addf(&cl->out, "{\"generation\":%lu,\"file\":", srv->gen->id);
+	json_str(&cl->out, srv->cfg->file);
+	buf_adds(&cl->out, "}\n");
+	reply_ok(cl);
+}
+
 static void handle(struct client *cl, char *line)
 {
 	char *argv[CONTROL_LINE_MAX / 2 + 1], *save;
@@ -576,9 +612,11 @@ static void handle(struct client *cl, char *line)
 		reply_ok(cl);
 	} else if (!strcmp(cmd, "stats") && n == 0)
 		do_stats(cl);
+	else if (!strcmp(cmd, "reload") && n == 0)
+		do_reload(cl);
 	else
 		reply_err(cl, "usage", "unknown request (queue, show, hold, release, delete, flush, "
-		          "requeue, stats)");
+		          "requeue, stats, reload)");
 }
 
 /* --- connections --- */
@@ -761,6 +799,7 @@ static void on_accept(struct ev_loop *loop, int lfd, int mask, void *arg)
 			continue;
 		}
 		struct client *cl = xcalloc(1, sizeof *cl);
+		cl->uid = (int)uc.uid;
 		cl->ctl = ctl;
 		cl->fd = fd;
 		cl->slot = slot;

@@ -36,6 +36,7 @@ struct petrel_delivery {
 	const struct route *route;   /* the route that chose it, or NULL */
 	char relay[256];         /* delivery_relay, "" until set */
 	struct module *mod;
+	struct generation *gen;  /* a reference: mod, route and nexthop live with it */
 	bool async;              /* started with start(): results apply at once, on the loop */
 	double start;            /* when the attempt began (delays=) */
 	char **orcpt;            /* ORCPTs with xtext undone, made on demand */

@@ -10,6 +10,7 @@
 #include "filter_chain.h"
 #include "log.h"
 #include "server.h"
+#include "generation.h"
 #include "msg_edit.h"
 
 #include <string.h>
@@ -68,7 +69,7 @@ static void pending_timeout(struct ev_loop *loop, void *arg)
 	(void)loop;
 	struct petrel_session *s = arg;
 	log_warn("%s: filter hook pending for more than %d s: temporary failure",
-	         s->txn ? s->txn->qid : s->peer_name, s->srv->cfg->pending_timeout);
+	         s->txn ? s->txn->qid : s->peer_name, s->gen->cfg->pending_timeout);
 	s->run.pending_id = 0;
 	s->pending = false;
 	static const char timed_out[] = "451 4.7.1 Error: filter timed out, try again later";
@@ -117,7 +118,7 @@ static void chain_run(struct petrel_session *s)
 				}
 				s->pending = true;
 				ev_timer_start(s->srv->loop, &r->timer,
-				               (uint64_t)s->srv->cfg->pending_timeout * 1000);
+				               (uint64_t)s->gen->cfg->pending_timeout * 1000);
 				return;
 			}
 			if (v == PETREL_ACCEPT)

@@ -17,6 +17,7 @@
 #include "server.h"
 #include "session.h"
 #include "worker.h"
+#include "generation.h"
 
 #include <arpa/inet.h>
 #include <ctype.h>
@@ -91,7 +92,9 @@ static void h_conf_error(petrel_conf *c, const char *name, const char *fmt, ...)
 	va_start(ap, fmt);
 	buf_vaddf(&msg, fmt, ap);
 	va_end(ap);
-	if (s) {
+	if (!c->errs) {             /* after init(): nobody collects errors any more */
+		log_error("modules.%s.%s: %s", c->modname, name ? name : "?", msg.data ? msg.data : "");
+	} else if (s) {
 		config_error_at(c->cfg, s, c->errs, "%s", msg.data ? msg.data : "");
 	} else {
 		buf_addf(c->errs, "%s:0: modules.%s.%s: %s\n", c->cfg->file, c->modname, name,
@@ -106,7 +109,7 @@ static const char *h_session_helo(petrel_session *s) { return s->helo; }
 static int h_session_may_relay(petrel_session *s) { return s->may_relay; }
 static int h_is_local_domain(petrel_session *s, const char *d)
 {
-	return config_is_local_domain(s->srv->cfg, d);
+	return config_is_local_domain(s->gen->cfg, d);
 }
 static petrel_session *h_txn_session(petrel_txn *t) { return t->s; }
 static const char *h_txn_qid(petrel_txn *t) { return t->qid; }
@@ -410,14 +413,14 @@ static int h_is_own_address(const char *addr, int port)
 static void **h_session_slot(petrel_session *s, petrel_conf *self)
 {
 	if (!s->slots)
-		s->slots = xcalloc((size_t)s->srv->mods.n + 1, sizeof *s->slots);
+		s->slots = xcalloc((size_t)s->srv->nslots + 1, sizeof *s->slots);
 	return &s->slots[self->index];
 }
 
 static void **h_txn_slot(petrel_txn *t, petrel_conf *self)
 {
 	if (!t->slots)
-		t->slots = xcalloc((size_t)t->s->srv->mods.n + 1, sizeof *t->slots);
+		t->slots = xcalloc((size_t)t->s->srv->nslots + 1, sizeof *t->slots);
 	return &t->slots[self->index];
 }
 
@@ -437,6 +440,7 @@ struct module_timer {
 	petrel_timer_fn *fn;
 	void *arg;
 	struct server *srv;
+	const petrel_conf *owner;     /* the module that asked */
 	struct module_timer *next;
 };
 
@@ -471,6 +475,7 @@ static unsigned long long h_timer_add(petrel_conf *self, unsigned long long ms,
 	mt->fn = fn;
 	mt->arg = arg;
 	mt->srv = srv;
+	mt->owner = self;
 	mt->next = srv->timers;
 	srv->timers = mt;
 	ev_timer_init(&mt->t, module_timer_fire, mt);
@@ -489,6 +494,21 @@ static int h_timer_cancel(petrel_conf *self, unsigned long long id)
 			return 0;
 		}
 	return -1;
+}
+
+void module_timers_cancel(struct server *srv, const struct petrel_conf *conf)
+{
+	struct module_timer **p = &srv->timers;
+	while (*p) {
+		struct module_timer *mt = *p;
+		if (mt->owner != conf) {
+			p = &mt->next;
+			continue;
+		}
+		*p = mt->next;
+		ev_timer_stop(srv->loop, &mt->t);
+		free(mt);
+	}
 }
 
 void module_timers_free(struct server *srv)

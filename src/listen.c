@@ -17,11 +17,13 @@
  */
 #include "log.h"
 #include "server.h"
+#include "generation.h"
 #include "stats.h"
 
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <netinet/in.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -92,41 +94,140 @@ static void on_accept(struct ev_loop *loop, int fd, int mask, void *arg)
 				return;
 			}
 		}
-		stats_connection((int)(l - srv->listeners));
+		stats_connection(l->slot);
 		session_accept(srv, l, c);
 	}
 }
 
+void listener_init(struct server *srv, struct generation *g, struct listener *l,
+                   struct listener_conf *lc)
+{
+	l->conf = lc;
+	l->srv = srv;
+	l->gen = g;
+	l->fd = -1;
+	l->slot = -1;
+	ev_timer_init(&l->pause_timer, accept_resume, l);
+}
+
+/* Bind and listen, not watched yet. */
+static int listener_bind(struct server *srv, struct listener *l, struct buf *errs)
+{
+	struct listener_conf *lc = l->conf;
+	l->fd = socket(lc->addr.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	int one = 1;
+	if (l->fd < 0 ||
+	    setsockopt(l->fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one) < 0 ||
+	    (lc->addr.ss_family == AF_INET6 &&
+	     setsockopt(l->fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof one) < 0) ||
+	    bind(l->fd, (struct sockaddr *)&lc->addr, lc->addrlen) < 0 ||
+	    listen(l->fd, BACKLOG) < 0) {
+		int e = errno;
+		bool priv = e == EACCES && geteuid() != 0;
+		config_error_at(l->gen->cfg, lc->setting, errs, "cannot listen on %s: %s%s", lc->listen,
+		                strerror(e), priv && srv->gen ? " (a port below 1024 needs root: "
+		                "petreld runs as its user by now; restart it to bind this one)" : "");
+		if (l->fd >= 0)
+			close(l->fd);
+		l->fd = -1;
+		return -1;
+	}
+	return 0;
+}
+
+static int listener_watch(struct server *srv, struct listener *l, struct buf *errs)
+{
+	const char *err;
+	if (ev_fd_set(srv->loop, l->fd, EV_READ, on_accept, l, &err) < 0) {
+		buf_addf(errs, "listener %s: %s\n", l->conf->listen, err);
+		return -1;
+	}
+	return 0;
+}
+
 int listeners_open(struct server *srv, struct buf *errs)
 {
-	struct config *cfg = srv->cfg;
-	srv->listeners = xcalloc((size_t)cfg->nlisteners, sizeof *srv->listeners);
-	srv->nlisteners = cfg->nlisteners;
-	for (int i = 0; i < cfg->nlisteners; i++) {
-		struct listener *l = &srv->listeners[i];
-		struct listener_conf *lc = &cfg->listeners[i];
-		l->conf = lc;
-		l->srv = srv;
-		ev_timer_init(&l->pause_timer, accept_resume, l);
-		l->fd = socket(lc->addr.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-		int one = 1;
-		const char *err;
-		if (l->fd < 0 ||
-		    setsockopt(l->fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one) < 0 ||
-		    (lc->addr.ss_family == AF_INET6 &&
-		     setsockopt(l->fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof one) < 0) ||
-		    bind(l->fd, (struct sockaddr *)&lc->addr, lc->addrlen) < 0 ||
-		    listen(l->fd, BACKLOG) < 0) {
-			config_error_at(cfg, lc->setting, errs, "cannot listen on %s: %s", lc->listen,
-			                strerror(errno));
+	struct generation *g = srv->gen;
+	for (int i = 0; i < g->nlisteners; i++) {
+		struct listener *l = &g->listeners[i];
+		if (listener_bind(srv, l, errs) < 0 || listener_watch(srv, l, errs) < 0)
 			return -1;
-		}
-		if (ev_fd_set(srv->loop, l->fd, EV_READ, on_accept, l, &err) < 0) {
-			buf_addf(errs, "listener %s: %s\n", lc->listen, err);
-			return -1;
-		}
-		log_info("listening on %s (stage %s)", lc->listen, lc->stage);
+		l->slot = stats_listener_slot(l->conf->listen);
+		log_info("listening on %s (stage %s)", l->conf->listen, l->conf->stage);
 	}
+	return 0;
+}
+
+static bool same_address(const struct listener_conf *a, const struct listener_conf *b)
+{
+	return a->addrlen == b->addrlen && !memcmp(&a->addr, &b->addr, a->addrlen);
+}
+
+/* Move og's socket to ng's view: no close, no re-bind, the backlog stays. */
+static void listener_move(struct server *srv, struct listener *from, struct listener *to)
+{
+	if (ev_timer_armed(&from->pause_timer))
+		ev_timer_stop(srv->loop, &from->pause_timer);
+	ev_fd_del(srv->loop, from->fd);
+	to->fd = from->fd;
+	to->slot = from->slot;
+	from->fd = -1;
+}
+
+int listeners_adopt(struct server *srv, struct generation *ng, struct generation *og,
+                    struct buf *errs)
+{
+	int *from = xcalloc((size_t)ng->nlisteners + 1, sizeof *from);
+	bool *taken = xcalloc((size_t)og->nlisteners + 1, sizeof *taken);
+	int bad = 0;
+	for (int i = 0; i < ng->nlisteners; i++) {
+		from[i] = -1;
+		for (int j = 0; j < og->nlisteners && from[i] < 0; j++)
+			if (!taken[j] && og->listeners[j].fd >= 0 &&
+			    same_address(ng->listeners[i].conf, og->listeners[j].conf)) {
+				from[i] = j;
+				taken[j] = true;
+			}
+	}
+	/* the new addresses first: a failure leaves the running ones as they are */
+	for (int i = 0; i < ng->nlisteners && !bad; i++)
+		if (from[i] < 0 && listener_bind(srv, &ng->listeners[i], errs) < 0)
+			bad = 1;
+	if (bad) {
+		for (int i = 0; i < ng->nlisteners; i++)
+			if (from[i] < 0)
+				listener_release(srv, &ng->listeners[i]);
+		free(from);
+		free(taken);
+		return -1;
+	}
+	for (int i = 0; i < ng->nlisteners; i++) {
+		struct listener *l = &ng->listeners[i];
+		if (from[i] >= 0) {
+			listener_move(srv, &og->listeners[from[i]], l);
+		} else {
+			l->slot = stats_listener_slot(l->conf->listen);
+			log_info("reload: listening on %s (stage %s)", l->conf->listen, l->conf->stage);
+		}
+		struct buf e = {0};
+		if (listener_watch(srv, l, &e) < 0)
+			log_error("reload: %s", e.data);
+		buf_free(&e);
+	}
+	for (int j = 0; j < og->nlisteners; j++)
+		if (!taken[j] && og->listeners[j].fd >= 0) {
+			log_info("reload: no longer listening on %s", og->listeners[j].conf->listen);
+			listener_release(srv, &og->listeners[j]);
+		}
+	if (og->pickup && og->pickup->fd >= 0 && ng->pickup) {
+		listener_move(srv, og->pickup, ng->pickup);
+		struct buf e = {0};
+		if (listener_watch(srv, ng->pickup, &e) < 0)
+			log_error("reload: %s", e.data);
+		buf_free(&e);
+	}
+	free(from);
+	free(taken);
 	return 0;
 }
 
@@ -199,19 +300,7 @@ int pickup_open(struct server *srv, struct buf *errs)
 	}
 	struct sockaddr_un sun = { .sun_family = AF_UNIX };
 	snprintf(sun.sun_path, sizeof sun.sun_path, "%s", path);   /* length checked by config.c */
-	struct listener *l = xcalloc(1, sizeof *l);
-	struct listener_conf *lc = xcalloc(1, sizeof *lc);
-	lc->listen = xstrdup(path);
-	lc->stage = xstrdup("mta");
-	lc->tls = TLS_NONE;
-	lc->setting = config_lookup(&cfg->cfg, "pickup_socket");
-	l->conf = lc;
-	l->srv = srv;
-	l->stage = module_get(&srv->mods, cfg, "mta", NULL, errs);
-	l->filters = srv->filters;
-	l->nfilters = srv->nfilters;
-	ev_timer_init(&l->pause_timer, accept_resume, l);
-	srv->pickup = l;
+	struct listener *l = srv->gen->pickup;     /* made with the generation */
 	const char *err;
 	l->fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
 	if (l->fd < 0 || bind(l->fd, (struct sockaddr *)&sun, sizeof sun) < 0 ||
@@ -228,7 +317,7 @@ int pickup_open(struct server *srv, struct buf *errs)
 	return 0;
 }
 
-static void listener_close(struct server *srv, struct listener *l)
+void listener_release(struct server *srv, struct listener *l)
 {
 	if (l->srv && ev_timer_armed(&l->pause_timer))
 		ev_timer_stop(srv->loop, &l->pause_timer);
@@ -241,25 +330,21 @@ static void listener_close(struct server *srv, struct listener *l)
 
 void pickup_free(struct server *srv)
 {
-	struct listener *l = srv->pickup;
-	if (!l)
+	struct generation *g = srv->gen;
+	if (!g || !g->pickup)
 		return;
-	listener_close(srv, l);
+	listener_release(srv, g->pickup);
 	if (srv->cfg->pickup_path)
 		(void)unlink(srv->cfg->pickup_path);
-	free(l->conf->listen);
-	free(l->conf->stage);
-	free(l->conf);
-	free(l);
-	srv->pickup = NULL;
 }
 
 void listeners_close(struct server *srv)
 {
-	if (srv->pickup)
-		listener_close(srv, srv->pickup);
-	for (int i = 0; i < srv->nlisteners; i++)
-		listener_close(srv, &srv->listeners[i]);
+	struct generation *g = srv->gen;
+	if (g->pickup)
+		listener_release(srv, g->pickup);
+	for (int i = 0; i < g->nlisteners; i++)
+		listener_release(srv, &g->listeners[i]);
 }
 
 /* Descriptors open now (/proc/self/fd), or -1 when that cannot be read. */
@@ -325,5 +410,6 @@ int listeners_fd_budget(struct server *srv, struct buf *errs)
 		         cfg->max_connections);
 		cfg->max_connections = (int)fit;
 	}
+	srv->max_connections_fit = (int)(fit < INT_MAX ? fit : INT_MAX);
 	return 0;
 }

@@ -20,6 +20,7 @@
 #include "auth_throttle.h"
 #include "config.h"
 #include "control.h"
+#include "generation.h"
 #include "log.h"
 #include "metrics.h"
 #include "module_load.h"
@@ -78,8 +79,8 @@ static void show_modules(struct server *srv, enum config_show how, struct buf *o
 		return;
 	}
 	buf_adds(o, "modules = {\n");
-	for (int k = 0; k < srv->mods.n; k++) {
-		const struct module *m = srv->mods.v[k];
+	for (int k = 0; k < srv->gen->mods.n; k++) {
+		const struct module *m = srv->gen->mods.v[k];
 		const struct petrel_setting *st = m->desc->settings;
 		config_setting_t *b = how == CONFIG_SHOW_EFFECTIVE ? m->conf.block : NULL;
 		buf_addf(o, "  %s = {\n", m->desc->name);
@@ -97,7 +98,7 @@ static void show_modules(struct server *srv, enum config_show how, struct buf *o
 	}
 	for (int i = 0; how == CONFIG_SHOW_EFFECTIVE && mods && i < config_setting_length(mods); i++) {
 		config_setting_t *b = config_setting_get_elem(mods, i);
-		if (module_find(&srv->mods, config_setting_name(b)))
+		if (module_find(&srv->gen->mods, config_setting_name(b)))
 			continue;
 		buf_addf(o, "  %s = ", config_setting_name(b));
 		config_render(b, 1, o);
@@ -132,173 +133,6 @@ static void notify_systemd(const char *msg)
 		log_error("NOTIFY_SOCKET %s: cannot send %s: %m", path, msg);
 	if (fd >= 0)
 		close(fd);
-}
-
-/* Load every module the configuration needs; errors go to errs. */
-static int load_modules(struct server *srv, struct buf *errs)
-{
-	struct config *cfg = srv->cfg;
-	int bad = 0;
-	for (int i = 0; i < cfg->nlisteners; i++) {
-		struct listener_conf *lc = &cfg->listeners[i];
-		if (!lc->stage)
-			continue;
-		config_setting_t *where = config_setting_get_member(lc->setting, "stage");
-		struct module *m = module_get(&srv->mods, cfg, lc->stage, where, errs);
-		if (m && !m->desc->stage) {
-			config_error_at(cfg, where, errs, "module '%s' is not a stage", lc->stage);
-			m = NULL;
-		}
-		bad |= !m;
-	}
-	/* the pickup socket's sessions take the mta stage */
-	if (cfg->pickup_path && !module_get(&srv->mods, cfg, "mta",
-	                                    config_lookup(&cfg->cfg, "pickup_socket"), errs))
-		bad = 1;
-	config_setting_t *fl = config_lookup(&cfg->cfg, "filters");
-	srv->filters = xcalloc((size_t)cfg->nfilters + 1, sizeof *srv->filters);
-	for (int i = 0; i < cfg->nfilters; i++) {
-		config_setting_t *where = config_setting_get_elem(fl, (unsigned)i);
-		struct module *m = module_get(&srv->mods, cfg, cfg->filters[i], where, errs);
-		if (m && !m->desc->filter) {
-			config_error_at(cfg, where, errs, "module '%s' is not a filter", cfg->filters[i]);
-			m = NULL;
-		}
-		if (m)
-			srv->filters[srv->nfilters++] = m;
-		bad |= !m;
-	}
-	for (int i = 0; i < cfg->nlisteners; i++) {
-		struct listener_conf *lc = &cfg->listeners[i];
-		for (int k = 0; k < lc->nfilters; k++) {
-			config_setting_t *where = config_setting_get_elem(lc->filters_setting, (unsigned)k);
-			struct module *m = module_get(&srv->mods, cfg, lc->filters[k], where, errs);
-			if (m && !m->desc->filter) {
-				config_error_at(cfg, where, errs, "module '%s' is not a filter", lc->filters[k]);
-				m = NULL;
-			}
-			bad |= !m;
-		}
-	}
-	config_setting_t *rw = config_lookup(&cfg->cfg, "router");
-	srv->router = module_get(&srv->mods, cfg, cfg->router, rw, errs);
-	if (srv->router && !srv->router->desc->router) {
-		config_error_at(cfg, rw, errs, "module '%s' is not a router", cfg->router);
-		srv->router = NULL;
-	}
-	bad |= !srv->router;
-	config_setting_t *mods = config_lookup(&cfg->cfg, "modules");
-	for (int i = 0; mods && i < config_setting_length(mods); i++) {
-		config_setting_t *b = config_setting_get_elem(mods, (unsigned)i);
-		bad |= !module_get(&srv->mods, cfg, config_setting_name(b), b, errs);
-	}
-	/* The default local transport, unless a block above already tried it. */
-	if (!config_lookup(&cfg->cfg, "modules.maildir") && !module_find(&srv->mods, "maildir"))
-		bad |= !module_get(&srv->mods, cfg, "maildir", NULL, errs);
-	return bad ? -1 : 0;
-}
-
-/* One TLS context per TLS listener (into tls[], one per listener), and
- * the password file.  Errors go to errs, with the file and line of the
- * setting that names the file; what was read is returned all the same. */
-static int read_secrets(struct config *cfg, struct tls_server **tls, struct auth_db **db,
-                        struct buf *errs)
-{
-	int bad = 0;
-	for (int i = 0; i < cfg->nlisteners; i++) {
-		struct listener_conf *lc = &cfg->listeners[i];
-		char err[512];
-		if (lc->tls == TLS_NONE || !lc->tls_cert_file || !lc->tls_key_file)
-			continue;
-		const char *file;
-		if (tls_server_new(lc->tls_cert_file, lc->tls_key_file, &tls[i], &file, err,
-		                   sizeof err) < 0) {
-			config_error_at(cfg, file == lc->tls_key_file ? lc->tls_key_setting
-			                : lc->tls_cert_setting, errs, "%s", err);
-			bad = 1;
-		}
-	}
-	if (cfg->auth_passwords) {
-		struct buf why = {0};
-		*db = auth_db_load(cfg->auth_passwords, &why);
-		if (!*db) {
-			config_error_at(cfg, config_lookup(&cfg->cfg, "auth_passwords"), errs,
-			                "%s: bad password file (below)", cfg->auth_passwords);
-			buf_add(errs, why.data, why.len);
-			bad = 1;
-		}
-		buf_free(&why);
-	}
-	return bad ? -1 : 0;
-}
-
-/* At start, while we may still be root. */
-static int load_secrets(struct server *srv, struct buf *errs)
-{
-	srv->tls = xcalloc((size_t)srv->cfg->nlisteners + 1, sizeof *srv->tls);
-	int bad = config_read_credentials(srv->cfg, errs) < 0;
-	return read_secrets(srv->cfg, srv->tls, &srv->auth_db, errs) < 0 || bad ? -1 : 0;
-}
-
-/* SIGHUP: read the TLS key pairs and the password file again from the
- * files the configuration names (a renewed certificate, a new user), all
- * or nothing: on any error the ones in use stay and the error is logged.
- * Sessions already in TLS keep their context (OpenSSL counts references).
- * A password check running on a worker may still use the old password
- * table, so it is kept until exit.  The daemon runs as 'user' by now:
- * the files must be readable by it for this to work. */
-static void reload_secrets(struct server *srv)
-{
-	struct config *cfg = srv->cfg;
-	struct buf errs = {0};
-	struct tls_server **tls = xcalloc((size_t)cfg->nlisteners + 1, sizeof *tls);
-	struct auth_db *db = NULL;
-	int ntls = 0;
-	if (read_secrets(cfg, tls, &db, &errs) < 0) {
-		for (int i = 0; i < cfg->nlisteners; i++)
-			tls_server_free(&tls[i]);
-		auth_db_free(&db);
-		while (errs.len && errs.data[errs.len - 1] == '\n')
-			errs.data[--errs.len] = 0;
-		for (size_t k = 0; k < errs.len; k++)
-			if (errs.data[k] == '\n')
-				errs.data[k] = ' ';
-		log_error("SIGHUP: reload failed, the key pairs and passwords in use stay: %s",
-		          errs.data ? errs.data : "?");
-		buf_free(&errs);
-		free(tls);
-		return;
-	}
-	for (int i = 0; i < cfg->nlisteners; i++) {
-		if (!tls[i])
-			continue;
-		tls_server_free(&srv->tls[i]);
-		srv->tls[i] = tls[i];
-		srv->listeners[i].tls = tls[i];
-		ntls++;
-	}
-	free(tls);
-	if (db) {
-		srv->old_auth_dbs = xrealloc(srv->old_auth_dbs,
-		                             (size_t)(srv->nold_auth_dbs + 1) * sizeof *srv->old_auth_dbs);
-		srv->old_auth_dbs[srv->nold_auth_dbs++] = srv->auth_db;
-		srv->auth_db = db;
-	}
-	log_info("SIGHUP: reloaded %d TLS key pair(s)%s; other settings take effect at the next start",
-	         ntls, db ? " and the password file" : "");
-	buf_free(&errs);
-}
-
-static void secrets_free(struct server *srv)
-{
-	for (int i = 0; srv->tls && srv->cfg && i < srv->cfg->nlisteners; i++)
-		tls_server_free(&srv->tls[i]);
-	xfree(&srv->tls);
-	auth_db_free(&srv->auth_db);
-	for (int i = 0; i < srv->nold_auth_dbs; i++)
-		auth_db_free(&srv->old_auth_dbs[i]);
-	xfree(&srv->old_auth_dbs);
-	srv->nold_auth_dbs = 0;
 }
 
 /* As root, before the drop: create the spool and give it to the user.
@@ -429,6 +263,18 @@ static int pidfile_lock(const char *pidfile)
 	return fd;
 }
 
+/* SIGHUP and the control socket's reload (control.c calls it through
+ * srv->reload): the whole file again, generation.c. */
+static int daemon_reload(struct server *srv, struct buf *out)
+{
+	struct buf mine = {0};
+	notify_systemd("RELOADING=1");
+	int r = server_reload(srv, "SIGHUP", out ? out : &mine);
+	notify_systemd("READY=1\nSTATUS=accepting mail");
+	buf_free(&mine);
+	return r;
+}
+
 static void check_stopped(struct ev_loop *loop, void *arg)
 {
 	struct server *srv = arg;
@@ -453,7 +299,7 @@ static void on_signal(struct ev_loop *loop, int fd, int mask, void *arg)
 		}
 		if (si.ssi_signo == SIGHUP) {
 			if (!srv->stopping)
-				reload_secrets(srv);
+				daemon_reload(srv, NULL);
 			continue;
 		}
 		if (srv->stopping)
@@ -505,16 +351,16 @@ int main(int argc, char **argv)
 	log_open("petreld", foreground || check);
 	struct buf errs = {0};
 	struct server srv_storage = {0}, *srv = &srv_storage;
-	srv->cfg = config_load(file, &errs);
+	/* a reload reads the same file: after daemon() the directory is / */
+	char *conf_abs = file ? realpath(file, NULL) : NULL;
+	srv->conf_file = conf_abs ? conf_abs : file;
+	struct config *cfg0 = config_load(file, &errs);
 	/* modules may set timers in init(): the loop exists before them */
 	srv->loop = ev_loop_new();
-	srv->mods.srv = srv;
 	host_bind(srv);     /* host->global_string, is_own_address */
-	if (srv->cfg) {
-		(void)load_modules(srv, &errs);    /* errors are in errs */
-		if (show < 0)   /* -n/-d/-p show the text, as postconf: no key files read */
-			(void)load_secrets(srv, &errs);
-	}
+	/* -n/-d/-p show the text, as postconf: no key files read */
+	if (cfg0 && (srv->gen = gen_build(srv, cfg0, NULL, show >= 0, &errs)))
+		srv->cfg = srv->gen->cfg;
 	if (show < 0 && srv->cfg && srv->cfg->user && !getpwnam(srv->cfg->user)) {
 		config_setting_t *u = config_lookup(&srv->cfg->cfg, "user");
 		config_error_at(srv->cfg, u, &errs, "no such user '%s'", srv->cfg->user);
@@ -532,13 +378,11 @@ int main(int argc, char **argv)
 		} else {
 			printf("%s: configuration is valid\n", srv->cfg->file);
 		}
-		modules_free(&srv->mods);
+		gen_unref_now(&srv->gen);
 		module_timers_free(srv);
-		free(srv->filters);
-		secrets_free(srv);
-		config_free(&srv->cfg);
 		ev_loop_free(&srv->loop);
 		buf_free(&errs);
+		free(conf_abs);
 		return bad;
 	}
 	struct config *cfg = srv->cfg;
@@ -565,22 +409,6 @@ int main(int argc, char **argv)
 		fputs(errs.data ? errs.data : "start-up failed\n", stderr);
 		log_error("%s", errs.data ? errs.data : "start-up failed");
 		return 1;
-	}
-	for (int k = 0; k < srv->mods.n; k++)
-		srv->mods.v[k]->conf.srv = srv;
-	for (int i = 0; i < srv->nlisteners; i++) {
-		struct listener *l = &srv->listeners[i];
-		struct listener_conf *lc = &cfg->listeners[i];
-		l->stage = module_get(&srv->mods, cfg, lc->stage, NULL, &errs);
-		l->tls = srv->tls[i];
-		if (lc->filters) {
-			l->filters = xcalloc((size_t)lc->nfilters + 1, sizeof *l->filters);
-			for (int k = 0; k < lc->nfilters; k++)
-				l->filters[l->nfilters++] = module_get(&srv->mods, cfg, lc->filters[k], NULL, &errs);
-		} else {
-			l->filters = srv->filters;
-			l->nfilters = srv->nfilters;
-		}
 	}
 	int sfd = signalfd(-1, &mask, SFD_NONBLOCK | SFD_CLOEXEC);
 	const char *err;
@@ -614,7 +442,7 @@ int main(int argc, char **argv)
 		return 1;
 	}
 	log_info("petreld %s started: hostname %s, spool %s, %d modules", PACKAGE_VERSION,
-	         cfg->hostname, cfg->spool, srv->mods.n);
+	         cfg->hostname, cfg->spool, srv->gen->mods.n);
 	/* the listeners listen and the queue is recovered: connections are
 	 * accepted from here on (backlog until the loop runs) */
 	notify_systemd("READY=1\nSTATUS=accepting mail");
@@ -639,15 +467,11 @@ int main(int argc, char **argv)
 	close(sfd);
 	listeners_close(srv);
 	pickup_free(srv);
-	for (int i = 0; i < srv->nlisteners; i++)
-		if (srv->listeners[i].filters != srv->filters)
-			free(srv->listeners[i].filters);
-	free(srv->listeners);
-	modules_free(&srv->mods);
-	free(srv->filters);
-	secrets_free(srv);
+	srv->cfg = NULL;
+	gen_unref_now(&srv->gen);
+	gens_free_dead(srv);
 	ev_loop_free(&srv->loop);
-	config_free(&srv->cfg);
 	buf_free(&errs);
+	free(conf_abs);
 	return 0;
 }

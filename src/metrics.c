@@ -15,6 +15,7 @@
  * then pauses); nothing per scrape.
  */
 #include "metrics.h"
+#include "generation.h"
 #include "log.h"
 #include "metrics_http.h"
 #include "queue.h"
@@ -295,12 +296,10 @@ static void on_accept(struct ev_loop *loop, int fd, int mask, void *arg)
 
 static void name_slots(struct server *srv)
 {
-	for (int i = 0; i < srv->cfg->nlisteners; i++)
-		stats_set_listener_name(i, srv->cfg->listeners[i].listen);
 	int t = 0;
-	for (int k = 0; k < srv->mods.n; k++)
-		if (srv->mods.v[k]->desc->transport)
-			stats_set_transport_name(t++, srv->mods.v[k]->desc->name);
+	for (int k = 0; k < srv->gen->mods.n; k++)
+		if (srv->gen->mods.v[k]->desc->transport)
+			stats_set_transport_name(t++, srv->gen->mods.v[k]->desc->name);
 }
 
 int metrics_open(struct server *srv, struct buf *errs)

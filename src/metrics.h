@@ -39,7 +39,7 @@ void metrics_close(struct server *srv);
 /* The listener's position in the configuration, its stats label slot. */
 static inline int metrics_listener_slot(const struct listener *l)
 {
-	return l && l->srv ? (int)(l - l->srv->listeners) : -1;
+	return l ? l->slot : -1;
 }
 
 #endif

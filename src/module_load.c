@@ -14,6 +14,7 @@
 #include "module_load.h"
 #include "log.h"
 #include "mem.h"
+#include "server.h"
 
 #include <errno.h>
 #include <ltdl.h>
@@ -25,6 +26,89 @@
 #include <unistd.h>
 
 static int ltdl_ready;
+static int nlive;           /* instances loaded, in all registries: libltdl ends at 0 */
+
+/* --- slot numbers: unique among live instances, the lowest free --- */
+
+static int slot_take(struct server *srv, struct module *mod)
+{
+	if (!srv)
+		return 0;
+	for (int i = 0; i < srv->nslots; i++)
+		if (!srv->slot_owner[i]) {
+			srv->slot_owner[i] = mod;
+			return i;
+		}
+	srv->slot_owner = xrealloc(srv->slot_owner, (size_t)(srv->nslots + 1) * sizeof *srv->slot_owner);
+	srv->slot_owner[srv->nslots] = mod;
+	return srv->nslots++;
+}
+
+static void slot_give(struct server *srv, struct module *mod)
+{
+	if (srv && mod->conf.index >= 0 && mod->conf.index < srv->nslots &&
+	    srv->slot_owner[mod->conf.index] == mod)
+		srv->slot_owner[mod->conf.index] = NULL;
+	if (srv && srv->nslots == 0)
+		return;
+	while (srv && srv->nslots > 0 && !srv->slot_owner[srv->nslots - 1])
+		srv->nslots--;
+	if (srv && srv->nslots == 0)
+		xfree(&srv->slot_owner);
+}
+
+/* --- sharing an instance with the running generation --- */
+
+static bool same_str(const char *a, const char *b)
+{
+	return (!a && !b) || (a && b && !strcmp(a, b));
+}
+
+static void block_text(const struct config *c, const char *name, struct buf *o)
+{
+	char *bpath = xasprintf("modules.%s", name);
+	config_setting_t *b = config_lookup(&c->cfg, bpath);
+	free(bpath);
+	if (b)
+		config_render(b, 0, o);
+}
+
+/* May the new configuration use instance mod of the old one?  Its block
+ * and every global setting a module can read (host.c h_global_string)
+ * must be the same, and it must come from the same module_path. */
+static bool shareable(const struct module *mod, const struct config *nc, const struct config *oc)
+{
+	if (!same_str(nc->hostname, oc->hostname) || !same_str(nc->resolver, oc->resolver) ||
+	    !same_str(nc->relayhost, oc->relayhost) || !same_str(nc->relayhost_tls, oc->relayhost_tls) ||
+	    !same_str(nc->spool, oc->spool) || !same_str(nc->module_path, oc->module_path))
+		return false;
+	struct buf a = {0}, b = {0};
+	block_text(nc, mod->desc->name, &a);
+	block_text(oc, mod->desc->name, &b);
+	bool same = a.len == b.len && (!a.len || !memcmp(a.data, b.data, a.len));
+	buf_free(&a);
+	buf_free(&b);
+	return same;
+}
+
+static struct module *module_share(struct modules *m, struct config *cfg, const char *name)
+{
+	if (!m->share)
+		return NULL;
+	const char *base = strrchr(name, '/') ? strrchr(name, '/') + 1 : name;
+	for (int i = 0; i < m->share->n; i++) {
+		struct module *c = m->share->v[i];
+		if ((strcmp(c->desc->name, base) && !(c->path && !strcmp(c->path, name))) ||
+		    !c->inited || !shareable(c, cfg, m->share_cfg))
+			continue;
+		c->refs++;
+		m->v = xrealloc(m->v, (size_t)(m->n + 1) * sizeof *m->v);
+		m->v[m->n++] = c;
+		m->nshared++;
+		return c;
+	}
+	return NULL;
+}
 
 struct module *module_find(struct modules *m, const char *name)
 {
@@ -231,6 +315,9 @@ struct module *module_get(struct modules *m, struct config *cfg, const char *nam
 	for (int i = 0; i < m->n; i++)
 		if (!strcmp(m->v[i]->desc->name, base) || (m->v[i]->path && !strcmp(m->v[i]->path, name)))
 			return m->v[i];
+	struct module *shared = module_share(m, cfg, name);
+	if (shared)
+		return shared;
 	if (!ltdl_ready) {
 		if (lt_dlinit() != 0)
 			log_fatal("lt_dlinit: %s", lt_dlerror());
@@ -287,8 +374,11 @@ struct module *module_get(struct modules *m, struct config *cfg, const char *nam
 	mod->desc = d;
 	mod->handle = h;
 	mod->path = strchr(name, '/') ? xstrdup(name) : NULL;
+	mod->refs = 1;
+	mod->cfg_ref = config_ref(cfg);
+	nlive++;
 	char *bpath = xasprintf("modules.%s", d->name);
-	mod->conf = (struct petrel_conf){ .srv = m->srv, .cfg = cfg, .index = m->n,
+	mod->conf = (struct petrel_conf){ .srv = m->srv, .cfg = cfg, .index = slot_take(m->srv, mod),
 	                                  .block = config_lookup(&cfg->cfg, bpath),
 	                                  .modname = d->name, .errs = errs };
 	free(bpath);
@@ -307,17 +397,24 @@ struct module *module_get(struct modules *m, struct config *cfg, const char *nam
 
 void modules_free(struct modules *m)
 {
-	for (int i = 0; i < m->n; i++) {
+	for (int i = m->n - 1; i >= 0; i--) {
 		struct module *mod = m->v[i];
+		if (--mod->refs > 0)
+			continue;
+		if (m->srv)
+			module_timers_cancel(m->srv, &mod->conf);
 		if (mod->inited && mod->desc->fini)
 			mod->desc->fini(mod->state);
 		lt_dlclose(mod->handle);
+		slot_give(m->srv, mod);
+		config_free(&mod->cfg_ref);
 		free(mod->path);
 		free(mod);
+		nlive--;
 	}
 	xfree(&m->v);
 	m->n = 0;
-	if (ltdl_ready) {
+	if (ltdl_ready && nlive == 0) {
 		lt_dlexit();
 		ltdl_ready = 0;
 	}

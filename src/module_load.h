@@ -12,7 +12,14 @@
  * modules.<name> is checked against the module's settings table, then
  * init() runs.  All errors go to 'errs' as "FILE:LINE: setting: reason".
  *
- * Built-in and loaded modules share this one registry.
+ * Each configuration generation has its own registry.  A module instance
+ * may be in several (counted: refs): a reload shares the previous
+ * generation's instance when the module's block and the global settings
+ * a module can read (host->global_string) are unchanged, and loads and
+ * initialises a new one otherwise.  An instance holds a reference to the
+ * configuration it was initialised from; its fini() runs when the last
+ * registry holding it is freed.  Slot numbers (session and transaction
+ * state) are unique among the live instances (srv->slot_owner).
  */
 #ifndef PETREL_MODULE_LOAD_H
 #define PETREL_MODULE_LOAD_H
@@ -39,12 +46,19 @@ struct module {
 	bool inited;               /* init() ran: fini() is owed */
 	struct petrel_conf conf;
 	char *path;
+	int refs;                  /* registries holding it */
+	struct config *cfg_ref;    /* the configuration conf.cfg / conf.block point into */
 };
 
 struct modules {
 	struct module **v;
 	int n;
 	struct server *srv;        /* handed to each module before its init() */
+	/* while a reload builds: the running generation's registry and its
+	 * configuration, whose unchanged instances module_get takes */
+	struct modules *share;
+	const struct config *share_cfg;
+	int nshared;
 };
 
 /*
@@ -55,7 +69,9 @@ struct modules {
 struct module *module_get(struct modules *m, struct config *cfg, const char *name,
                           config_setting_t *where, struct buf *errs);
 struct module *module_find(struct modules *m, const char *name);  /* loaded only */
-void modules_free(struct modules *m);   /* fini() each, close handles */
+/* Drop this registry's reference to each instance: fini() and close the
+ * ones no other registry holds.  At the last instance, libltdl ends. */
+void modules_free(struct modules *m);
 
 /* The module's transport operations the core may use: an ops field that
  * came with API minor N exists only for a module built with api_minor >= N

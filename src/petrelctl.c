@@ -65,8 +65,9 @@ static void usage(FILE *f)
 	        "  flush [QID...]        retry deferred messages now (all when none is named)\n"
 	        "  requeue               start every message's retry backoff again, retry now\n"
 	        "  stats                 counters since the daemon started\n"
-	        "  reload                SIGHUP: TLS key pairs and the password file are read again\n"
-	        "                        (the rest of the configuration: at the next start, for now)\n"
+	        "  reload                read the whole configuration again (as petreld -t checks it):\n"
+	        "                        new sessions take it, open ones finish with theirs; a file\n"
+	        "                        with errors is refused (exit 78) and the running one stays\n"
 	        "  passwd USER           set USER's AUTH password in the auth_passwords file\n"
 	        "exit: 0 ok, 1 failed, 64 usage, 65 wrong state (held / not held), 67 unknown queue id,\n"
 	        "      69 petreld not running, 75 busy (try again), 77 permission denied,\n"
@@ -182,7 +183,7 @@ static int code_exit(const char *code)
 	static const struct { const char *code; int exit; } map[] = {
 		{ "unknown_qid", EXIT_UNKNOWN_QID }, { "usage", EXIT_USAGE },
 		{ "permission", EXIT_PERMISSION }, { "busy", EXIT_BUSY }, { "too_many", EXIT_BUSY },
-		{ "held", EXIT_STATE }, { "not_held", EXIT_STATE },
+		{ "held", EXIT_STATE }, { "not_held", EXIT_STATE }, { "config", EXIT_CONFIG },
 	};
 	for (size_t i = 0; i < sizeof map / sizeof map[0]; i++)
 		if (!strcmp(map[i].code, code))
@@ -191,6 +192,20 @@ static int code_exit(const char *code)
 }
 
 typedef void line_fn(const struct ctl_json *v, const char *raw, void *arg);
+
+/* reload: errors and notes to stderr, the new generation to stdout */
+static void print_reload_line(const struct ctl_json *v, const char *raw, void *arg)
+{
+	(void)raw;
+	(void)arg;
+	if (ctl_json_get(v, "error"))
+		fprintf(stderr, "%s\n", ctl_json_str(v, "error"));
+	else if (ctl_json_get(v, "note"))
+		fprintf(stderr, "petrelctl: note: %s\n", ctl_json_str(v, "note"));
+	else if (ctl_json_get(v, "generation"))
+		printf("petreld: configuration %s reloaded (generation %.0f)\n", ctl_json_str(v, "file"),
+		       ctl_json_num(v, "generation"));
+}
 
 /* Send one request; each reply line before the last goes to fn (or is
  * printed as it is, with --json); the last says how it went.  Returns
@@ -561,12 +576,17 @@ int main(int argc, char **argv)
 	} else {
 		struct buf errs = {0};
 		cfg = config_load(file ? file : PETREL_CONF, &errs);
-		if (!cfg) {
+		/* reload of a file with errors: the daemon says what they are,
+		 * found through spool and control_socket alone */
+		path = cfg ? xstrdup(cfg->control_path) : !strcmp(cmd, "reload")
+		       ? config_control_path(file ? file : PETREL_CONF) : NULL;
+		if (!path) {
 			fputs(errs.data ? errs.data : "", stderr);
-			die(EXIT_CONFIG, "%s: the configuration cannot be read", file ? file : PETREL_CONF);
+			die(EXIT_CONFIG, "%s: the configuration cannot be read%s", file ? file : PETREL_CONF,
+			    !strcmp(cmd, "reload") ? " (petreld was not asked: the running configuration "
+			    "stays)" : "");
 		}
 		buf_free(&errs);
-		path = xstrdup(cfg->control_path);
 	}
 	struct conn c = { .fd = -1 };
 	struct buf req = {0};
@@ -619,16 +639,8 @@ int main(int argc, char **argv)
 		buf_addf(&req, "%s\n", cmd);
 		rc = request(&c, req.data, json, !strcmp(cmd, "stats") ? print_stats_line : NULL, NULL);
 	} else if (!strcmp(cmd, "reload") && nargs == 0) {
-		/* the pid is the kernel's word (SO_PEERCRED of the daemon's socket) */
 		conn_open(&c, path);
-		if (c.peer <= 0)
-			die(EXIT_FAILED, "%s: the daemon's pid is not known", path);
-		if (kill(c.peer, SIGHUP) < 0)
-			die(errno == EPERM ? EXIT_PERMISSION : EXIT_FAILED, "kill -HUP %d: %s",
-			    (int)c.peer, strerror(errno));
-		printf("petreld pid %d: SIGHUP sent (key pairs and passwords are read again)\n",
-		       (int)c.peer);
-		rc = 0;
+		rc = request(&c, "reload\n", json, print_reload_line, NULL);
 	} else {
 		usage(stderr);
 		rc = EXIT_USAGE;

@@ -48,6 +48,7 @@
 #include "module_load.h"
 #include "routes.h"
 #include "server.h"
+#include "generation.h"
 #include "smtp_parse.h"
 #include "spool.h"
 #include "stats.h"
@@ -99,7 +100,7 @@ static double now_f(void)
 
 static struct module *transport_of(struct server *srv, const char *name)
 {
-	struct module *mod = module_find(&srv->mods, name);
+	struct module *mod = module_find(&srv->gen->mods, name);
 	return mod && mod->desc->transport ? mod : NULL;
 }
 
@@ -165,6 +166,7 @@ void delivery_apply(struct petrel_delivery *dl, int i, int r, const char *text)
 static struct petrel_delivery *delivery_new(struct qmsg *m, int n)
 {
 	struct petrel_delivery *dl = xcalloc(1, sizeof *dl);
+	dl->gen = gen_ref(m->srv->gen);     /* its module and route stay */
 	dl->m = m;
 	dl->fd = m->fd;
 	dl->pos = m->msg_off;
@@ -184,6 +186,7 @@ static void delivery_free(struct petrel_delivery **dlp)
 	free(dl->envid);
 	free(dl->idx);
 	free(dl->result);
+	gen_unref(&dl->gen);
 	free(dl);
 	*dlp = NULL;
 }
@@ -753,8 +756,8 @@ void queue_rescan(struct queue *q)
 void queue_stop(struct queue *q)
 {
 	struct server *srv = q->srv;
-	for (int i = 0; i < srv->mods.n; i++) {
-		struct module *mod = srv->mods.v[i];
+	for (int i = 0; i < srv->gen->mods.n; i++) {
+		struct module *mod = srv->gen->mods.v[i];
 		if (is_async(mod) && mod->desc->transport->stop)
 			mod->desc->transport->stop(mod->state);
 	}

@@ -99,7 +99,8 @@ enum session_state {
 
 struct petrel_session {
 	struct server *srv;
-	struct listener *l;
+	struct listener *l;      /* a view of l->gen: stage, chain, TLS */
+	struct generation *gen;  /* the generation it was accepted under (a reference) */
 	int fd;
 	struct sockaddr_storage peer;
 	char peer_addr[64];      /* "127.0.0.1" */

@@ -28,6 +28,7 @@
  * Never a password, never what the client sent.
  */
 #include "smtp_server.h"
+#include "generation.h"
 #include "auth.h"
 #include "auth_throttle.h"
 #include "filter_chain.h"
@@ -59,6 +60,7 @@ struct sasl {
 struct auth_job {
 	struct petrel_session *s;
 	struct server *srv;
+	struct generation *gen;      /* holds db: the session's generation */
 	struct auth_client_key key;  /* its check is in flight in srv->auth_throttle */
 	const struct auth_db *db;
 	char user[FIELD_MAX + 1];
@@ -74,7 +76,7 @@ static const char *mech_name(enum mech m)
 bool auth_offered(const struct petrel_session *s)
 {
 	const struct listener_conf *lc = s->l->conf;
-	return lc->auth && s->srv->auth_db && (s->tls || lc->auth_cleartext);
+	return lc->auth && s->gen->auth_db && (s->tls || lc->auth_cleartext);
 }
 
 static void sasl_end(struct petrel_session *s)
@@ -119,7 +121,7 @@ static struct auth_throttle *throttle_of(struct server *srv)
  * begin: also count a check in flight for it. */
 static const char *throttled(struct petrel_session *s, bool begin, struct auth_client_key *k)
 {
-	struct config *cfg = s->srv->cfg;
+	struct config *cfg = s->gen->cfg;
 	struct auth_throttle_limits lim = throttle_limits(cfg);
 	struct auth_throttle *t = throttle_of(s->srv);
 	uint64_t now = ev_now_ms();
@@ -144,11 +146,11 @@ static void count_failure(struct petrel_session *s, const char *reply)
 {
 	stats_auth(false);
 	session_reply(s, "%s", reply);
-	if (++s->auth_failures < s->srv->cfg->auth_failure_limit)
+	if (++s->auth_failures < s->gen->cfg->auth_failure_limit)
 		return;
 	log_info("too many AUTH failures (%d) from %s", s->auth_failures, s->peer_name);
 	session_reply(s, "421 4.7.0 %s Error: too many failed authentication attempts",
-	              s->srv->cfg->hostname);
+	              s->gen->cfg->hostname);
 	s->state = S_CLOSING;
 }
 
@@ -172,8 +174,9 @@ static void check_done(void *arg)
 	struct auth_job *job = arg;
 	struct petrel_session *s = job->s;
 	bool ok = job->ok;
-	struct auth_throttle_limits lim = throttle_limits(job->srv->cfg);
+	struct auth_throttle_limits lim = throttle_limits(job->gen->cfg);
 	auth_throttle_end(job->srv->auth_throttle, &job->key, !ok, &lim, ev_now_ms());
+	gen_unref(&job->gen);
 	free(job);
 	if (!s)
 		return;              /* the client left meanwhile */
@@ -202,7 +205,8 @@ static void start_check(struct petrel_session *s, const char *user, const char *
 	job->s = s;
 	job->srv = s->srv;
 	job->key = key;
-	job->db = s->srv->auth_db;
+	job->gen = gen_ref(s->gen);
+	job->db = s->gen->auth_db;
 	snprintf(job->user, sizeof job->user, "%s", user);
 	snprintf(job->pass, sizeof job->pass, "%s", pass);
 	s->auth_try_mech = mech_name(s->sasl->mech);
@@ -297,7 +301,7 @@ void auth_response(struct petrel_session *s, const char *line, size_t len)
 /* Why AUTH cannot be used now, as the reply, or NULL. */
 static const char *auth_refusal(const struct petrel_session *s)
 {
-	if (!s->l->conf->auth || !s->srv->auth_db)
+	if (!s->l->conf->auth || !s->gen->auth_db)
 		return "503 5.5.1 Error: authentication not enabled";
 	if (!auth_offered(s))
 		return "538 5.7.11 Encryption required for requested authentication mechanism";

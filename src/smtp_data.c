@@ -29,6 +29,7 @@
  * is acknowledged until spool_commit() says the file is durable.
  */
 #include "smtp_server.h"
+#include "generation.h"
 #include "fileio.h"
 #include "filter_chain.h"
 #include "log.h"
@@ -100,7 +101,7 @@ static void put_content(struct petrel_session *s, const char *p, size_t n)
 		}
 	}
 	t->size += n;
-	if (t->size > s->srv->cfg->message_size_limit)
+	if (t->size > s->gen->cfg->message_size_limit)
 		t->too_big = true;
 	if (storing(t))
 		put_raw(t, p, n);
@@ -110,7 +111,7 @@ static void put_content(struct petrel_session *s, const char *p, size_t n)
 static void header_line_end(struct petrel_session *s)
 {
 	struct petrel_txn *t = s->txn;
-	const struct config *cfg = s->srv->cfg;
+	const struct config *cfg = s->gen->cfg;
 	if (t->hdr_line == 0) {
 		t->in_headers = false;          /* the empty line */
 	} else if (!t->hdr_cont && !t->hdr_colon) {
@@ -140,7 +141,7 @@ static void line_end(struct petrel_session *s)
 	if (t->in_headers)
 		header_line_end(s);
 	t->size += 2;
-	if (t->size > s->srv->cfg->message_size_limit)
+	if (t->size > s->gen->cfg->message_size_limit)
 		t->too_big = true;
 	if (storing(t))
 		put_raw(t, "\r\n", 2);
@@ -171,13 +172,13 @@ static void received_header(struct petrel_session *s, struct buf *b)
 		/* as Postfix's pickup: the uid is the kernel's word, the HELO
 		 * and the envelope are the user's and say nothing here */
 		buf_addf(b, "Received: by %s (petrel, from userid %u)\r\n\tid %s; %s\r\n",
-		         s->srv->cfg->hostname, s->local_uid, t->qid, date);
+		         s->gen->cfg->hostname, s->local_uid, t->qid, date);
 		return;
 	}
 	buf_addf(b, "Received: from %s ([%s])\r\n", s->helo ? s->helo : "unknown", s->peer_addr);
 	if (s->tls)
 		buf_addf(b, "\t(using %s)\r\n", s->tls_info);
-	buf_addf(b, "\tby %s (petrel) with %s id %s", s->srv->cfg->hostname, with_protocol(s), t->qid);
+	buf_addf(b, "\tby %s (petrel) with %s id %s", s->gen->cfg->hostname, with_protocol(s), t->qid);
 	if (t->nrcpt == 1)
 		buf_addf(b, "\r\n\tfor <%s>; %s\r\n", t->rcpts[0].str, date);
 	else
@@ -208,7 +209,7 @@ int data_begin(struct petrel_session *s, const char **reply)
 	t->hdr_fields = 0;
 	t->hdr_field_len = 0;
 	t->hdr_refuse = NULL;
-	s->data_deadline = ev_now_ms() + (uint64_t)s->srv->cfg->data_timeout * 1000;
+	s->data_deadline = ev_now_ms() + (uint64_t)s->gen->cfg->data_timeout * 1000;
 	return 0;
 }
 
@@ -357,7 +358,7 @@ static void commit_done(void *arg, int ok, int errnum, const char *err)
 	if (s->fd < 0 || s->closing_after_commit) {
 		if (s->fd >= 0)
 			session_reply(s, "421 4.3.2 %s Service shutting down, closing channel",
-			              srv->cfg->hostname);
+			              s->gen->cfg->hostname);
 		s->state = S_CLOSING;
 	}
 	session_set_timer(s);
@@ -388,7 +389,7 @@ static void refuse(struct petrel_session *s, const char *reply)
 void data_end(struct petrel_session *s)
 {
 	struct petrel_txn *t = s->txn;
-	struct config *cfg = s->srv->cfg;
+	struct config *cfg = s->gen->cfg;
 	const char *why = NULL, *err;
 	if (t->dstate == D_CR) {
 		/* BDAT LAST ended on a CR: no LF can follow, it is bare (DATA

@@ -33,6 +33,7 @@
  * queue id, "disconnect from" with per-command counts.
  */
 #include "smtp_server.h"
+#include "generation.h"
 #include "filter_chain.h"
 #include "log.h"
 #include "metrics.h"
@@ -277,14 +278,14 @@ static void helo_done(struct petrel_session *s, int v)
 		xfree(&s->helo);
 		return;
 	}
-	const char *host = s->srv->cfg->hostname;
+	const char *host = s->gen->cfg->hostname;
 	if (!s->esmtp) {
 		session_reply(s, "250 %s", host);
 		return;
 	}
 	session_reply(s, "250-%s", host);
 	session_reply(s, "250-PIPELINING");
-	session_reply(s, "250-SIZE %llu", (unsigned long long)s->srv->cfg->message_size_limit);
+	session_reply(s, "250-SIZE %llu", (unsigned long long)s->gen->cfg->message_size_limit);
 	session_reply(s, "250-8BITMIME");
 	session_reply(s, "250-SMTPUTF8");
 	session_reply(s, "250-ENHANCEDSTATUSCODES");
@@ -311,7 +312,7 @@ static void do_mail(struct petrel_session *s, const struct smtp_cmd *c)
 		reject(s, "MAIL", NULL, "555 5.5.4 BODY=BINARYMIME is not supported");
 		return;
 	}
-	struct config *cfg = s->srv->cfg;
+	struct config *cfg = s->gen->cfg;
 	if (c->has_size && c->size > cfg->message_size_limit) {
 		reject(s, "MAIL", NULL, "552 5.3.4 Message size exceeds fixed limit");
 		return;
@@ -365,7 +366,7 @@ static void do_rcpt(struct petrel_session *s, const struct smtp_cmd *c)
 		session_reply(s, "503 5.5.1 Error: RCPT after BDAT");
 		return;
 	}
-	if (t->nrcpt >= s->srv->cfg->recipient_limit) {
+	if (t->nrcpt >= s->gen->cfg->recipient_limit) {
 		session_reply(s, "452 4.5.3 Error: too many recipients");
 		return;
 	}
@@ -381,7 +382,7 @@ static void do_rcpt(struct petrel_session *s, const struct smtp_cmd *c)
 		a->orcpt = xstrdup(c->orcpt);
 	if (!a->domain[0]) {
 		/* <Postmaster> (RFC 5321 4.5.1): the first local domain's. */
-		struct config *cfg = s->srv->cfg;
+		struct config *cfg = s->gen->cfg;
 		free(a->domain);
 		free(a->str);
 		a->domain = xstrdup(cfg->ndomains ? cfg->domains[0] : cfg->hostname);
@@ -394,7 +395,7 @@ static void do_rcpt(struct petrel_session *s, const struct smtp_cmd *c)
 
 int session_route(struct petrel_session *s, struct petrel_txn *t, struct petrel_addr *a)
 {
-	struct module *router = s->srv->router;
+	struct module *router = s->gen->router;
 	struct petrel_route r = { .qm = t->qm, .rcpt = a, .srv = s->srv };
 	int ndest_before = t->qm->ndests;
 	int rr = router->desc->router->route(router->state, &r, a);
@@ -464,7 +465,7 @@ static void pregreet(struct petrel_session *s)
 	s->greet_wait = false;
 	stats_rejected(metrics_listener_slot(s->l), STATS_REJECT_PROTOCOL);
 	session_reply(s, "554 5.5.0 %s Error: SMTP protocol violation: talking before the greeting",
-	              s->srv->cfg->hostname);
+	              s->gen->cfg->hostname);
 	s->state = S_CLOSING;
 }
 
@@ -490,13 +491,13 @@ static void connect_done(struct petrel_session *s, int v)
 		return;
 	}
 	/* relay_networks are trusted, as postscreen's permit lists: no pause */
-	if (srv->cfg->greet_pause > 0 && !s->may_relay) {
+	if (s->gen->cfg->greet_pause > 0 && !s->may_relay) {
 		s->greet_wait = true;
 		s->greet_from = ev_now_ms();
-		ev_timer_start(srv->loop, &s->greet_timer, (uint64_t)srv->cfg->greet_pause);
+		ev_timer_start(srv->loop, &s->greet_timer, (uint64_t)s->gen->cfg->greet_pause);
 		return;
 	}
-	session_reply(s, "220 %s ESMTP petrel", srv->cfg->hostname);
+	session_reply(s, "220 %s ESMTP petrel", s->gen->cfg->hostname);
 }
 
 /* greet_pause is over and the client kept quiet: greet it. */
@@ -508,7 +509,7 @@ static void on_greet(struct ev_loop *loop, void *arg)
 	if (s->in.len) {
 		pregreet(s);
 	} else {
-		session_reply(s, "220 %s ESMTP petrel", s->srv->cfg->hostname);
+		session_reply(s, "220 %s ESMTP petrel", s->gen->cfg->hostname);
 		s->turn_ours = true;     /* its command deadline starts at the 220 */
 	}
 	session_process(s);
@@ -592,7 +593,7 @@ static void do_bdat(struct petrel_session *s, const struct smtp_cmd *c)
 	if (fail) {
 		/* RFC 3030: the chunk is still read, and thrown away, within
 		 * the time a chunk may take (no data_begin() set it). */
-		s->data_deadline = ev_now_ms() + (uint64_t)s->srv->cfg->data_timeout * 1000;
+		s->data_deadline = ev_now_ms() + (uint64_t)s->gen->cfg->data_timeout * 1000;
 		s->bdat_discard = true;
 		s->bdat_fail = fail;
 		return;
@@ -635,7 +636,7 @@ static void handle_line(struct petrel_session *s, const char *line, size_t len)
 	switch (c->verb) {
 	case SMTP_HELO: case SMTP_EHLO: case SMTP_NOOP: case SMTP_RSET: case SMTP_VRFY: case SMTP_HELP:
 		/* repeatable at will, and no use to a client past a point */
-		if (++s->junk > s->srv->cfg->junk_command_limit)
+		if (++s->junk > s->gen->cfg->junk_command_limit)
 			s->errors++;
 		break;
 	default:
@@ -719,7 +720,7 @@ static int take_line(struct petrel_session *s)
 		}
 		buf_consume(&s->in, (size_t)(lf - p) + 1);
 		s->skipping = false;
-		s->cmd_deadline = ev_now_ms() + (uint64_t)s->srv->cfg->smtp_timeout * 1000;
+		s->cmd_deadline = ev_now_ms() + (uint64_t)s->gen->cfg->smtp_timeout * 1000;
 		return 1;
 	}
 	if (!lf) {
@@ -732,7 +733,7 @@ static int take_line(struct petrel_session *s)
 	}
 	size_t n = (size_t)(lf - p);     /* bytes before LF, CR included */
 	/* a whole line: the next one has smtp_timeout from now */
-	s->cmd_deadline = ev_now_ms() + (uint64_t)s->srv->cfg->smtp_timeout * 1000;
+	s->cmd_deadline = ev_now_ms() + (uint64_t)s->gen->cfg->smtp_timeout * 1000;
 	if (n + 1 > SMTP_CMD_LINE_MAX) {
 		line_refused(s, "500 5.5.6 Error: line too long");
 		buf_consume(&s->in, n + 1);
@@ -766,7 +767,7 @@ static void on_tarpit(struct ev_loop *loop, void *arg)
 
 void session_process(struct petrel_session *s)
 {
-	const struct config *cfg = s->srv->cfg;
+	const struct config *cfg = s->gen->cfg;
 	s->in_process = true;
 	s->out_paused = false;
 	for (;;) {
@@ -864,13 +865,13 @@ static void on_timeout(struct ev_loop *loop, void *arg)
 		log_info("timeout after %s from %s: %llu octets in %llu ms (min_data_rate %d)",
 		         s->state == S_DATA ? "DATA" : "BDAT", s->peer_name,
 		         (unsigned long long)s->rate_bytes,
-		         (unsigned long long)(ev_now_ms() - s->rate_start), s->srv->cfg->min_data_rate);
+		         (unsigned long long)(ev_now_ms() - s->rate_start), s->gen->cfg->min_data_rate);
 	else
 		log_info("timeout after command from %s%s", s->peer_name,
 		         s->in.len ? " (partial line)" : "");
 	if (s->txn)
 		txn_free(s);
-	session_reply(s, "421 4.4.2 %s Error: timeout exceeded", s->srv->cfg->hostname);
+	session_reply(s, "421 4.4.2 %s Error: timeout exceeded", s->gen->cfg->hostname);
 	s->state = S_CLOSING;
 	if (session_flush(s))
 		session_set_timer(s);    /* not read within smtp_timeout: closed */
@@ -891,7 +892,7 @@ void session_set_timer(struct petrel_session *s)
 {
 	if (s->fd < 0)
 		return;
-	const struct config *cfg = s->srv->cfg;
+	const struct config *cfg = s->gen->cfg;
 	uint64_t now = ev_now_ms();
 	uint64_t T = (uint64_t)cfg->smtp_timeout * 1000, ms = T;
 	bool ours = s->state == S_COMMIT || s->pending || s->auth_job || s->tarpit || s->greet_wait;
@@ -1083,6 +1084,7 @@ static void session_close(struct petrel_session *s, const char *why)
 	free(s->helo);
 	buf_free(&s->in);
 	buf_free(&s->out);
+	gen_unref(&s->gen);
 	free(s);
 }
 
@@ -1109,6 +1111,7 @@ void session_accept(struct server *srv, struct listener *l, int fd)
 	socklen_t len = sizeof s->peer;
 	s->srv = srv;
 	s->l = l;
+	s->gen = gen_ref(l->gen);
 	s->fd = fd;
 	if (getpeername(fd, (struct sockaddr *)&s->peer, &len) < 0)
 		memset(&s->peer, 0, sizeof s->peer);
@@ -1128,7 +1131,7 @@ void session_accept(struct server *srv, struct listener *l, int fd)
 		s->may_relay = cr.uid != (uid_t)-1;
 	} else {
 		peer_format(s);
-		s->may_relay = config_may_relay(srv->cfg, (struct sockaddr *)&s->peer);
+		s->may_relay = config_may_relay(s->gen->cfg, (struct sockaddr *)&s->peer);
 	}
 	ev_timer_init(&s->timer, on_timeout, s);
 	ev_timer_init(&s->run.timer, NULL, s);
@@ -1162,7 +1165,7 @@ void session_accept(struct server *srv, struct listener *l, int fd)
 		return;
 	}
 	/* Postfix's anvil: sessions per client address; relay clients are ours */
-	int climit = srv->cfg->client_connection_limit;
+	int climit = s->gen->cfg->client_connection_limit;
 	if (climit > 0 && !s->may_relay) {
 		int n = conn_counts_add(&srv->clients, (struct sockaddr *)&s->peer);
 		s->counted = true;
@@ -1172,7 +1175,7 @@ void session_accept(struct server *srv, struct listener *l, int fd)
 			log_warn("connection concurrency limit exceeded: %d from %s (client_connection_limit %d)",
 			         n, s->peer_name, climit);
 			stats_rejected(metrics_listener_slot(l), STATS_REJECT_POLICY);
-			session_reply(s, "421 4.7.0 %s Error: too many connections from %s", srv->cfg->hostname,
+			session_reply(s, "421 4.7.0 %s Error: too many connections from %s", s->gen->cfg->hostname,
 			              s->peer_addr);
 			s->state = S_CLOSING;
 			session_flush(s);
@@ -1215,7 +1218,7 @@ void sessions_shutdown(struct server *srv)
 		ev_timer_stop(srv->loop, &s->greet_timer);
 		s->greet_wait = false;
 		txn_free(s);
-		session_reply(s, "421 4.3.2 %s Service shutting down, closing channel", srv->cfg->hostname);
+		session_reply(s, "421 4.3.2 %s Service shutting down, closing channel", s->gen->cfg->hostname);
 		s->state = S_CLOSING;
 		session_flush(s);
 	}

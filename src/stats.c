@@ -119,6 +119,19 @@ void stats_set_listener_name(int idx, const char *name)
 		setname(st.listener[idx], name);
 }
 
+int stats_listener_slot(const char *name)
+{
+	for (int i = 0; name && i < STATS_MAX_LISTENERS; i++) {
+		if (!st.listener[i][0]) {
+			setname(st.listener[i], name);
+			return i;
+		}
+		if (!strncmp(st.listener[i], name, STATS_NAME_MAX - 1))
+			return i;
+	}
+	return -1;
+}
+
 void stats_set_transport_name(int idx, const char *name)
 {
 	if (idx >= 0 && idx < STATS_MAX_TRANSPORTS && name)

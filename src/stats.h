@@ -61,6 +61,10 @@ enum stats_queue_state {
 /* Names for the label slots; an index past the maximum is ignored.
  * Call at start (or reload) before serving. */
 void stats_set_listener_name(int idx, const char *name);
+/* The slot of the listener named 'name' (its address as written): the
+ * one it had, else the next free one (a reload adds listeners); -1 when
+ * every slot is taken ("other"). */
+int stats_listener_slot(const char *name);
 void stats_set_transport_name(int idx, const char *name);
 /* The slot named NAME by stats_set_transport_name, or -1 ("other"): a
  * scan of at most STATS_MAX_TRANSPORTS names, safe from any thread once
