@@ -140,7 +140,7 @@ static int read_credentials(struct config *cfg, const struct config *prev, struc
 	    !strcmp(cfg->relayhost_credentials, prev->relayhost_credentials)) {
 		config_copy_credentials(cfg, prev);
 		r = 0;
-	} else if (r < 0) {
+	} else if (r < 0 && why.len) {
 		buf_add(errs, why.data, why.len);
 	}
 	buf_free(&why);
@@ -392,7 +392,8 @@ int server_reload(struct server *srv, const char *who, struct buf *out)
 		log_error("%s: reload refused, generation %lu (%s) stays: %s", who, old->id,
 		          old->cfg->file, one.data ? one.data : "?");
 		buf_free(&one);
-		buf_add(out, errs.data, errs.len);
+		if (errs.len)
+			buf_add(out, errs.data, errs.len);
 		buf_free(&errs);
 		buf_free(&notes);
 		return -1;
@@ -407,7 +408,8 @@ int server_reload(struct server *srv, const char *who, struct buf *out)
 	         "%d module(s) (%d kept from generation %lu); sessions open keep theirs", who, g->id,
 	         g->cfg->file, ntls, g->auth_db ? " and the password file" : "", g->nlisteners,
 	         g->mods.n, g->mods.nshared, old->id);
-	buf_add(out, notes.data, notes.len);
+	if (notes.len)
+		buf_add(out, notes.data, notes.len);
 	gen_unref(&old);
 	buf_free(&errs);
 	buf_free(&notes);

@@ -21,6 +21,9 @@ from petrel import Daemon, Client, make_message, check, diag, T  # noqa: E402
 
 PETRELCTL = os.environ.get("PETRELCTL") or os.path.join(petrel.BUILDDIR, "src", "petrelctl")
 SMTP_SOURCE = "/usr/sbin/smtp-source"
+# ASan keeps freed memory in its quarantine: RSS says nothing there, and
+# LeakSanitizer at the daemon's exit is the check (as test_backpressure)
+SANITIZED = os.environ.get("ASAN_OPTIONS") is not None
 
 RULE = "body /FORBIDDEN-WORD/ reject 554 5.7.1 Refused by the new rules\n"
 
@@ -268,12 +271,12 @@ def test_200_reloads_under_load():
         assert last not in freed
         time.sleep(0.5)
         rss_after = petrel.rss(d.proc.pid)
-        diag("200 reloads, %d of them with smtp-source running; %d messages in %d rounds, "
-             "%d delivered" % (reloads, during_load, len(rounds), sent, len(files)))
+        diag("%d reloads, %d of them with smtp-source running; %d messages in %d rounds, "
+             "%d delivered" % (reloads, during_load, sent, len(rounds), len(files)))
         diag("RSS before %d KiB, after %d KiB, growth %+d KiB"
              % (rss_before // 1024, rss_after // 1024, (rss_after - rss_before) // 1024))
         assert during_load >= 1, "no reload happened under load"
-        assert rss_after - rss_before < 5 * 1024 * 1024, (rss_before, rss_after)
+        assert rss_after - rss_before < 5 * 1024 * 1024 or SANITIZED, (rss_before, rss_after)
         # the last configuration (a: one listener) is the one running
         assert not listening(port2)
 

@@ -706,7 +706,7 @@ def test_sighup_reloads_key_pair_and_passwords():
             write_passwd(sec, "passwd", ["alice:" + crypt_hash("new-pw", b"$6$"),
                                          "carol:" + crypt_hash("carol-pw", b"$6$")])
             d.proc.send_signal(signal.SIGHUP)
-            d.wait_log(r"SIGHUP: reloaded 1 TLS key pair\(s\) and the password file")
+            d.wait_log(r"SIGHUP: reloaded: generation 2 .*: 1 TLS key pair\(s\) and the password file")
             c, cn = tls_session()
             with c:
                 assert cn == "new.mx.test"
@@ -723,7 +723,7 @@ def test_sighup_reloads_key_pair_and_passwords():
             with open(key, "w") as f:
                 f.write("not a key\n")
             d.proc.send_signal(signal.SIGHUP)
-            d.wait_log(r"SIGHUP: reload failed, the key pairs and passwords in use stay: .*key")
+            d.wait_log(r"SIGHUP: reload refused, generation 2 .* stays: .*key")
             c, cn = tls_session()
             with c:
                 assert cn == "new.mx.test"
