@@ -14,7 +14,8 @@
  * stops) and
  * recover what the spool holds; run the loop.  SIGTERM: stop accepting, answer 421 to idle sessions, let
  * messages being committed finish (their 250 is sent), let deliveries in
- * flight finish, then exit 0.  What is queued stays queued.
+ * flight finish, then exit 0.  What is queued stays queued.  SIGHUP: reload
+ * the whole configuration into a new generation (generation.c).
  */
 #include "auth.h"
 #include "auth_throttle.h"
@@ -263,16 +264,16 @@ static int pidfile_lock(const char *pidfile)
 	return fd;
 }
 
-/* SIGHUP and the control socket's reload (control.c calls it through
- * srv->reload): the whole file again, generation.c. */
-static int daemon_reload(struct server *srv, struct buf *out)
+/* SIGHUP: the whole file again (generation.c; it logs the result).  The
+ * control socket's reload calls server_reload itself and replies. */
+static void daemon_reload(struct server *srv)
 {
-	struct buf mine = {0};
+	struct buf out = {0};
 	notify_systemd("RELOADING=1");
-	int r = server_reload(srv, "SIGHUP", out ? out : &mine);
+	if (server_reload(srv, "SIGHUP", &out) < 0)
+		log_info("SIGHUP: the running configuration stays (errors above)");
 	notify_systemd("READY=1\nSTATUS=accepting mail");
-	buf_free(&mine);
-	return r;
+	buf_free(&out);
 }
 
 static void check_stopped(struct ev_loop *loop, void *arg)
@@ -299,7 +300,7 @@ static void on_signal(struct ev_loop *loop, int fd, int mask, void *arg)
 		}
 		if (si.ssi_signo == SIGHUP) {
 			if (!srv->stopping)
-				daemon_reload(srv, NULL);
+				daemon_reload(srv);
 			continue;
 		}
 		if (srv->stopping)
