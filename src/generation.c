@@ -23,6 +23,7 @@
 #include "generation.h"
 #include "auth.h"
 #include "log.h"
+#include "stats.h"
 #include "tls.h"
 
 #include <stdlib.h>
@@ -400,6 +401,9 @@ int server_reload(struct server *srv, const char *who, struct buf *out)
 	}
 	srv->gen = g;
 	srv->cfg = g->cfg;
+	for (int k = 0; k < g->mods.n; k++)
+		if (g->mods.v[k]->desc->transport)
+			stats_add_transport_name(g->mods.v[k]->desc->name);
 	log_lines("reload: ", &notes);
 	int ntls = 0;
 	for (int i = 0; i < g->nlisteners; i++)

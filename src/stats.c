@@ -138,6 +138,18 @@ void stats_set_transport_name(int idx, const char *name)
 		setname(st.transport[idx], name);
 }
 
+void stats_add_transport_name(const char *name)
+{
+	for (int i = 0; name && *name && i < STATS_MAX_TRANSPORTS; i++) {
+		if (!strcmp(st.transport[i], name))
+			return;
+		if (!st.transport[i][0]) {
+			setname(st.transport[i], name);
+			return;
+		}
+	}
+}
+
 int stats_transport_slot(const char *name)
 {
 	for (int i = 0; name && *name && i < STATS_MAX_TRANSPORTS; i++)

@@ -65,6 +65,8 @@ void stats_set_listener_name(int idx, const char *name);
  * one it had, else the next free one (a reload adds listeners); -1 when
  * every slot is taken ("other"). */
 int stats_listener_slot(const char *name);
+/* A transport a reload loaded: named in the next free slot, unless it has one. */
+void stats_add_transport_name(const char *name);
 void stats_set_transport_name(int idx, const char *name);
 /* The slot named NAME by stats_set_transport_name, or -1 ("other"): a
  * scan of at most STATS_MAX_TRANSPORTS names, safe from any thread once
