@@ -202,6 +202,42 @@ def test_broken_file_refused_with_its_lines_daemon_serves_on():
         assert reload_ok(d) == 2
 
 
+def test_pending_hook_of_a_replaced_module_finishes_on_the_old_instance():
+    # the "slow" test filter (tests/modules/slow.c) holds the old session's
+    # end of DATA on a timer of its instance; the reload changes its block,
+    # so new sessions get a new instance, and the old one (its timer, its
+    # fini) lives until the old session is done with it
+    slow_old = {"delay_ms": int(T(1.5) * 1000), "verdict": "continue"}
+    slow_new = {"delay_ms": 10, "verdict": "reject", "reply": "554 5.7.1 new slow rules"}
+    with Daemon(modules_extra="  slow = %s;" % petrel.cfg_value(slow_old),
+                extra='filters = [ "slow" ];') as d:
+        old = Client(d.port)
+        old.ehlo()
+        old.mail_rcpt("a@localhost", ["user@localhost"])
+        old.cmd("DATA", 354)
+        old.send(petrel.dot_stuff(make_message("held by the old instance")) + b".\r\n")
+        d.wait_log(r"slow: suspend qid=\w+ at=eom")
+        write_conf(d, d.config_text.replace(petrel.cfg_value(slow_old),
+                                            petrel.cfg_value(slow_new)))
+        reload_ok(d)
+        d.wait_log(r"reloaded: generation 2 .*\(3 kept from generation 1\)")
+        with Client(d.port) as c:
+            c.ehlo()
+            c.mail_rcpt("a@localhost", ["user@localhost"])
+            r = data_reply(c, make_message("new"))
+            check(r, 554, "5.7.1")
+            assert "new slow rules" in r.text, r
+        r = old.reply(timeout=T(15))
+        check(r, 250, "2.0.0")
+        old.cmd("QUIT", 221)
+        old.close()
+        d.wait_log(r"configuration generation 1 freed")
+        log = d.log_text()
+        assert log.index("verdict=continue") < log.index("configuration generation 1 freed"), \
+            "generation 1 was freed before its session's hook resumed"
+        d.wait_delivered("user", 1)
+
+
 def test_200_reloads_under_load():
     petrel.need_tool(SMTP_SOURCE)
     with Daemon() as d:
