@@ -243,9 +243,15 @@ def test_200_reloads_under_load():
     with Daemon() as d:
         port2 = petrel._free_port()
         conf_a = d.config_text
+        # b: a filter more, a listener more, another limit, and the same
+        # maildir root spelt otherwise: a new maildir instance at each
+        # reload, while deliveries on the one before are in flight
+        root = petrel.cfg_value(os.path.join(d.mail, "%d", "%u"))
+        assert root in conf_a
         conf_b = with_listener(setting(with_regex(
             d, conf_a, "body /NEVER-IN-THESE-MESSAGES-xyzzy/ reject 554 5.7.1 no\n"),
-            "recipient_limit", "500"), port2)
+            "recipient_limit", "500"), port2).replace(
+            root, petrel.cfg_value(os.path.join(d.mail, ".", "%d", "%u")))
         rounds = []        # (messages, CompletedProcess)
 
         def load(n):
@@ -312,6 +318,11 @@ def test_200_reloads_under_load():
         diag("RSS before %d KiB, after %d KiB, growth %+d KiB"
              % (rss_before // 1024, rss_after // 1024, (rss_after - rss_before) // 1024))
         assert during_load >= 1, "no reload happened under load"
+        # the modules whose blocks differ (regex, maildir) were made anew
+        # each time, mta and router kept
+        kept = re.findall(r"reloaded: generation \d+ .* (\d+) module\(s\) \((\d+) kept", d.log_text())
+        assert len(kept) == reloads + 2, len(kept)
+        assert all(k == "2" for _, k in kept[2:]), set(kept)
         assert rss_after - rss_before < 5 * 1024 * 1024 or SANITIZED, (rss_before, rss_after)
         # the last configuration (a: one listener) is the one running
         assert not listening(port2)
