@@ -195,6 +195,11 @@ static void views_make(struct server *srv, struct generation *g)
 static void gen_free(struct generation *g)
 {
 	struct server *srv = g->srv;
+	for (struct generation **p = &srv->live_gens; *p; p = &(*p)->next_live)
+		if (*p == g) {
+			*p = g->next_live;
+			break;
+		}
 	for (int i = 0; i < g->nlisteners; i++) {
 		struct listener *l = &g->listeners[i];
 		listener_release(srv, l);
@@ -277,6 +282,8 @@ struct generation *gen_build(struct server *srv, struct config *cfg, struct gene
 	g->srv = srv;
 	g->cfg = cfg;
 	g->mods.srv = srv;
+	g->next_live = srv->live_gens;
+	srv->live_gens = g;
 	if (prev) {
 		g->mods.share = &prev->mods;
 		g->mods.share_cfg = prev->cfg;

@@ -36,6 +36,7 @@ struct generation {
 	struct tls_server **tls;           /* per listener, NULL: none */
 	struct auth_db *auth_db;           /* NULL when auth_passwords is unset */
 	struct generation *next_dead;      /* on srv->dead_gens, waiting to be freed */
+	struct generation *next_live;      /* on srv->live_gens */
 };
 
 /*

@@ -47,6 +47,7 @@ struct module {
 	struct petrel_conf conf;
 	char *path;
 	int refs;                  /* registries holding it */
+	bool stopped;              /* transport stop() called (queue_stop) */
 	struct config *cfg_ref;    /* the configuration conf.cfg / conf.block point into */
 };
 

@@ -756,11 +756,15 @@ void queue_rescan(struct queue *q)
 void queue_stop(struct queue *q)
 {
 	struct server *srv = q->srv;
-	for (int i = 0; i < srv->gen->mods.n; i++) {
-		struct module *mod = srv->gen->mods.v[i];
-		if (is_async(mod) && mod->desc->transport->stop)
-			mod->desc->transport->stop(mod->state);
-	}
+	/* older generations' instances too: their deliveries may be in flight */
+	for (struct generation *g = srv->live_gens; g; g = g->next_live)
+		for (int i = 0; i < g->mods.n; i++) {
+			struct module *mod = g->mods.v[i];
+			if (is_async(mod) && mod->desc->transport->stop && !mod->stopped) {
+				mod->stopped = true;
+				mod->desc->transport->stop(mod->state);
+			}
+		}
 }
 
 int queue_active(const struct queue *q)

@@ -48,6 +48,7 @@ struct server {
 	const char *conf_file;             /* -c FILE (absolute), NULL: the embedded default */
 	unsigned long gen_counter;
 	struct generation *dead_gens;      /* unreferenced, freed from gen_free_timer */
+	struct generation *live_gens;      /* every generation not freed yet, the current too */
 	struct ev_timer gen_free_timer;
 	struct module **slot_owner;        /* module slot numbers in use (module_load.c) */
 	int nslots;

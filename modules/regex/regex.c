@@ -523,6 +523,9 @@ static void regex_fini(void *state)
 	pcre2_match_context_free(st->mctx);
 	free(st->file);
 	free(st);
+	/* the JIT keeps freed code memory for reuse; a reload may unload
+	 * libpcre2 with the module, and that memory would stay mapped */
+	pcre2_jit_free_unused_memory(NULL);
 }
 
 static int regex_init(const struct petrel_host *h, petrel_conf *conf, void **state)
