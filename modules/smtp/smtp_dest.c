@@ -16,6 +16,8 @@
  *     job when it is free, so a message that comes in while the one
  *     session is mid-transaction waits for it instead of opening another
  *     (3 queued messages never open 20; 100 arriving one by one reuse);
+ *     the tick opens what a grown window allows, so a backlog that came
+ *     due at once (a restart, a flush) is not held at the initial window;
  *   - a connection that reaches no target halves the window (negative
  *     feedback); when it was the destination's last connection the
  *     destination is dead for dead_time: its queued jobs and the jobs
@@ -577,6 +579,12 @@ void smtp_dest_tick(struct smtp *m, unsigned long long now)
 			int dead = dd->dead_until && now < dd->dead_until;
 			if (!dead && dd->dead_until) {
 				dd->dead_until = 0;
+				pump(dd);
+			} else if (!dead && dd->qhead && dd->nqueued > dd->nconn && dd->nconn < dd->window) {
+				/* the window grew (sessions came up) since the last
+				 * pump: a backlog that arrived all at once, e.g. after
+				 * a restart, gets its connections now instead of
+				 * waiting for new mail or a closed connection */
 				pump(dd);
 			}
 			if (!dead && !dd->qhead && !dd->nconn && !dd->resolving && !dd->starved) {
