@@ -13,9 +13,10 @@
  * each transaction (pipelined when offered), reports every recipient,
  * sends RSET and asks again, so idle connections are reused.
  *
- * Replies are read line by line into a fixed buffer: a line longer than
- * LINE_MAX, more than REPLY_LINES lines, a NUL byte or a bare LF end the
- * session with a deferral ("malformed reply"); every step has its own
+ * Replies are read line by line into a fixed buffer and parsed by
+ * smtp_syntax.c: a line longer than SMTP_LINE_MAX, more than
+ * SMTP_REPLY_LINES lines, a NUL byte or a bare LF end the session with a
+ * deferral ("malformed reply"); every step has its own
  * deadline (RFC 5321 4.5.3.2), counted for the whole reply so a reply
  * that never ends times out.  Memory per connection is the fixed input
  * buffer plus an output buffer bounded by one body chunk and the
@@ -25,6 +26,7 @@
  * unread input is dropped and EHLO is sent again.
  */
 #include "smtp_int.h"
+#include "smtp_syntax.h"
 
 #include <ctype.h>
 #include <errno.h>
@@ -42,8 +44,6 @@
 #include <openssl/x509v3.h>
 
 #define IN_SIZE 4608
-#define LINE_MAX_ 2048              /* RFC 5321 says 512; be generous, not unbounded */
-#define REPLY_LINES 100
 #define BODY_CHUNK 16384
 #define OUT_HIGH (2 * BODY_CHUNK)
 
@@ -59,15 +59,6 @@ static const char *const state_name[] = {
 	[S_TXN] = "MAIL/RCPT/DATA", [S_BODY] = "message content", [S_DOT] = "end of data",
 	[S_QUIT] = "QUIT",
 };
-
-#define CAP_PIPELINING 0x01
-#define CAP_SIZE       0x02
-#define CAP_8BITMIME   0x04
-#define CAP_SMTPUTF8   0x08
-#define CAP_DSN        0x10
-#define CAP_STARTTLS   0x20
-#define CAP_AUTH_PLAIN 0x40
-#define CAP_AUTH_LOGIN 0x80
 
 struct smtp_conn {
 	struct smtp *m;
@@ -85,10 +76,10 @@ struct smtp_conn {
 	unsigned long long deadline;        /* 0: none */
 	char in[IN_SIZE];
 	size_t inlen;
-	/* the reply being read */
-	int rcode, rlines;
+	/* the reply being read (smtp_syntax.c), and the last complete one */
+	struct smtp_reply reply;
+	int rcode;
 	char rtext[420];
-	size_t rtextlen;
 	unsigned caps;
 	unsigned long long size_limit;
 	/* output */
@@ -192,6 +183,7 @@ static void close_fd(struct smtp_conn *c)
 	c->tls_on = 0;
 	c->ssl_want_write = 0;
 	c->inlen = c->outlen = c->outoff = 0;
+	memset(&c->reply, 0, sizeof c->reply);   /* a half-read reply ends with its socket */
 	c->caps = 0;
 	c->deadline = 0;
 }
@@ -762,48 +754,6 @@ static int dot_reply(struct smtp_conn *c)
 
 /* --- replies --- */
 
-static void parse_ehlo_line(struct smtp_conn *c, const char *kw)
-{
-	char word[32];
-	size_t i = 0;
-	while (kw[i] && kw[i] != ' ' && kw[i] != '=' && i < sizeof word - 1) {
-		word[i] = (char)toupper((unsigned char)kw[i]);
-		i++;
-	}
-	word[i] = 0;
-	const char *arg = kw + i;
-	while (*arg == ' ' || *arg == '=')
-		arg++;
-	if (!strcmp(word, "PIPELINING"))
-		c->caps |= CAP_PIPELINING;
-	else if (!strcmp(word, "SIZE")) {
-		c->caps |= CAP_SIZE;
-		c->size_limit = strtoull(arg, NULL, 10);
-	} else if (!strcmp(word, "8BITMIME"))
-		c->caps |= CAP_8BITMIME;
-	else if (!strcmp(word, "SMTPUTF8"))
-		c->caps |= CAP_SMTPUTF8;
-	else if (!strcmp(word, "DSN"))
-		c->caps |= CAP_DSN;
-	else if (!strcmp(word, "STARTTLS"))
-		c->caps |= CAP_STARTTLS;
-	else if (!strcmp(word, "AUTH")) {
-		char mech[32];
-		while (*arg) {
-			size_t k = 0;
-			while (*arg && *arg != ' ' && k < sizeof mech - 1)
-				mech[k++] = (char)toupper((unsigned char)*arg++);
-			mech[k] = 0;
-			while (*arg == ' ')
-				arg++;
-			if (!strcmp(mech, "PLAIN"))
-				c->caps |= CAP_AUTH_PLAIN;
-			else if (!strcmp(mech, "LOGIN"))
-				c->caps |= CAP_AUTH_LOGIN;
-		}
-	}
-}
-
 /* Does the first word of text name this host? */
 static int names_me(struct smtp_conn *c, const char *text)
 {
@@ -960,29 +910,26 @@ static int on_reply(struct smtp_conn *c)
 /* One reply line (CRLF removed).  Returns 0 or -1 (c gone). */
 static int on_line(struct smtp_conn *c, char *line, size_t len)
 {
-	if (len < 3 || !isdigit((unsigned char)line[0]) || !isdigit((unsigned char)line[1]) ||
-	    !isdigit((unsigned char)line[2]) || (len > 3 && line[3] != ' ' && line[3] != '-'))
+	const char *text;
+	switch (smtp_reply_add(&c->reply, line, len, &text)) {
+	case SMTP_REPLY_MALFORMED:
 		return session_error(c, "451 4.5.0 malformed reply from %s in %s", c->peer, state_name[c->st]);
-	int code = (line[0] - '0') * 100 + (line[1] - '0') * 10 + (line[2] - '0');
-	if (c->rlines && code != c->rcode)
+	case SMTP_REPLY_CODE_CHANGED:
 		return session_error(c, "451 4.5.0 malformed reply from %s: the code changes within a reply",
 		                     c->peer);
-	if (++c->rlines > REPLY_LINES)
+	case SMTP_REPLY_TOO_MANY:
 		return session_error(c, "451 4.5.0 reply from %s in %s has more than %d lines", c->peer,
-		                     state_name[c->st], REPLY_LINES);
-	c->rcode = code;
-	const char *text = len > 4 ? line + 4 : "";
-	if (c->rlines == 1)
-		c->rtextlen = (size_t)snprintf(c->rtext, sizeof c->rtext, "%d %s", code, text);
-	else if (c->rtextlen + 2 < sizeof c->rtext)
-		c->rtextlen += (size_t)snprintf(c->rtext + c->rtextlen, sizeof c->rtext - c->rtextlen, " %s", text);
-	if (c->rtextlen >= sizeof c->rtext)
-		c->rtextlen = sizeof c->rtext - 1;
-	if ((c->st == S_EHLO) && c->rlines > 1 && code / 100 == 2)
-		parse_ehlo_line(c, text);
-	if (len > 3 && line[3] == '-')
+		                     state_name[c->st], SMTP_REPLY_LINES);
+	case SMTP_REPLY_MORE:
+	case SMTP_REPLY_DONE:
+		break;
+	}
+	if (c->st == S_EHLO && c->reply.lines > 1 && c->reply.code / 100 == 2)
+		smtp_ehlo_keyword(text, &c->caps, &c->size_limit);
+	if (!c->reply.done)
 		return 0;
-	c->rlines = 0;
+	c->rcode = c->reply.code;
+	memcpy(c->rtext, c->reply.text, sizeof c->rtext);
 	return on_reply(c);
 }
 
@@ -992,29 +939,26 @@ static int process_input(struct smtp_conn *c)
 	size_t start = 0;
 	while (start < c->inlen) {
 		char *p = c->in + start;
-		size_t avail = c->inlen - start;
-		char *lf = memchr(p, '\n', avail);
-		size_t scan = lf ? (size_t)(lf - p) : avail;
-		if (memchr(p, 0, scan))
+		size_t len = 0, used = 0;
+		switch (smtp_line_next(p, c->inlen - start, &len, &used)) {
+		case SMTP_LINE_NUL:
 			return session_error(c, "451 4.5.0 reply from %s in %s has a NUL byte", c->peer,
 			                     state_name[c->st]);
-		if (!lf) {
-			if (avail > LINE_MAX_)
-				return session_error(c, "451 4.5.0 reply line from %s in %s is longer than %d bytes",
-				                     c->peer, state_name[c->st], LINE_MAX_);
-			break;
-		}
-		size_t len = (size_t)(lf - p);
-		if (len > LINE_MAX_)
+		case SMTP_LINE_TOO_LONG:
 			return session_error(c, "451 4.5.0 reply line from %s in %s is longer than %d bytes",
-			                     c->peer, state_name[c->st], LINE_MAX_);
-		if (len == 0 || p[len - 1] != '\r')
+			                     c->peer, state_name[c->st], SMTP_LINE_MAX);
+		case SMTP_LINE_BARE_LF:
 			return session_error(c, "451 4.5.0 reply from %s in %s ends a line with a bare LF",
 			                     c->peer, state_name[c->st]);
-		p[len - 1] = 0;
-		start += len + 1;
+		case SMTP_LINE_MORE:
+			goto partial;
+		case SMTP_LINE_OK:
+			break;
+		}
+		p[len] = 0;
+		start += used;
 		enum state before = c->st;
-		if (on_line(c, p, len - 1) < 0)
+		if (on_line(c, p, len) < 0)
 			return -1;
 		if (before == S_STARTTLS && c->st == S_TLS_HS) {
 			/* bytes after the 220 came before the handshake: never trusted */
@@ -1025,6 +969,7 @@ static int process_input(struct smtp_conn *c)
 			return 0;
 		}
 	}
+partial:
 	memmove(c->in, c->in + start, c->inlen - start);
 	c->inlen -= start;
 	return 0;
@@ -1076,7 +1021,7 @@ static int do_read(struct smtp_conn *c)
 	for (;;) {
 		if (c->inlen >= sizeof c->in)
 			return session_error(c, "451 4.5.0 reply line from %s is longer than %d bytes", c->peer,
-			                     LINE_MAX_);
+			                     SMTP_LINE_MAX);
 		ssize_t r;
 		size_t room = sizeof c->in - c->inlen;
 		if (c->tls_on) {

@@ -31,6 +31,7 @@
  * Empty destinations are freed by the tick, never from inside a callback.
  */
 #include "smtp_int.h"
+#include "smtp_syntax.h"
 
 #include <ctype.h>
 #include <stdio.h>
@@ -413,45 +414,6 @@ static enum smtp_tls_policy tls_of(struct smtp *m, const char *v, const char *mo
 	return p;
 }
 
-/* Split a next hop: "[host]:port", "host:port", "[IPv6:addr]:port". */
-static int parse_nexthop(const char *nh, char *host, size_t size, int *mx, int *port)
-{
-	const char *p = nh, *end;
-	*mx = 1;
-	if (*p == '[') {
-		*mx = 0;
-		end = strchr(p, ']');
-		if (!end)
-			return -1;
-		p++;
-		if (!strncasecmp(p, "IPv6:", 5))
-			p += 5;
-		if ((size_t)(end - p) >= size || end == p)
-			return -1;
-		memcpy(host, p, (size_t)(end - p));
-		host[end - p] = 0;
-		end++;
-	} else {
-		end = strrchr(p, ':');
-		if (!end)
-			end = p + strlen(p);
-		if ((size_t)(end - p) >= size || end == p)
-			return -1;
-		memcpy(host, p, (size_t)(end - p));
-		host[end - p] = 0;
-	}
-	if (*end == ':') {
-		char *e;
-		long v = strtol(end + 1, &e, 10);
-		if (*e || v < 1 || v > 65535)
-			return -1;
-		*port = (int)v;
-	} else if (*end) {
-		return -1;
-	}
-	return 0;
-}
-
 int smtp_dest_start(struct smtp *m, petrel_delivery *d, char *err, size_t errsize)
 {
 	const struct petrel_host *h = m->host;
@@ -464,7 +426,7 @@ int smtp_dest_start(struct smtp *m, petrel_delivery *d, char *err, size_t errsiz
 	char name[300];
 	int mx = 1, port = m->port;
 	if (nh && *nh) {
-		if (parse_nexthop(nh, name, sizeof name, &mx, &port) < 0) {
+		if (smtp_parse_nexthop(nh, name, sizeof name, &mx, &port) < 0) {
 			snprintf(err, errsize, "451 4.3.5 bad next hop '%s'", nh);
 			return -1;
 		}
