@@ -498,27 +498,55 @@ static void send_next(struct smtp_conn *c)
 	}
 }
 
-/* Does the message hold a byte with the high bit set?  One read pass
- * (only for a message flagged 8BITMIME going to a server without it). */
-static int has_8bit(struct smtp_conn *c, petrel_delivery *d)
+/* Does the message hold a byte with the high bit set: anywhere, or
+ * (headers) in its header section only?  One read pass, rewound after;
+ * only for a message flagged 8BITMIME or SMTPUTF8 going to a server
+ * without the extension.  -1: the queued message cannot be read. */
+static int has_8bit(struct smtp_conn *c, petrel_delivery *d, int headers)
 {
 	const struct petrel_host *h = c->m->host;
 	char buf[16384];
-	int found = 0;
+	int found = 0, done = 0, nl = 0;     /* nl: line ends in a row, CR aside */
 	if (h->delivery_rewind(d) < 0)
 		return -1;
-	for (;;) {
+	while (!found && !done) {
 		ssize_t r = h->delivery_read(d, buf, sizeof buf);
 		if (r < 0)
 			return -1;
 		if (r == 0)
 			break;
-		for (ssize_t i = 0; i < r && !found; i++)
-			found = (unsigned char)buf[i] >= 0x80;
-		if (found)
-			break;
+		for (ssize_t i = 0; i < r && !found && !done; i++) {
+			unsigned char ch = (unsigned char)buf[i];
+			found = ch >= 0x80;
+			if (ch == '\n')
+				done = headers && ++nl == 2;
+			else if (ch != '\r')
+				nl = 0;
+		}
 	}
 	return h->delivery_rewind(d) < 0 ? -1 : found;
+}
+
+static int is_8bit(const char *s)
+{
+	for (; s && *s; s++)
+		if ((unsigned char)*s >= 0x80)
+			return 1;
+	return 0;
+}
+
+/* Does the job need SMTPUTF8 (RFC 6531 3.2): a UTF-8 address in its
+ * envelope or UTF-8 in the message's header section?  A message whose
+ * client merely asked for SMTPUTF8 may go to a server without it. */
+static int needs_smtputf8(struct smtp_conn *c, struct smtp_job *j)
+{
+	const struct petrel_host *h = c->m->host;
+	if (is_8bit(h->delivery_sender(j->d)))
+		return 1;
+	for (int i = 0; i < j->nrcpt; i++)
+		if (is_8bit(h->delivery_rcpt(j->d, i)))
+			return 1;
+	return has_8bit(c, j->d, 1);
 }
 
 /* Start the job the connection holds; returns 0, 1 when the job ended
@@ -541,14 +569,20 @@ static int txn_begin(struct smtp_conn *c)
 		return 1;
 	}
 	if ((f & PETREL_DLV_SMTPUTF8) && !(c->caps & CAP_SMTPUTF8)) {
-		snprintf(r, sizeof r, "553 5.6.7 the message needs SMTPUTF8 and %s does not offer it", c->peer);
-		job_end(c, PETREL_BOUNCE, r);
-		return 1;
+		int e = needs_smtputf8(c, j);
+		if (e != 0) {
+			if (e > 0)
+				snprintf(r, sizeof r, "553 5.6.7 the message needs SMTPUTF8 and %s does not offer it",
+				         c->peer);
+			job_end(c, e > 0 ? PETREL_BOUNCE : PETREL_DEFER,
+			        e > 0 ? r : "451 4.3.0 cannot read the queued message");
+			return 1;
+		}
 	}
 	if ((f & PETREL_DLV_8BITMIME) && !(c->caps & CAP_8BITMIME)) {
 		/* RFC 6152 3: convert to 7 bit or return it; we return 8-bit
 		 * content and send a message whose bytes are all 7-bit as it is */
-		int e = has_8bit(c, d);
+		int e = has_8bit(c, d, 0);
 		if (e != 0) {
 			if (e > 0)
 				snprintf(r, sizeof r, "554 5.6.3 the message has 8-bit content and %s does not "

@@ -40,7 +40,8 @@ class Sink:
     """A lean asyncio SMTP server on host:port, in its own thread.
 
     caps:      EHLO keywords after the first line
-    name:      the host name in the greeting and in the EHLO reply
+    name:      the host name in the greeting (and in the EHLO reply)
+    ehlo_name: the host name in the EHLO reply, when it differs
     stall:     None; "greeting" (accept, say nothing); "421" (greet with
                421 and close); "EHLO" (greet, then answer nothing);
                "DATA" (answer up to DATA, then nothing); may be changed
@@ -55,17 +56,19 @@ class Sink:
     """
 
     def __init__(self, host="127.0.0.1", port=None, caps=("PIPELINING", "8BITMIME", "SIZE 10240000"),
-                 name="sink.test", stall=None, dot_delay=0.0, keep=False):
+                 name="sink.test", stall=None, dot_delay=0.0, keep=False, ehlo_name=None):
         self.host = host
         self.port = port or relaypeers.free_port(host)
         self.caps = list(caps)
         self.name = name
+        self.ehlo_name = ehlo_name or name
         self.stall = stall
         self.dot_delay = dot_delay
         self.keep = keep
         self.lock = threading.Lock()
         self.connections = self.open = self.peak = 0
         self.data_cmds = 0
+        self.mails = 0                 # MAIL commands seen
         self.closed_stalled = 0
         self.tokens = collections.Counter()
         self.unacked = set()
@@ -129,13 +132,15 @@ class Sink:
                     await self._drain_until_eof(reader)
                     return
                 if verb == b"EHLO":
-                    lines = [self.name] + self.caps
+                    lines = [self.ehlo_name] + self.caps
                     out = b"".join(b"250-%s\r\n" % l.encode() for l in lines[:-1])
                     writer.write(out + b"250 %s\r\n" % lines[-1].encode())
                 elif verb == b"HELO":
                     writer.write(b"250 %s\r\n" % self.name.encode())
                 elif verb == b"MAIL":
                     txn = {"mail": line.rstrip(b"\r\n"), "rcpts": [], "data": None}
+                    with self.lock:
+                        self.mails += 1
                     writer.write(b"250 2.1.0 ok\r\n")
                 elif verb == b"RCPT":
                     if txn is not None:
@@ -213,7 +218,7 @@ class Sink:
         with self.lock:
             return {"connections": self.connections, "open": self.open, "peak": self.peak,
                     "arrived": sum(self.tokens.values()), "distinct": len(self.tokens),
-                    "inflight": self.inflight, "data_cmds": self.data_cmds,
+                    "inflight": self.inflight, "data_cmds": self.data_cmds, "mails": self.mails,
                     "closed_stalled": self.closed_stalled}
 
     def wait(self, cond, timeout, what):
