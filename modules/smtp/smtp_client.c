@@ -67,6 +67,7 @@ struct smtp_conn {
 	void *arg;
 	struct smtp_conn_params p;
 	int ti;                             /* target being tried */
+	int ntry;                           /* targets that may be tried (not this host) */
 	int fd;
 	SSL *ssl;
 	int ssl_want_write;
@@ -95,7 +96,6 @@ struct smtp_conn {
 	int bol, body_eof;
 	int nmsgs;
 	int up;                             /* a session was established */
-	int loop_seen;
 	unsigned long long idle_since;
 	char lasterr[400];
 	char peer[340];                     /* "name[ip]:port" */
@@ -281,14 +281,9 @@ void smtp_conn_abort(struct smtp_conn *c, const char *why)
 static int conn_try(struct smtp_conn *c)
 {
 	const struct petrel_host *h = c->m->host;
-	for (; c->ti < c->p.ntargets; c->ti++) {
+	for (; c->ti < c->ntry; c->ti++) {
 		const struct smtp_target *t = target(c);
 		snprintf(c->peer, sizeof c->peer, "%s[%s]:%d", t->name, t->ip, t->port);
-		if (h->is_own_address(t->ip, t->port)) {
-			c->loop_seen = 1;
-			snprintf(c->lasterr, sizeof c->lasterr, "550 5.4.6 %s is this host", c->peer);
-			continue;
-		}
 		c->fd = socket(t->sa.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
 		if (c->fd < 0) {
 			snprintf(c->lasterr, sizeof c->lasterr, "451 4.4.1 socket for %s: %s", c->peer,
@@ -310,8 +305,7 @@ static int conn_try(struct smtp_conn *c)
 		return 0;
 	}
 	/* no target left */
-	int loop = c->loop_seen && !strncmp(c->lasterr, "550 5.4.6", 9);
-	c->ops->failed(c, c->lasterr, loop, c->arg);
+	c->ops->failed(c, c->lasterr, 0, c->arg);
 	conn_free(c);
 	return -1;
 }
@@ -336,8 +330,43 @@ struct smtp_conn *smtp_conn_new(struct smtp *m, const struct smtp_conn_params *p
 	return c;
 }
 
+/* RFC 5321 5.1: a client that finds itself among the MX hosts discards
+ * itself and every host of the same or a greater preference (the
+ * targets come in preference order).  Returns how many may be tried,
+ * and the first one that is this host in *own (-1: none). */
+static int targets_before_me(struct smtp_conn *c, int *own)
+{
+	int n = c->p.ntargets;
+	*own = -1;
+	for (int i = 0; i < c->p.ntargets; i++) {
+		const struct smtp_target *t = &c->p.targets[i];
+		if (!c->m->host->is_own_address(t->ip, t->port))
+			continue;
+		int k = 0;
+		while (k < c->p.ntargets && c->p.targets[k].pref < t->pref)
+			k++;
+		if (*own < 0)
+			*own = i;
+		if (k < n)
+			n = k;
+	}
+	return n;
+}
+
 void smtp_conn_go(struct smtp_conn *c)
 {
+	int own;
+	c->ntry = targets_before_me(c, &own);
+	if (c->ntry == 0 && own >= 0) {
+		/* the best MX (or the relay host) is this host: a loop, not a
+		 * deferral, and a backup MX must not get it either */
+		const struct smtp_target *t = &c->p.targets[own];
+		snprintf(c->lasterr, sizeof c->lasterr, "550 5.4.6 %s[%s]:%d is this host", t->name, t->ip,
+		         t->port);
+		c->ops->failed(c, c->lasterr, 1, c->arg);
+		conn_free(c);
+		return;
+	}
 	conn_try(c);
 }
 

@@ -46,6 +46,7 @@ struct smtp_target {
 	struct sockaddr_storage sa;
 	socklen_t salen;
 	int port;
+	int pref;                       /* MX preference (0: no MX, a relay host) */
 };
 
 /* The answer to a next-hop lookup.  status: PETREL_DELIVERED (targets

@@ -5,7 +5,9 @@ extensions (issue 8, item 3), against real peers on loopback:
 - the MX of a domain is petreld's own listening address, or the peer
   greets (or answers EHLO) with petreld's own host name: the message
   bounces with "mail for DOMAIN loops back to myself" (Postfix's words)
-  in the report to the sender, and petreld never talks to itself;
+  in the report to the sender, and petreld never talks to itself; as
+  the best MX it does not hand the mail to a backup MX; as the backup
+  MX it defers while the primary is down (RFC 5321 5.1);
 - SIZE: a peer that offers SIZE 1000 gets no 5 KB message (5.3.4 bounce,
   no MAIL, no DATA); a smaller one goes with SIZE= on MAIL;
 - SMTPUTF8: a UTF-8 envelope (or header) to a peer without SMTPUTF8
@@ -66,29 +68,82 @@ def message(subject="ext", body=b"hello\r\n", headers=b""):
 
 # --- loops -----------------------------------------------------------------
 
+def own_port_daemon(dns):
+    """A daemon whose modules.smtp.port is its own listening port, so an
+    MX at 127.0.0.1 is itself (peers on 127.0.0.2/3 share the number)."""
+    d = Daemon(settings=dict(RELAY, resolver=dns.addr), start=False,
+               modules_extra=SMTP % "port = @PORT@;")
+    with open(d.conf) as f:
+        text = f.read().replace("@PORT@", str(d.port))
+    with open(d.conf, "w") as f:
+        f.write(text)
+    return d.start()
+
+
+def connects_to_me(d):
+    return re.findall(r"(?<!dis)connect from (\S+)", d.log_text())
+
+
 def test_mx_is_my_own_address_loops_back():
     """loop.test's MX resolves to 127.0.0.1 and modules.smtp.port is
     petreld's own port: bounced at once, no connection to itself."""
-    with Dns(mx={"loop.test": [(10, "mx.loop.test")]}, a={"mx.loop.test": ["127.0.0.1"]}) as dns:
-        d = Daemon(settings=dict(RELAY, resolver=dns.addr), start=False,
-                   modules_extra=SMTP % "port = @PORT@;")
-        with open(d.conf) as f:
-            text = f.read().replace("@PORT@", str(d.port))
-        with open(d.conf, "w") as f:
-            f.write(text)
-        with d.start():
-            qid = send(d, "u@loop.test", message("loop"))
-            d.wait_log(r"%s: to=<u@loop.test>.*dsn=5\.4\.6, status=bounced" % qid)
-            rep = report_for(d, qid)
-            assert "mail for loop.test loops back to myself" in rep, rep
-            log = d.log_text()
-            bounced = re.findall(r"%s: to=<u@loop.test>.*status=(\w+)" % qid, log)
-            assert bounced == ["bounced"], bounced
-            # the test's own session and the report's delivery are local:
-            # petreld never connected to itself
-            connects = re.findall(r"(?<!dis)connect from (\S+)", log)
-            diag("connections petreld took: %s" % connects)
-            assert len(connects) == 1, connects
+    with Dns(mx={"loop.test": [(10, "mx.loop.test")]}, a={"mx.loop.test": ["127.0.0.1"]}) as dns, \
+            own_port_daemon(dns) as d:
+        qid = send(d, "u@loop.test", message("loop"))
+        d.wait_log(r"%s: to=<u@loop.test>.*dsn=5\.4\.6, status=bounced" % qid)
+        rep = report_for(d, qid)
+        assert "mail for loop.test loops back to myself" in rep, rep
+        bounced = re.findall(r"%s: to=<u@loop.test>.*status=(\w+)" % qid, d.log_text())
+        assert bounced == ["bounced"], bounced
+        # the test's own session is the only one petreld took: it never
+        # connected to itself
+        connects = connects_to_me(d)
+        diag("connections petreld took: %s" % connects)
+        assert len(connects) == 1, connects
+
+
+def test_best_mx_is_me_backup_not_tried():
+    """RFC 5321 5.1: finding itself among the MX hosts, a client drops
+    itself and every MX of the same or a greater preference.  Here it is
+    the best MX (10): the backup (20) must not get the mail (it would
+    send it back); the message bounces as a loop."""
+    port_dns = {"mx": {"loop2.test": [(10, "self.loop2.test"), (20, "backup.loop2.test")]},
+                "a": {"self.loop2.test": ["127.0.0.1"], "backup.loop2.test": ["127.0.0.2"]}}
+    with Dns(**port_dns) as dns:
+        d = own_port_daemon(dns)
+        with d, Sink(host="127.0.0.2", port=d.port) as backup:
+            qid = send(d, "u@loop2.test", message("best mx is me"))
+            d.wait_log(r"%s: to=<u@loop2.test>.*dsn=5\.4\.6, status=bounced" % qid)
+            assert "mail for loop2.test loops back to myself" in report_for(d, qid)
+            assert backup.snapshot()["connections"] == 0, backup.snapshot()
+
+
+def test_backup_mx_is_me_primary_down_deferred():
+    """petreld is the backup MX (20) and the primary (10) refuses
+    connections: the mail waits for the primary (deferred), it is not a
+    loop and no report goes out."""
+    port_dns = {"mx": {"loop3.test": [(10, "primary.loop3.test"), (20, "self.loop3.test")]},
+                "a": {"primary.loop3.test": ["127.0.0.3"], "self.loop3.test": ["127.0.0.1"]}}
+    with Dns(**port_dns) as dns, own_port_daemon(dns) as d:
+        qid = send(d, "u@loop3.test", message("backup mx is me"))
+        d.wait_log(r"%s: to=<u@loop3.test>.*status=deferred" % qid)
+        log = d.log_text()
+        assert "loops back" not in log and "status=bounced" not in log, log[-2000:]
+        assert re.search(r"%s: to=<u@loop3.test>.*status=deferred.*primary.loop3.test.127\.0\.0\.3" % qid,
+                         log)
+        d.assert_nothing_more(0, grace=1.0)
+        assert len(connects_to_me(d)) == 1
+
+
+def test_backup_mx_is_me_primary_up_delivered():
+    port_dns = {"mx": {"loop4.test": [(20, "self.loop4.test"), (10, "primary.loop4.test")]},
+                "a": {"primary.loop4.test": ["127.0.0.2"], "self.loop4.test": ["127.0.0.1"]}}
+    with Dns(**port_dns) as dns:
+        d = own_port_daemon(dns)
+        with d, Sink(host="127.0.0.2", port=d.port) as primary:
+            qid = send(d, "u@loop4.test", message("primary up"))
+            d.wait_log(r"%s: to=<u@loop4.test>.*status=sent" % qid)
+            assert primary.snapshot()["distinct"] == 0 and primary.snapshot()["mails"] == 1
 
 
 def test_greeting_names_me_loops_back():
