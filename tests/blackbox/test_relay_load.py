@@ -338,8 +338,9 @@ def test_kill9_during_relay_load_2000():
             with sink.lock:
                 unacked = set(sink.unacked)
                 before = collections.Counter(sink.tokens)
-            diag("at the kill: %d accepted by petreld, %d arrived, %d connections in a "
-                 "transaction (%s)" % (len(accepted), at_kill["arrived"], at_kill["inflight"], snap))
+            diag("killed with %d connections in a transaction (%d in all); by then %d messages "
+                 "accepted by petreld, %d arrived at the peer"
+                 % (snap["inflight"], snap["open"], len(accepted), at_kill["arrived"]))
             d.start()
             # the rest of the 2,000, under new tokens (one whose 250 the
             # kill swallowed may have arrived: it is not sent again)
