@@ -16,8 +16,9 @@
  *     job when it is free, so a message that comes in while the one
  *     session is mid-transaction waits for it instead of opening another
  *     (3 queued messages never open 20; 100 arriving one by one reuse);
- *     the tick opens what a grown window allows, so a backlog that came
- *     due at once (a restart, a flush) is not held at the initial window;
+ *     when the window alone held a backlog back, the tick opens what
+ *     the grown window allows, so a backlog that came due at once (a
+ *     restart, a flush) is not held at the initial window;
  *   - a connection that reaches no target halves the window (negative
  *     feedback); when it was the destination's last connection the
  *     destination is dead for dead_time: its queued jobs and the jobs
@@ -77,6 +78,9 @@ struct smtp_dest {
 	unsigned long long dead_until;
 	char dead_reason[420];
 	struct smtp_dest *snext;          /* m->starved */
+	struct smtp_dest *pnext;          /* the tick's list of destinations to pump */
+	int due;                          /* on that list */
+	int window_full;                  /* the last pump stopped at the window */
 	int starved;
 };
 
@@ -379,6 +383,8 @@ static void pump(struct smtp_dest *dd)
 		if (dd->dead_until && now < dd->dead_until)
 			return;
 	}
+	/* held back by the window alone: the tick opens more once it grows */
+	dd->window_full = dd->qhead && dd->nqueued > dd->nconn && dd->nconn >= dd->window;
 }
 
 /* --- start, tick, stop --- */
@@ -534,20 +540,23 @@ void smtp_dest_tick(struct smtp *m, unsigned long long now)
 		else
 			smtp_conn_check_timeout(c, now);
 	}
-	/* free what is empty, wake what is no longer dead */
+	/* free what is empty, note what is due a pump: no longer dead, or
+	 * held back by its window, which grew since (sessions came up), so
+	 * a backlog that came due at once (a restart, a flush) gets its
+	 * connections now instead of waiting for new mail or a close */
+	struct smtp_dest *due = NULL;
 	for (size_t i = 0; i < m->dtab_size; i++) {
 		for (struct smtp_dest **p = &m->dtab[i]; *p;) {
 			struct smtp_dest *dd = *p;
 			int dead = dd->dead_until && now < dd->dead_until;
-			if (!dead && dd->dead_until) {
+			int woke = !dead && dd->dead_until;
+			if (woke)
 				dd->dead_until = 0;
-				pump(dd);
-			} else if (!dead && dd->qhead && dd->nqueued > dd->nconn && dd->nconn < dd->window) {
-				/* the window grew (sessions came up) since the last
-				 * pump: a backlog that arrived all at once, e.g. after
-				 * a restart, gets its connections now instead of
-				 * waiting for new mail or a closed connection */
-				pump(dd);
+			if (!dead && dd->qhead && !dd->due &&
+			    (woke || (dd->window_full && dd->nqueued > dd->nconn && dd->nconn < dd->window))) {
+				dd->due = 1;             /* has qhead: not freed below */
+				dd->pnext = due;
+				due = dd;
 			}
 			if (!dead && !dd->qhead && !dd->nconn && !dd->resolving && !dd->starved) {
 				*p = dd->hnext;
@@ -557,6 +566,15 @@ void smtp_dest_tick(struct smtp *m, unsigned long long now)
 			}
 			p = &dd->hnext;
 		}
+	}
+	/* pumped after the walk: a pump may end jobs, and the core then
+	 * starts others (smtp_dest_start), which may grow the table */
+	while (due && !m->stopping) {
+		struct smtp_dest *dd = due;
+		due = dd->pnext;
+		dd->pnext = NULL;
+		dd->due = 0;
+		pump(dd);
 	}
 }
 

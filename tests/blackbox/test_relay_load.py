@@ -45,7 +45,7 @@ class Sink:
     stall:     None; "greeting" (accept, say nothing); "421" (greet with
                421 and close); "EHLO" (greet, then answer nothing);
                "DATA" (answer up to DATA, then nothing); may be changed
-               while it runs
+               while it runs (for the connections that come after)
     dot_delay: seconds before the reply to the final dot
     keep:      keep every transaction (mail line, rcpt lines, data bytes)
 
@@ -107,14 +107,15 @@ class Sink:
             self.connections += 1
             self.open += 1
             self.peak = max(self.peak, self.open)
+        stall = self.stall             # fixed for the connection when it comes
         pending = None                 # token answered 250, no command since
         in_data = False
         txn = None
         try:
-            if self.stall == "greeting":
+            if stall == "greeting":
                 await self._drain_until_eof(reader)
                 return
-            if self.stall == "421":
+            if stall == "421":
                 writer.write(b"421 4.3.2 %s busy\r\n" % self.name.encode())
                 await writer.drain()
                 return
@@ -128,7 +129,7 @@ class Sink:
                     with self.lock:
                         self.inflight -= 1
                 verb = line[:4].upper()
-                if self.stall == "EHLO":
+                if stall == "EHLO":
                     await self._drain_until_eof(reader)
                     return
                 if verb == b"EHLO":
@@ -149,7 +150,7 @@ class Sink:
                 elif verb == b"DATA":
                     with self.lock:
                         self.data_cmds += 1
-                    if self.stall == "DATA":
+                    if stall == "DATA":
                         await self._drain_until_eof(reader)
                         return
                     with self.lock:
