@@ -54,7 +54,7 @@ enum smtp_reply_status smtp_reply_add(struct smtp_reply *r, const char *line, si
 	size_t size = sizeof r->text;
 	int n;
 	if (r->lines == 1)
-		n = snprintf(r->text, size, "%d %.*s", code, textn, text);
+		n = snprintf(r->text, size, "%03d %.*s", code, textn, text);
 	else if (r->textlen + 2 < size)
 		n = snprintf(r->text + r->textlen, size - r->textlen, " %.*s", textn, text);
 	else

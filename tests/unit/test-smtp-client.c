@@ -104,6 +104,8 @@ static const struct reply_case reply_cases[] = {
 	  .want = SMTP_REPLY_CODE_CHANGED },
 	{ .label = "a 4xx line in a 2xx reply", .lines = { "250-a", "250-b", "421 bye" },
 	  .want = SMTP_REPLY_CODE_CHANGED },
+	{ .label = "a code below 100 keeps its digits", .lines = { "099 odd" }, .want = SMTP_REPLY_DONE,
+	  .code = 99, .text = "099 odd" },
 	{ .label = "letters in the code", .lines = { "25x ok" }, .want = SMTP_REPLY_MALFORMED },
 	{ .label = "four digits", .lines = { "2500 ok" }, .want = SMTP_REPLY_MALFORMED },
 	{ .label = "bad separator", .lines = { "250+ok" }, .want = SMTP_REPLY_MALFORMED },
