@@ -492,15 +492,19 @@ def test_1000_concurrent_connections_threads_unchanged():
         with d:
             time.sleep(0.5)
             before = threads_of(d.proc.pid)
+            rss_before = petrel.rss(d.proc.pid)
             inj = Injector(d.port, n, 6)
             inj.join(T(60))
             assert inj.count() == n, "petreld accepted %d of %d: %s" % (inj.count(), n, inj.errors[:3])
             peak = sink.wait(lambda s: s["open"] >= 1000, 15, "1,000 open connections")
             during = threads_of(d.proc.pid)
+            rss_during = petrel.rss(d.proc.pid)
             # what is still queued gets a 421 greeting from here on
             sink.stall = "421"
-            diag("open at once: %d (peak %d), petreld threads before %d, during %d"
-                 % (peak["open"], peak["peak"], before, during))
+            diag("open at once: %d (peak %d), petreld threads before %d, during %d; RSS %d KiB "
+                 "before, %d KiB with %d messages queued and the connections open"
+                 % (peak["open"], peak["peak"], before, during, rss_before // 1024,
+                    rss_during // 1024, n))
             assert during == before, "threads %d -> %d" % (before, during)
             assert peak["peak"] <= conc, peak
             # the stalled sessions time out: every message deferred
