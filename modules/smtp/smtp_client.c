@@ -8,7 +8,9 @@
  * (HELO if EHLO is refused), STARTTLS by policy and EHLO again, AUTH when
  * credentials are set (only under TLS).  A refused connection, a
  * timeout, a 4xx/5xx greeting or a failed TLS handshake moves on to the
- * next target; when none is left the owner hears failed().  Once a
+ * next target (under tls = "may" a failed STARTTLS handshake is first
+ * retried once at the same address in clear, as Postfix does); when none
+ * is left the owner hears failed().  Once a
  * session is up the connection asks its owner for jobs (want_job), runs
  * each transaction (pipelined when offered), reports every recipient,
  * sends RSET and asks again, so idle connections are reused.
@@ -72,6 +74,8 @@ struct smtp_conn {
 	SSL *ssl;
 	int ssl_want_write;
 	int tls_on;                         /* the session runs under TLS */
+	int clear_ti;                       /* target whose TLS handshake failed under
+	                                     * "may": its retry goes in clear (-1: none) */
 	int helo_done_tls;                  /* STARTTLS was done on this target */
 	enum state st;
 	unsigned long long deadline;        /* 0: none */
@@ -98,6 +102,7 @@ struct smtp_conn {
 	int up;                             /* a session was established */
 	unsigned long long idle_since;
 	char lasterr[400];
+	char lastat[340];                   /* the server lasterr came from, "" for none */
 	char peer[340];                     /* "name[ip]:port" */
 };
 
@@ -107,6 +112,7 @@ static void conn_io(int fd, int events, void *arg);
 
 struct smtp_conn *smtp_conn_next(const struct smtp_conn *c) { return c->next; }
 void *smtp_conn_owner(const struct smtp_conn *c) { return c->arg; }
+const char *smtp_conn_failed_at(const struct smtp_conn *c) { return c->lastat; }
 int smtp_conn_idle(const struct smtp_conn *c) { return c->st == S_IDLE && !c->job; }
 unsigned long long smtp_conn_idle_since(const struct smtp_conn *c) { return c->idle_since; }
 
@@ -232,6 +238,24 @@ static void conn_drop(struct smtp_conn *c, const char *why)
 	conn_free(c);
 }
 
+/* Leaving a server that answered (a refused login, TLS it does not
+ * offer, a 4xx greeting): say QUIT without waiting for the reply, as
+ * Postfix does (smtp_skip_quit_response), so its log shows a client that
+ * left, not a lost connection.  Best effort: only when nothing else is
+ * waiting to be written, never in the middle of a TLS handshake. */
+static void quit_nowait(struct smtp_conn *c)
+{
+	static const char q[] = "QUIT\r\n";
+	if (c->fd < 0 || c->st == S_CONNECT || c->st == S_TLS_HS || c->outoff < c->outlen)
+		return;
+	if (c->tls_on) {
+		ERR_clear_error();
+		(void)SSL_write(c->ssl, q, (int)sizeof q - 1);
+	} else {
+		(void)send(c->fd, q, sizeof q - 1, MSG_NOSIGNAL | MSG_DONTWAIT);
+	}
+}
+
 /* The current target cannot be used: note why, try the next one.
  * Returns -1 (c may be gone). */
 static int target_fail(struct smtp_conn *c, const char *fmt, ...) PETREL_PRINTF(2, 3);
@@ -241,12 +265,15 @@ static int target_fail(struct smtp_conn *c, const char *fmt, ...)
 	va_start(ap, fmt);
 	vsnprintf(c->lasterr, sizeof c->lasterr, fmt, ap);
 	va_end(ap);
+	/* a connect that failed reached nobody; anything later came from the peer */
+	snprintf(c->lastat, sizeof c->lastat, "%s", c->st == S_CONNECT ? "" : c->peer);
 	if (c->up) {
 		/* a reused session broke: the job is deferred, the owner opens anew */
 		conn_drop(c, c->lasterr);
 		return -1;
 	}
 	c->m->host->log(PETREL_LOG_INFO, "smtp: %s", c->lasterr + (strlen(c->lasterr) > 10 ? 10 : 0));
+	quit_nowait(c);
 	close_fd(c);
 	c->ti++;
 	conn_try(c);
@@ -286,11 +313,13 @@ static int conn_try(struct smtp_conn *c)
 		snprintf(c->peer, sizeof c->peer, "%s[%s]:%d", t->name, t->ip, t->port);
 		c->fd = socket(t->sa.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
 		if (c->fd < 0) {
+			c->lastat[0] = 0;
 			snprintf(c->lasterr, sizeof c->lasterr, "451 4.4.1 socket for %s: %s", c->peer,
 			         strerror(errno));
 			continue;
 		}
 		if (connect(c->fd, (struct sockaddr *)&t->sa, t->salen) < 0 && errno != EINPROGRESS) {
+			c->lastat[0] = 0;
 			snprintf(c->lasterr, sizeof c->lasterr, "451 4.4.1 connect to %s: %s", c->peer,
 			         strerror(errno));
 			h->log(PETREL_LOG_INFO, "smtp: %s", c->lasterr + 10);
@@ -321,6 +350,7 @@ struct smtp_conn *smtp_conn_new(struct smtp *m, const struct smtp_conn_params *p
 	c->ops = ops;
 	c->arg = arg;
 	c->fd = -1;
+	c->clear_ti = -1;
 	snprintf(c->lasterr, sizeof c->lasterr, "451 4.4.1 no address to connect to");
 	c->next = m->conns;
 	if (m->conns)
@@ -385,10 +415,26 @@ static int tls_start(struct smtp_conn *c)
 	} else {
 		SSL_set1_host(c->ssl, t->ip);
 	}
+	/* input read before the handshake is dropped by process_input(),
+	 * which sees how much of it followed the 220 and logs it */
 	c->st = S_TLS_HS;
-	c->inlen = 0;     /* nothing read before the handshake counts after it */
 	set_deadline(c, c->m->to.starttls);
 	return 0;
+}
+
+/* A failed handshake under "may" (STARTTLS, not implicit TLS): connect
+ * to the same address again and stay in clear there, as Postfix's "may"
+ * does; sending in clear is what the policy allows, and a server whose
+ * TLS is broken would otherwise defer its mail until it expires.
+ * Returns -1 (c is connecting anew, or gone). */
+static int tls_retry_clear(struct smtp_conn *c, const char *why)
+{
+	c->m->host->log(PETREL_LOG_INFO, "smtp: TLS handshake with %s failed: %s; trying again "
+	                "without TLS (tls = \"may\")", c->peer, why);
+	close_fd(c);
+	c->clear_ti = c->ti;
+	conn_try(c);
+	return -1;
 }
 
 static int tls_step(struct smtp_conn *c)
@@ -409,6 +455,8 @@ static int tls_step(struct smtp_conn *c)
 		if (vr != X509_V_OK && c->p.tls == TLS_VERIFY)
 			return target_fail(c, "451 4.7.5 TLS with %s: certificate verification failed: %s",
 			                   c->peer, X509_verify_cert_error_string(vr));
+		if (c->p.tls == TLS_MAY && !c->p.implicit_tls && c->clear_ti != c->ti)
+			return tls_retry_clear(c, buf);
 		return target_fail(c, "451 4.7.5 TLS handshake with %s failed: %s", c->peer, buf);
 	}
 	c->ssl_want_write = 0;
@@ -838,7 +886,7 @@ static void b64(char *out, size_t size, const void *in, size_t n)
 static int after_ehlo(struct smtp_conn *c)
 {
 	enum smtp_tls_policy pol = c->p.tls;
-	if (!c->tls_on && !c->p.implicit_tls && pol != TLS_NONE) {
+	if (!c->tls_on && !c->p.implicit_tls && pol != TLS_NONE && c->clear_ti != c->ti) {
 		if (c->caps & CAP_STARTTLS) {
 			c->st = S_STARTTLS;
 			cmd(c, "STARTTLS");

@@ -77,6 +77,7 @@ struct smtp_dest {
 	int window;
 	unsigned long long dead_until;
 	char dead_reason[420];
+	char dead_relay[340];             /* the server that failed, "" when none was reached */
 	struct smtp_dest *snext;          /* m->starved */
 	struct smtp_dest *pnext;          /* the tick's list of destinations to pump */
 	int due;                          /* on that list */
@@ -153,14 +154,17 @@ static void unstarve(struct smtp *m, struct smtp_dest *dd)
 	dd->snext = NULL;
 }
 
-/* Every queued job gets result/reply and is done. */
-static void flush_queue(struct smtp_dest *dd, int result, const char *reply)
+/* Every queued job gets result/reply and is done.  relay: the server the
+ * reply came from ("name[ip]:port"), or NULL/"" when none was reached:
+ * the log line says relay=none then, as Postfix's does. */
+static void flush_queue(struct smtp_dest *dd, int result, const char *reply, const char *relay)
 {
 	struct smtp *m = dd->m;
 	while (dd->qhead) {
 		struct smtp_job *j = dd->qhead;
 		dd->qhead = j->next;
 		dd->nqueued--;
+		m->host->delivery_relay(j->d, relay && *relay ? relay : "none");
 		smtp_job_result_all(m, j, result, reply);
 		smtp_job_finish(m, &j);
 	}
@@ -230,13 +234,14 @@ static void conn_failed(struct smtp_conn *c, const char *reason, int loop, void 
 	struct smtp_dest *dd = r->dest;
 	struct smtp *m = dd->m;
 	const struct petrel_host *h = m->host;
-	(void)c;
+	char at[340];
+	snprintf(at, sizeof at, "%s", smtp_conn_failed_at(c));
 	dref_remove(r);
 	if (loop) {
 		char why[500];
 		snprintf(why, sizeof why, "550 5.4.6 mail for %s loops back to myself", dd->name);
 		h->log(PETREL_LOG_WARN, "smtp: %s (%s)", why + 10, reason);
-		flush_queue(dd, PETREL_BOUNCE, why);
+		flush_queue(dd, PETREL_BOUNCE, why, NULL);
 	} else {
 		dd->window = dd->window > 1 ? dd->window / 2 : 1;
 		if (dd->nconn == 0) {
@@ -245,10 +250,11 @@ static void conn_failed(struct smtp_conn *c, const char *reason, int loop, void 
 			if (m->dead_ms) {
 				dd->dead_until = smtp_now() + m->dead_ms;
 				snprintf(dd->dead_reason, sizeof dd->dead_reason, "%s", reason);
+				snprintf(dd->dead_relay, sizeof dd->dead_relay, "%s", at);
 				h->log(PETREL_LOG_INFO, "smtp: destination %s is dead for %llu s: %s", dd->name,
 				       m->dead_ms / 1000, reason + (strlen(reason) > 10 ? 10 : 0));
 			}
-			flush_queue(dd, PETREL_DEFER, reason);
+			flush_queue(dd, PETREL_DEFER, reason, at);
 		}
 	}
 	pump_starved(m);
@@ -282,13 +288,13 @@ static void resolved(void *arg, struct smtp_resolved *res)
 	dd->dns_token = 0;
 	if (res->status != PETREL_DELIVERED) {
 		m->host->log(PETREL_LOG_INFO, "smtp: %s: %s", dd->name, res->reason + 4);
-		flush_queue(dd, res->status, res->reason);
+		flush_queue(dd, res->status, res->reason, NULL);
 		return;
 	}
 	struct tset *ts = calloc(1, sizeof *ts);
 	if (!ts) {
 		free(res->targets);
-		flush_queue(dd, PETREL_DEFER, "451 4.3.0 out of memory");
+		flush_queue(dd, PETREL_DEFER, "451 4.3.0 out of memory", NULL);
 		return;
 	}
 	ts->refs = 1;
@@ -343,7 +349,7 @@ static void pump(struct smtp_dest *dd)
 		return;
 	unsigned long long now = smtp_now();
 	if (dd->dead_until && now < dd->dead_until) {
-		flush_queue(dd, PETREL_DEFER, dd->dead_reason);
+		flush_queue(dd, PETREL_DEFER, dd->dead_reason, dd->dead_relay);
 		return;
 	}
 	if (!dd->ts || (dd->nconn == 0 && now - dd->resolved_at > RESOLVE_TTL_MS)) {
@@ -352,7 +358,7 @@ static void pump(struct smtp_dest *dd)
 			dd->dns_token = smtp_dns_resolve(m->dns, dd->name, dd->mx, dd->port, resolved, dd);
 			if (!dd->dns_token) {
 				dd->resolving = 0;
-				flush_queue(dd, PETREL_DEFER, "451 4.3.0 cannot start a DNS lookup");
+				flush_queue(dd, PETREL_DEFER, "451 4.3.0 cannot start a DNS lookup", NULL);
 			}
 			return;
 		}
@@ -472,6 +478,7 @@ int smtp_dest_start(struct smtp *m, petrel_delivery *d, char *err, size_t errsiz
 	struct smtp_dest *dd = lookup(m, key);
 	if (dd && dd->dead_until && smtp_now() < dd->dead_until) {
 		snprintf(err, errsize, "%s", dd->dead_reason);
+		h->delivery_relay(d, dd->dead_relay[0] ? dd->dead_relay : "none");
 		return -1;
 	}
 	struct smtp_job *j = calloc(1, sizeof *j);
@@ -589,7 +596,7 @@ void smtp_dest_stop(struct smtp *m)
 			m->dtab[i] = dd->hnext;
 			if (dd->resolving)
 				smtp_dns_cancel(m->dns, dd->dns_token);
-			flush_queue(dd, PETREL_DEFER, "451 4.3.2 petrel is stopping");
+			flush_queue(dd, PETREL_DEFER, "451 4.3.2 petrel is stopping", NULL);
 			dest_free(dd);
 		}
 	}

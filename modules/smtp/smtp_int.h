@@ -160,6 +160,9 @@ void smtp_conn_quit(struct smtp_conn *c);     /* polite QUIT, then close */
 void smtp_conn_check_timeout(struct smtp_conn *c, unsigned long long now);
 struct smtp_conn *smtp_conn_next(const struct smtp_conn *c);   /* m->conns list */
 void *smtp_conn_owner(const struct smtp_conn *c);
+/* In failed(): the server the reason came from ("name[ip]:port"), ""
+ * when the last target was not reached (refused, timed out, this host). */
+const char *smtp_conn_failed_at(const struct smtp_conn *c);
 
 /* smtp_dest.c */
 int smtp_dest_start(struct smtp *m, petrel_delivery *d, char *err, size_t errsize)

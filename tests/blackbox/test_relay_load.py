@@ -451,8 +451,8 @@ def test_backlog_grows_to_destination_concurrency():
         assert deferred >= n, deferred
         time.sleep(1.5)                  # dead_time is over
         with Sink(port=port, dot_delay=0.2) as sink:
-            ctl = os.path.join(os.environ.get("PETREL_SRCDIR") or petrel.TOP, "tools", "petrelctl")
-            r = petrel.run(["sh", ctl, "-s", d.spool, "flush"])
+            ctl = os.environ.get("PETRELCTL") or os.path.join(petrel.BUILDDIR, "src", "petrelctl")
+            r = petrel.run([ctl, "-c", d.conf, "flush"])
             assert r.returncode == 0, r
             sink.wait(lambda s: s["distinct"] >= n, 120, "%d arrivals" % n)
             snap = sink.snapshot()

@@ -4,7 +4,7 @@
 #
 # Everything here is compiled with $(FUZZ_CC) (clang) and
 # -fsanitize=fuzzer,address,undefined whatever CC the build uses: the core
-# sources (src/*.c except main.c, picked up by wildcard so a new core file
+# sources (src/*.c except the programs main.c, sendmail.c, petrelctl.c, picked up by wildcard so a new core file
 # needs no edit here) go into one archive, tests/fuzz/obj/libcore.a, and
 # each harness tests/fuzz/fuzz_NAME.c links against it as
 # tests/fuzz/fuzz-NAME.  The archive lets a harness define a core file's
@@ -26,7 +26,7 @@ FUZZ_CPPFLAGS := -D_GNU_SOURCE -I$(S)/api -I$(S)/src -I$(S)/modules/maildir \
 	$(LIBCONFIG_CFLAGS) $(OPENSSL_CFLAGS)
 FUZZ_LIBS := $(LIBCONFIG_LIBS) $(OPENSSL_LIBS) $(LTDL_LIBS) $(CRYPT_LIBS) -pthread
 
-CORE_SRCS := $(filter-out $(S)/src/main.c,$(wildcard $(S)/src/*.c))
+CORE_SRCS := $(filter-out $(S)/src/main.c $(S)/src/sendmail.c $(S)/src/petrelctl.c,$(wildcard $(S)/src/*.c))
 CORE_OBJS := $(patsubst $(S)/src/%.c,$(O)/%.o,$(CORE_SRCS))
 CORE_HDRS := $(wildcard $(S)/src/*.h $(S)/api/petrel/*.h)
 
