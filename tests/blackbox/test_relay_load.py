@@ -11,6 +11,9 @@
   deferred fellow recipient);
 - a backlog that comes due at once opens the destination's window up to
   destination_concurrency, never more;
+- a server that never answers EHLO holds the window at its initial 5
+  connections and parks the destination (dead): the backlog and the mail
+  that comes meanwhile are deferred at once;
 - 1,000 outbound connections open at once to a sink that stalls them,
   with petreld's thread count unchanged; then the stalled sessions time
   out, their messages are deferred and the daemon lives on.
@@ -460,6 +463,43 @@ def test_backlog_grows_to_destination_concurrency():
             assert snap["peak"] <= CONCURRENCY, snap
             assert snap["peak"] == CONCURRENCY, \
                 "the backlog never used the destination's %d connections: %s" % (CONCURRENCY, snap)
+
+
+def test_handshake_stall_parks_the_destination():
+    """100 messages to a server that greets and then never answers EHLO:
+    the sessions never come up, so the window never grows past its
+    initial 5 connections; each failure halves it, and when the last one
+    fails the destination is dead: every message is deferred once, at
+    once, with the timeout as its reason, not each after its own."""
+    n = 100
+    with Sink(stall="EHLO") as sink:
+        d = Daemon(settings={"relay_networks": ["127.0.0.0/8"], "retry_initial": 3600, "retry_max": 3600},
+                   modules_extra="  smtp = { destination_concurrency = 20; tls = \"none\"; "
+                                 "connect_timeout = 5; helo_timeout = 2; dead_time = 60; };",
+                   extra=route_to(sink.host, sink.port))
+        with d:
+            inj = Injector(d.port, n, 2)
+            inj.join(T(60))
+            assert inj.count() == n, inj.errors[:3]
+            deadline = time.monotonic() + T(30)
+            while time.monotonic() < deadline:
+                log = d.log_text()
+                deferred = re.findall(r"(\w+): to=<u@remote.test>.*status=deferred \((.*)\)", log)
+                if len(deferred) >= n:
+                    break
+                time.sleep(0.2)
+            snap = sink.snapshot()
+            diag("%d deferred over %d connections; reasons: %s"
+                 % (len(deferred), snap["connections"], sorted({r for _, r in deferred})[:3]))
+            assert len(deferred) == n and len({q for q, _ in deferred}) == n, len(deferred)
+            assert all("timed out in EHLO" in r for _, r in deferred), deferred[:3]
+            assert snap["connections"] <= 5, snap
+            assert re.search(r"destination 127\.0\.0\.1 is dead for 60 s", log)
+            # mail that comes while it is dead is deferred at once, no connection
+            petrel.send_one(d.port, "a@localhost", ["late@remote.test"], petrel.make_message("late"))
+            d.wait_log(r"to=<late@remote.test>.*status=deferred.*timed out in EHLO")
+            assert sink.snapshot()["connections"] == snap["connections"]
+            assert d.running()
 
 
 def _raise_nofile(n):
