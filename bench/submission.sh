@@ -5,7 +5,7 @@
 # submission smtpd with SASL from a private Dovecot auth service, both with
 # the same TLS key pair and the same password hash, same load.
 #
-#   bench/submission.sh [-n MESSAGES] [-s SESSIONS] [-z SIZE] [-H yescrypt|sha512]
+#   bench/submission.sh [-n MESSAGES] [-s SESSIONS] [-z SIZE] [-H yescrypt|sha512] [-k ROUNDS]
 #                       [-p PETRELD] [--no-postfix] [--no-petrel] [--keep]
 #
 # Loopback only (servers on 127.0.0.1, clients from 127.0.1.x).  The load is
@@ -23,6 +23,8 @@ MESSAGES=2000
 SESSIONS=20
 SIZE=1024
 HASH=yescrypt
+ROUNDS=1
+TLS_SEEN=""
 PETRELD="$TOP/_build/default/src/petreld"
 RUN_PETREL=1
 RUN_POSTFIX=1
@@ -39,7 +41,7 @@ RCPT=user@localhost
 
 usage() {
   cat <<EOF
-usage: $ME [-n MESSAGES] [-s SESSIONS] [-z SIZE] [-H yescrypt|sha512] [-p PETRELD]
+usage: $ME [-n MESSAGES] [-s SESSIONS] [-z SIZE] [-H yescrypt|sha512] [-k ROUNDS] [-p PETRELD]
           [--no-postfix] [--no-petrel] [--keep]
 
   -n MESSAGES   messages per server, one connection each (default 2000)
@@ -47,6 +49,7 @@ usage: $ME [-n MESSAGES] [-s SESSIONS] [-z SIZE] [-H yescrypt|sha512] [-p PETREL
   -z SIZE       body size in bytes (default 1024)
   -H HASH       the password hash both servers check: yescrypt (\$y\$, what
                 petrelctl passwd writes; default) or sha512 (\$6\$)
+  -k ROUNDS     petrel, Postfix, petrel, Postfix, ... ROUNDS times (default 1)
   -p PETRELD    petreld binary (modules from the same build directory)
   --no-postfix  petrel only (root not needed)
   --no-petrel   Postfix + Dovecot only
@@ -62,6 +65,7 @@ while [ $# -gt 0 ]; do
     -s) SESSIONS=${2:?}; shift 2 ;;
     -z) SIZE=${2:?}; shift 2 ;;
     -H) HASH=${2:?}; shift 2 ;;
+    -k) ROUNDS=${2:?}; shift 2 ;;
     -p) PETRELD=${2:?}; shift 2 ;;
     --no-postfix) RUN_POSTFIX=0; shift ;;
     --no-petrel) RUN_PETREL=0; shift ;;
@@ -74,12 +78,12 @@ done
 say() { echo "$ME: $*" >&2; }
 die() { say "$*"; exit 2; }
 
-for v in MESSAGES SESSIONS SIZE; do
+for v in MESSAGES SESSIONS SIZE ROUNDS; do
   case "${!v}" in ''|*[!0-9]*|0) die "$v must be a positive integer" ;; esac
 done
 [ "$SESSIONS" -le 254 ] || die "at most 254 sessions (one 127.0.1.x address each)"
 [ "$SIZE" -ge 2 ] || die "SIZE must be at least 2"
-case "$HASH" in yescrypt) HASH_PREFIX='$y$' ;; sha512) HASH_PREFIX='$6$' ;;
+case "$HASH" in yescrypt) HASH_PREFIX="\$y\$" ;; sha512) HASH_PREFIX="\$6\$" ;;
   *) die "-H: yescrypt or sha512" ;; esac
 command -v openssl >/dev/null || die "openssl is required"
 [ -x "$PY" ] || die "python3 not found at $PY"
@@ -429,8 +433,9 @@ EOF
     sleep 0.1
   done
   DV_MASTER_PID=$(tr -dc 0-9 <"$dv/run/master.pid" 2>/dev/null)
-  [ -S "$dv/auth-postfix" ] && [ -n "$DV_MASTER_PID" ] ||
-    { R_ERR="dovecot made no auth socket (log: $dv/dovecot.log)"; return 1; }
+  if [ ! -S "$dv/auth-postfix" ] || [ -z "$DV_MASTER_PID" ]; then
+    R_ERR="dovecot made no auth socket (log: $dv/dovecot.log)"; return 1
+  fi
 
   # bench.sh's confined instance, plus what a submission service sets:
   # TLS required, AUTH only under TLS, SASL via Dovecot, only logged-in
@@ -535,47 +540,59 @@ EOF
 # driver
 
 make_secrets
-ROWS=(); ERRS=(); FAIL=0; PA=""; PD=""; FA=""; FD=""
-for srv in petrel postfix; do
-  if [ "$srv" = petrel ]; then [ "$RUN_PETREL" = 1 ] || continue; fi
-  if [ "$srv" = postfix ]; then [ "$RUN_POSTFIX" = 1 ] || continue; fi
-  R_ACC=""; R_DEL=""; R_CPU=""; R_CPU2=""; R_GEN=""; R_TLS=""; R_ERR=""; R_FILES=""
-  say "$srv: $MESSAGES messages, $SESSIONS sessions, $SIZE bytes, $HASH ..."
-  if "bench_$srv"; then
-    say "$srv: $R_ACC accepted/s, $R_DEL delivered/s ($R_TLS)"
-    if [ "$srv" = petrel ]; then
-      ROWS+=("petrel $R_ACC $R_DEL $R_CPU - $R_GEN $R_FILES ok")
-      PA=$R_ACC; PD=$R_DEL
+ROWS=(); ERRS=(); RATIOS=(); FAIL=0
+for ((round = 1; round <= ROUNDS; round++)); do
+  PA=""; PD=""; FA=""; FD=""
+  for srv in petrel postfix; do
+    if [ "$srv" = petrel ]; then [ "$RUN_PETREL" = 1 ] || continue; fi
+    if [ "$srv" = postfix ]; then [ "$RUN_POSTFIX" = 1 ] || continue; fi
+    R_ACC=""; R_DEL=""; R_CPU=""; R_CPU2=""; R_GEN=""; R_TLS=""; R_ERR=""; R_FILES=""
+    la=$(cut -d' ' -f1 /proc/loadavg)
+    say "round $round, $srv: $MESSAGES messages, $SESSIONS sessions, $SIZE bytes, $HASH (load $la) ..."
+    if "bench_$srv"; then
+      say "$srv: $R_ACC accepted/s, $R_DEL delivered/s ($R_TLS)"
+      if [ "$srv" = petrel ]; then
+        ROWS+=("$round petrel $R_ACC $R_DEL $R_CPU - $R_GEN $la $R_FILES ok")
+        PA=$R_ACC; PD=$R_DEL
+      else
+        ROWS+=("$round postfix $R_ACC $R_DEL $(awk -v a="$R_CPU" -v b="$R_CPU2" 'BEGIN{printf "%.2f", a + b}') $R_CPU2 $R_GEN $la $R_FILES ok")
+        FA=$R_ACC; FD=$R_DEL
+      fi
+      TLS_SEEN=$R_TLS
     else
-      ROWS+=("postfix $R_ACC $R_DEL $(awk -v a="$R_CPU" -v b="$R_CPU2" 'BEGIN{printf "%.2f", a + b}') $R_CPU2 $R_GEN $R_FILES ok")
-      FA=$R_ACC; FD=$R_DEL
+      FAIL=1
+      say "$srv: FAILED: $R_ERR"
+      ROWS+=("$round $srv - - - - - - $la ${R_FILES:--} FAILED")
+      ERRS+=("round $round, $srv: $R_ERR")
     fi
-  else
-    FAIL=1
-    say "$srv: FAILED: $R_ERR"
-    ROWS+=("$srv - - - - - - ${R_FILES:--} FAILED")
-    ERRS+=("$srv: $R_ERR")
+  done
+  if [ -n "$PA" ] && [ -n "$FA" ]; then
+    RATIOS+=("round $round: accepted $(fdiv "$PA" "$FA" 2)x, delivered $(fdiv "$PD" "$FD" 2)x")
   fi
 done
 
 echo
-echo "submission benchmark: $(date -u '+%Y-%m-%d %H:%M:%SZ')  $(uname -sr)  $(nproc) cpus  load $(cut -d' ' -f1-3 /proc/loadavg)"
+echo "submission benchmark: $(date -u '+%Y-%m-%d %H:%M:%SZ')  $(uname -sr)  $(nproc) cpus"
 echo "load: $MESSAGES messages x $SIZE bytes, $SESSIONS client processes, one message per connection:"
-echo "  EHLO, STARTTLS, EHLO, AUTH PLAIN ($HASH hash), MAIL, RCPT, DATA, QUIT${R_TLS:+; TLS: $R_TLS}"
+echo "  EHLO, STARTTLS, EHLO, AUTH PLAIN ($HASH hash), MAIL, RCPT, DATA, QUIT${TLS_SEEN:+; $TLS_SEEN}"
 echo
-printf '%-8s %10s %11s %14s %14s %13s %9s %6s %7s\n' \
-  server accepted/s delivered/s srv_cpu_ms/msg of_it_sasl_ms gen_cpu_ms/msg gen_cores files status
+printf '%-5s %-8s %10s %11s %10s %10s %10s %9s %7s %6s %7s\n' \
+  round server accepted/s delivered/s cpu_ms/msg sasl_ms gen_ms/msg gen_cores loadavg files status
 for r in "${ROWS[@]}"; do
-  read -r srv acc del cpu sasl gen cores files st <<<"$r"
+  read -r rd srv acc del cpu sasl gen cores la files st <<<"$r"
   [ "$gen" = - ] || gen=$(awk -v g="$gen" 'BEGIN { printf "%.2f", g * 1000 }')
-  printf '%-8s %10s %11s %14s %14s %13s %9s %6s %7s\n' "$srv" "$acc" "$del" "$cpu" "$sasl" "$gen" "$cores" "$files" "$st"
+  printf '%-5s %-8s %10s %11s %10s %10s %10s %9s %7s %6s %7s\n' \
+    "$rd" "$srv" "$acc" "$del" "$cpu" "$sasl" "$gen" "$cores" "$la" "$files" "$st"
 done
 echo
-if [ -n "$PA" ] && [ -n "$FA" ]; then
-  echo "petrel/Postfix: accepted $(fdiv "$PA" "$FA" 2)x, delivered $(fdiv "$PD" "$FD" 2)x"
-fi
-echo "(srv_cpu: petreld's own; Postfix: every process in master's session plus the Dovecot auth"
-echo " service's, of_it_sasl = Dovecot's share; from /proc, load start until the last delivery)"
+for r in "${RATIOS[@]+"${RATIOS[@]}"}"; do echo "petrel/Postfix $r"; done
+cat <<EOF
+cpu_ms/msg: the server's CPU (user + system) per message from the start of the load
+  until the last delivery, from /proc: petreld's own; for Postfix every process
+  in master(8)'s session plus the Dovecot instance's, sasl_ms = Dovecot's share.
+gen_ms/msg, gen_cores: the load generator's own CPU (its $SESSIONS processes).
+loadavg: the 1-minute load average when the run started (the machine is shared).
+EOF
 for e in "${ERRS[@]+"${ERRS[@]}"}"; do echo "FAILED: $e"; done
 if [ "$FAIL" != 0 ]; then
   echo "NOT OK: at least one run failed or did not deliver each message exactly once"
