@@ -468,6 +468,11 @@ static void pregreet(struct petrel_session *s)
 	s->state = S_CLOSING;
 }
 
+static bool listener_is_msa(const struct listener *l)
+{
+	return l && l->conf && l->conf->stage && !strcmp(l->conf->stage, "msa");
+}
+
 static void connect_done(struct petrel_session *s, int v)
 {
 	struct server *srv = s->srv;
@@ -489,8 +494,12 @@ static void connect_done(struct petrel_session *s, int v)
 		pregreet(s);
 		return;
 	}
-	/* relay_networks are trusted, as postscreen's permit lists: no pause */
-	if (srv->cfg->greet_pause > 0 && !s->may_relay) {
+	/* relay_networks are trusted, as postscreen's permit lists: no pause.
+	 * Nor on msa listeners: a mail client must log in before it may send,
+	 * so the early-talker test buys nothing there, and every message a
+	 * client submits (one connection each) would wait greet_pause;
+	 * Postfix runs postscreen on port 25 only. */
+	if (srv->cfg->greet_pause > 0 && !s->may_relay && !listener_is_msa(s->l)) {
 		s->greet_wait = true;
 		s->greet_from = ev_now_ms();
 		ev_timer_start(srv->loop, &s->greet_timer, (uint64_t)srv->cfg->greet_pause);
