@@ -603,10 +603,11 @@ static int submit(const struct config *cfg, const struct opts *o, struct msg *m,
 		quit(&c);
 		return refusal(code, false);
 	}
-	uint64_t total = m->head.len + m->size;     /* an upper bound: head was counted in size */
-	if ((c.caps & CAP_SIZE) && c.size_limit && m->size > c.size_limit) {
+	struct stat bst;
+	uint64_t total = m->head.len + (fstat(m->body_fd, &bst) == 0 ? (uint64_t)bst.st_size : m->size);
+	if ((c.caps & CAP_SIZE) && c.size_limit && total > c.size_limit) {
 		say("message too large: %llu bytes, petreld takes %llu at most; not sent",
-		    (unsigned long long)m->size, (unsigned long long)c.size_limit);
+		    (unsigned long long)total, (unsigned long long)c.size_limit);
 		quit(&c);
 		return EX_CANTCREAT;
 	}
