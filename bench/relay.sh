@@ -409,8 +409,13 @@ EOF
   local ok=0
   run_load "$port" "$n" "$s" "$z" "$tmp/smtp-source.log" || ok=1
   kill -0 "$PETREL_PID" 2>/dev/null || { R_ERR="${R_ERR:+$R_ERR; }petreld died (log: $log)"; ok=1; }
+  # petreld's own CPU (user + system, every thread) per message: steadier
+  # than the rates when the machine is shared
+  R_CPU=$(awk -v n="$n" -v hz="$(getconf CLK_TCK)" '{ sub(/.*\) /, ""); printf "%.3f", ($12 + $13) * 1000 / hz / n }' \
+          "/proc/$PETREL_PID/stat" 2>/dev/null)
   local def; def=$(grep -c 'status=deferred' "$log")
-  [ "$def" = 0 ] || R_NOTE="$def deferrals"
+  R_NOTE="cpu ${R_CPU:-?} ms/msg"
+  [ "$def" = 0 ] || R_NOTE="$R_NOTE, $def deferrals"
   [ "$ok" = 0 ] || tail -n 20 "$log" | sed 's/^/  petreld: /' >&2
   stop_pid PETREL_PID
   stop_pid SINK_PID
