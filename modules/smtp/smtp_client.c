@@ -112,6 +112,7 @@ struct smtp_conn {
 
 static int conn_try(struct smtp_conn *c);
 static int session_up(struct smtp_conn *c);
+static int do_flush(struct smtp_conn *c);
 static void conn_io(int fd, int events, void *arg);
 
 struct smtp_conn *smtp_conn_next(const struct smtp_conn *c) { return c->next; }
@@ -583,7 +584,10 @@ void smtp_conn_give(struct smtp_conn *c, struct smtp_job *j)
 	int r = txn_begin(c);
 	if (r == 1)
 		r = session_up(c);
-	if (r == 0)
+	/* send at once: an idle socket takes the commands, and waiting for
+	 * the write event would cost a loop turn and two epoll_ctl calls per
+	 * message (do_flush may end c: then it returns -1) */
+	if (r == 0 && do_flush(c) == 0)
 		watch(c);
 }
 
