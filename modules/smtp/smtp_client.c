@@ -1078,6 +1078,7 @@ static int do_flush(struct smtp_conn *c)
 static int do_read(struct smtp_conn *c)
 {
 	for (;;) {
+		int plain = !c->tls_on;
 		if (c->inlen >= sizeof c->in)
 			return session_error(c, "451 4.5.0 reply line from %s is longer than %d bytes", c->peer,
 			                     LINE_MAX_);
@@ -1121,6 +1122,11 @@ static int do_read(struct smtp_conn *c)
 			return -1;
 		if (c->st == S_TLS_HS && before != S_TLS_HS)
 			return tls_step(c);
+		/* a short read drained the socket: the loop is level-triggered
+		 * and says when more comes, so no recv just to see EAGAIN (TLS
+		 * may hold decrypted bytes back: it reads on until WANT_READ) */
+		if (plain && (size_t)r < room)
+			return 0;
 	}
 }
 
