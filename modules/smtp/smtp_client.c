@@ -687,12 +687,19 @@ static void fill_body(struct smtp_conn *c)
 			return;
 		}
 		out_reserve(c, (size_t)r * 2);
+		/* dot-stuffing a line at a time: memchr and memcpy, not a test
+		 * per byte (this loop was the transport's top cost at 100 KiB) */
 		char *o = c->out + c->outlen;
-		for (ssize_t i = 0; i < r; i++) {
-			if (c->bol && buf[i] == '.')
+		const char *p = buf, *end = buf + r;
+		while (p < end) {
+			if (c->bol && *p == '.')
 				*o++ = '.';
-			*o++ = buf[i];
-			c->bol = buf[i] == '\n';
+			const char *nl = memchr(p, '\n', (size_t)(end - p));
+			size_t n = nl ? (size_t)(nl - p) + 1 : (size_t)(end - p);
+			memcpy(o, p, n);
+			o += n;
+			p += n;
+			c->bol = nl != NULL;
 		}
 		c->outlen = (size_t)(o - c->out);
 	}

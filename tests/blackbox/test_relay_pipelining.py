@@ -12,6 +12,8 @@ read brought, and can refuse RSET once.
   message arrives once and intact.
 - A peer that refuses that RSET: the message whose commands followed it
   is deferred and arrives later, once; none is lost.
+- A 200 KiB body with dot lines everywhere arrives byte for byte (the
+  transport dot-stuffs the queue file in 16 KiB chunks).
 """
 
 import os
@@ -199,6 +201,27 @@ def test_refused_rset_defers_then_delivers():
         d.wait_log(r"refused RSET")
         d.wait_log(r"status=deferred \(451 4\.5\.0 .*refused RSET")
         assert len(p.connections) >= 2, p.connections
+
+
+def test_large_body_dot_stuffed_across_chunks():
+    # lines of every length from 1 to 300, every other one starting with
+    # a dot, 200 KiB in all: the transport reads the queue file in 16 KiB
+    # chunks, so line starts fall on chunk boundaries too
+    lines, size, k = [], 0, 0
+    while size < 200 * 1024:
+        n = k % 300 + 1
+        line = ("." if k % 2 else "x") + "y" * (n - 1)
+        lines.append(line)
+        size += n + 2
+        k += 1
+    body = "\n".join(lines) + "\n"
+    with PipePeer() as p, relay_daemon(p) as d:
+        with d.client() as c:
+            c.ehlo()
+            c.send_mail("a@localhost", ["big@remote.test"], make_message("big", body=body))
+        m = p.wait_messages(1)[0]
+        got = m.split(b"\r\n\r\n", 1)[1]
+        assert got == body.replace("\n", "\r\n").encode(), (len(got), len(body))
 
 
 if __name__ == "__main__":
