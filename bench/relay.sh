@@ -508,6 +508,7 @@ EOF
   # A private mount namespace whose /etc/resolv.conf names dnsmasq: the
   # daemons master(8) starts stay in it; the host's file is untouched.
   local resolv=${DNS_RESOLV:-/etc/resolv.conf}
+  # shellcheck disable=SC2016  # expanded by the inner sh
   if ! unshare -m --propagation private sh -c \
        'mount --bind "$1" /etc/resolv.conf && exec "$2" -c "$3" start' sh \
        "$resolv" "$POSTFIX" "$etc" >>"$tmp/postfix.out" 2>&1; then
