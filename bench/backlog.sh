@@ -13,8 +13,12 @@
 #   4. measures the rate of new local mail again, beside the backlog;
 #   5. prints both rates, their ratio, and petreld's RSS growth per
 #      deferred message.
-# Usage: bench/backlog.sh [-b BACKLOG] [-n MESSAGES] [-s SESSIONS] [-i IDLE]
-# Loopback only; needs smtp-source (postfix) and python3.
+# With -p the backlog goes instead through the real smtp transport to a
+# real peer, Postfix's smtp-sink on 127.0.0.1 answering every RCPT with a
+# 4xx (smtp-sink -r RCPT): each message pays a real SMTP transaction (over
+# reused connections) before it is deferred.
+# Usage: bench/backlog.sh [-p] [-b BACKLOG] [-n MESSAGES] [-s SESSIONS] [-i IDLE]
+# Loopback only; needs smtp-source, smtp-sink (postfix) and python3.
 set -u -o pipefail
 
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd -P)
@@ -23,20 +27,22 @@ BACKLOG=100000
 MESSAGES=5000
 SESSIONS=20
 IDLE=10
-while getopts "b:n:s:i:h" o; do
+PEER=0
+while getopts "pb:n:s:i:h" o; do
   case $o in
+    p) PEER=1 ;;
     b) BACKLOG=$OPTARG ;;
     n) MESSAGES=$OPTARG ;;
     s) SESSIONS=$OPTARG ;;
     i) IDLE=$OPTARG ;;
-    *) sed -n '2,17p' "$0"; exit 2 ;;
+    *) sed -n '2,22p' "$0"; exit 2 ;;
   esac
 done
 command -v smtp-source >/dev/null || { echo "backlog.sh: needs smtp-source (postfix)" >&2; exit 1; }
 
-exec /usr/bin/python3 - "$TOP" "$BACKLOG" "$MESSAGES" "$SESSIONS" "$IDLE" <<'EOF'
+exec /usr/bin/python3 - "$TOP" "$BACKLOG" "$MESSAGES" "$SESSIONS" "$IDLE" "$PEER" <<'EOF'
 import os, re, subprocess, sys, time
-top, backlog, messages, sessions, idle = sys.argv[1], *map(int, sys.argv[2:])
+top, backlog, messages, sessions, idle, peer = sys.argv[1], *map(int, sys.argv[2:])
 sys.path.insert(0, os.path.join(top, "tests", "blackbox"))
 import petrel
 from petrel import Daemon
@@ -63,10 +69,19 @@ def local_rate(d, already):
         time.sleep(0.02)
     return messages / (time.monotonic() - t0)
 
+sink = None
+if peer:
+    sport = petrel._free_port()
+    sink = subprocess.Popen(["smtp-sink", "-r", "RCPT", "127.0.0.1:%d" % sport, "256"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    modules_extra = "  smtp = { tls = \"none\"; };"
+    extra = 'routes = ( { domain = "remote.test"; transport = "smtp"; nexthop = "[127.0.0.1]:%d"; } );' % sport
+else:
+    modules_extra = "  asynctest = { delay_ms = 1; };"
+    extra = 'routes = ( { domain = "remote.test"; transport = "asynctest"; } );'
 with Daemon(settings={"retry_initial": 3600, "retry_max": 3600, "queue_lifetime": 86400,
                       "relay_networks": ["127.0.0.0/8"], "recipient_limit": 1000},
-            modules_extra="  asynctest = { delay_ms = 1; };",
-            extra='routes = ( { domain = "remote.test"; transport = "asynctest"; } );') as d:
+            modules_extra=modules_extra, extra=extra) as d:
     pid = d.proc.pid
     r1 = local_rate(d, 0)
     cpu0, rss0 = stat(pid)
@@ -78,11 +93,15 @@ with Daemon(settings={"retry_initial": 3600, "retry_max": 3600, "queue_lifetime"
     time.sleep(idle)
     cpu2, rss2 = stat(pid)
     r2 = local_rate(d, messages)
-    print("backlog.sh: %d deferred messages, %d new local messages, %d sessions"
-          % (backlog, messages, sessions))
+    print("backlog.sh: %d deferred messages (%s), %d new local messages, %d sessions"
+          % (backlog, "smtp transport to smtp-sink answering 4xx" if peer else "asynctest transport",
+             messages, sessions))
     print("  new mail, empty queue:     %8.0f msg/s" % r1)
     print("  new mail, beside backlog:  %8.0f msg/s  (ratio %.2f)" % (r2, r2 / r1))
     print("  CPU while %ds idle:        %8.2f s" % (idle, cpu2 - cpu1))
     print("  RSS: %d KiB -> %d KiB, %.0f bytes per deferred message"
           % (rss0, rss2, (rss2 - rss0) * 1024.0 / backlog))
+if sink:
+    sink.terminate()
+    sink.wait()
 EOF

@@ -17,6 +17,7 @@
 #include <string.h>
 #include <strings.h>
 #include <sys/stat.h>
+#include <sys/un.h>
 #include <unistd.h>
 
 #ifndef PETREL_MODULEDIR
@@ -52,7 +53,8 @@ struct setting {
 };
 
 static setter_fn set_listeners, set_relay, set_domains, set_modules, set_routes, set_relayhost,
-	set_relayhost_tls, set_resolver, set_credentials;
+	set_relayhost_tls, set_resolver, set_credentials, set_pickup,
+	set_metrics_listen;
 static void free_strv(char ***v, int n);
 
 #define OFF(f) offsetof(struct config, f)
@@ -62,6 +64,9 @@ static const struct setting settings[] = {
 	  .help = "name in the greeting, Received headers and bounces (default: the system's)" },
 	{ .name = "spool", .type = T_STRING, .offset = OFF(spool),
 	  .help = "queue directory; relative paths are taken from the start directory" },
+	{ .name = "control_socket", .type = T_STRING, .offset = OFF(control_socket),
+	  .help = "Unix socket of petrelctl (mode 0660, group of user); relative paths are taken from "
+	          "the spool (default \"control\")" },
 	{ .name = "user", .type = T_STRING, .offset = OFF(user),
 	  .help = "unprivileged user to run as after binding the listeners (when started as root)" },
 	{ .name = "listeners", .type = T_LIST, .set = set_listeners,
@@ -172,6 +177,13 @@ static const struct setting settings[] = {
 	  .help = "milliseconds the greeting waits; a client that talks before it gets 554 and is "
 	          "closed (default 1000; 0: only input that came while connect hooks ran; "
 	          "relay_networks are exempt)" },
+	{ .name = "pickup_socket", .type = T_STRING, .offset = OFF(pickup_socket), .set = set_pickup,
+	  .help = "Unix socket where petrel-sendmail hands over local mail, open to every local user "
+	          "(relative: inside the spool; default \"public/pickup\"; \"\": none)" },
+	/* operations (issue 10) */
+	{ .name = "metrics_listen", .type = T_STRING, .set = set_metrics_listen,
+	  .help = "\"ADDR:PORT\" (IPv4 or [IPv6]) where GET /metrics serves the counters in the "
+	          "Prometheus/OpenMetrics text format; unset or \"\": off (the default)" },
 	{ .name = "modules", .type = T_GROUP, .set = set_modules,
 	  .help = "one block per module with that module's own settings" },
 };
@@ -504,6 +516,12 @@ static void listeners_resolve(struct config *c, struct buf *errs)
 		if (l->auth && l->tls == TLS_NONE && !l->auth_cleartext)
 			config_error_at(c, auth, errs, "AUTH is offered under TLS only: set tls, or "
 			                "auth_cleartext = true to allow passwords in clear text");
+		/* the msa stage takes mail from logged-in users only (RFC 6409 4.3):
+		 * without AUTH every MAIL would get 530 */
+		if (l->stage && !strcmp(l->stage, "msa") && !l->auth)
+			config_error_at(c, config_setting_get_member(l->setting, "stage"), errs,
+			                "stage \"msa\" takes mail from logged-in users only: set auth = true "
+			                "(and tls = \"starttls\" or \"implicit\")");
 	}
 }
 
@@ -582,6 +600,25 @@ static int set_resolver(struct config *c, const struct setting *st, config_setti
 	return 0;
 }
 
+/* metrics_listen: checked like a listener's address, bound by metrics.c */
+static int set_metrics_listen(struct config *c, const struct setting *st, config_setting_t *s,
+                              struct buf *errs)
+{
+	(void)st;
+	const char *v = config_setting_get_string(s), *why;
+	struct sockaddr_storage ss;
+	socklen_t len;
+	if (!*v)                /* "": off */
+		return 0;
+	if (config_parse_listen(v, &ss, &len, &why) < 0) {
+		config_error_at(c, s, errs, "'%s': %s (\"127.0.0.1:9154\", \"[::1]:9154\")", v, why);
+		return -1;
+	}
+	free(c->metrics_listen);
+	c->metrics_listen = xstrdup(v);
+	return 0;
+}
+
 static int set_relayhost(struct config *c, const struct setting *st, config_setting_t *s,
                          struct buf *errs)
 {
@@ -610,6 +647,17 @@ static int set_relayhost_tls(struct config *c, const struct setting *st, config_
 	}
 	free(c->relayhost_tls);
 	c->relayhost_tls = xstrdup(v);
+	return 0;
+}
+
+/* pickup_socket: a path, or "" for none (which T_STRING refuses) */
+static int set_pickup(struct config *c, const struct setting *st, config_setting_t *s,
+                      struct buf *errs)
+{
+	(void)st;
+	(void)errs;
+	free(c->pickup_socket);
+	c->pickup_socket = xstrdup(config_setting_get_string(s));
 	return 0;
 }
 
@@ -815,6 +863,8 @@ static void set_defaults(struct config *c)
 	hn[sizeof hn - 1] = 0;
 	c->hostname = xstrdup(hn);
 	c->spool = xstrdup("/var/spool/petrel");
+	c->control_socket = xstrdup("control");
+	c->pickup_socket = xstrdup("public/pickup");
 	c->router = xstrdup("router");
 	c->message_size_limit = 10240000;
 	c->recipient_limit = 1000;
@@ -888,6 +938,19 @@ static int apply(struct config *c, const struct setting *st, config_setting_t *s
 	}
 }
 
+/* control_socket, absolute (control_path), from the spool; it must fit
+ * a sockaddr_un. */
+static void control_socket_resolve(struct config *c, struct buf *errs)
+{
+	const char *p = c->control_socket;
+	char *abs = p[0] == '/' ? xstrdup(p) : xasprintf("%s/%s", c->spool, p);
+	if (strlen(abs) >= sizeof ((struct sockaddr_un *)0)->sun_path)
+		config_error_at(c, config_lookup(&c->cfg, "control_socket"), errs,
+		                "%s: longer than a Unix socket path may be (%zu bytes)", abs,
+		                sizeof ((struct sockaddr_un *)0)->sun_path - 1);
+	c->control_path = abs;
+}
+
 struct config *config_load(const char *path, struct buf *errs)
 {
 	struct config *c = xcalloc(1, sizeof *c);
@@ -928,9 +991,30 @@ struct config *config_load(const char *path, struct buf *errs)
 		c->retry_max = c->retry_initial;
 	if (c->relayhost)       /* relayhost_tls and _credentials apply to it only */
 		relay_route_build(c);
+	if (c->relayhost && c->relayhost_credentials && c->relayhost_tls &&
+	    !strcmp(c->relayhost_tls, "none"))
+		/* the smtp client sends credentials only under TLS: the mail
+		 * would wait for a login that never happens until it expires */
+		config_error_at(c, config_lookup(&c->cfg, "relayhost_credentials"), errs,
+		                "credentials go only over TLS, and relayhost_tls is \"none\"");
 	char *abs = absolute(c->spool);
 	free(c->spool);
 	c->spool = abs;
+	control_socket_resolve(c, errs);
+	if (*c->pickup_socket)
+		c->pickup_path = c->pickup_socket[0] == '/' ? xstrdup(c->pickup_socket)
+		                 : xasprintf("%s/%s", c->spool, c->pickup_socket);
+	if (c->pickup_path && strlen(c->pickup_path) >= sizeof ((struct sockaddr_un *)0)->sun_path) {
+		config_setting_t *where = config_lookup(&c->cfg, "pickup_socket");
+		if (where)
+			config_error_at(c, where, errs, "the path %s is too long for a Unix socket (%zu "
+			                "bytes at most)", c->pickup_path,
+			                sizeof ((struct sockaddr_un *)0)->sun_path - 1);
+		else
+			buf_addf(errs, "%s:0: pickup_socket: the default path %s is too long for a Unix "
+			         "socket (%zu bytes at most): set pickup_socket\n", c->file, c->pickup_path,
+			         sizeof ((struct sockaddr_un *)0)->sun_path - 1);
+	}
 	c->module_path_conf = xstrdup(c->module_path ? c->module_path : PETREL_MODULEDIR);
 	const char *envp = getenv("PETREL_MODULE_PATH");
 	if (envp && *envp) {
@@ -973,7 +1057,11 @@ void config_free(struct config **cp)
 	free(c->file);
 	free(c->hostname);
 	free(c->spool);
+	free(c->pickup_socket);
+	free(c->pickup_path);
 	free(c->user);
+	free(c->control_socket);
+	free(c->control_path);
 	free(c->router);
 	free(c->module_path);
 	free(c->module_path_conf);
@@ -981,6 +1069,7 @@ void config_free(struct config **cp)
 	free(c->tls_key_file);
 	free(c->auth_passwords);
 	free(c->resolver);
+	free(c->metrics_listen);
 	for (int i = 0; i < c->nroutes; i++)
 		route_clear(&c->routes[i]);
 	free(c->routes);
@@ -1076,7 +1165,8 @@ void config_render(config_setting_t *s, int indent, struct buf *o)
  * it is unset (a NULL string). */
 static bool render_setting(const struct config *c, const struct setting *st, struct buf *o)
 {
-	if (st->set) {
+	/* a string with its own setter and a field (pickup_socket) shows the field */
+	if (st->set && !(st->type == T_STRING && st->offset)) {
 		config_setting_t *s = config_lookup(&c->cfg, st->name);
 		if (s)
 			config_render(s, 0, o);
@@ -1143,6 +1233,8 @@ void config_show(const struct config *c, enum config_show how, bool with_modules
 	d.cfg = (config_t){0};
 	free(d.hostname);
 	free(d.spool);
+	free(d.control_socket);
+	free(d.pickup_socket);
 	free(d.router);
 	free(d.module_path_conf);
 }

@@ -52,6 +52,8 @@ struct config {
 	char *hostname;
 	char *spool;                    /* absolute */
 	char *user;                     /* NULL: stay as started */
+	char *control_socket;           /* as configured (default "control") */
+	char *control_path;             /* ... absolute: SPOOL/control by default */
 	struct listener_conf *listeners;
 	int nlisteners;
 	char **domains;                 /* lower case */
@@ -101,6 +103,9 @@ struct config {
 	int client_connection_limit;    /* sessions per client address (IPv6: per /64), 0: none */
 	int min_data_rate;              /* bytes/s DATA/BDAT must keep up, 0: none */
 	int greet_pause;                /* ms before the greeting (early talkers get 554), 0: none */
+	char *pickup_socket;            /* as written ("": none) */
+	char *pickup_path;              /* ... absolute (relative: inside the spool); NULL: none */
+	char *metrics_listen;           /* "ADDR:PORT" of GET /metrics, NULL: off (metrics.c) */
 	config_t cfg;                   /* the parsed tree */
 };
 

@@ -17,14 +17,19 @@
  */
 #include "log.h"
 #include "server.h"
+#include "stats.h"
 
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <netinet/in.h>
+#include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
 #include <unistd.h>
 
 #define BACKLOG 511
@@ -87,6 +92,7 @@ static void on_accept(struct ev_loop *loop, int fd, int mask, void *arg)
 				return;
 			}
 		}
+		stats_connection((int)(l - srv->listeners));
 		session_accept(srv, l, c);
 	}
 }
@@ -124,18 +130,136 @@ int listeners_open(struct server *srv, struct buf *errs)
 	return 0;
 }
 
-void listeners_close(struct server *srv)
+/*
+ * The pickup socket (pickup_socket): local mail from petrel-sendmail, over
+ * SMTP on a Unix socket that every local user may connect to.  Opened
+ * after the privilege drop, as the user, once the pid file lock says no
+ * other petreld owns this spool (so a socket left at the path is stale
+ * and may go).  Its sessions take the mta stage and the global filter
+ * chain; smtp_server.c gives them the peer's uid (SO_PEERCRED).
+ *
+ * Every local user must reach it: inside the spool, the spool is made
+ * traversable (0711: names cannot be listed, and its subdirectories stay
+ * 0700) and the socket's directory is made 0755, as Postfix's
+ * queue_directory and public/ are.
+ */
+static int pickup_dir(const struct config *cfg, const char *dir, struct buf *errs)
 {
-	for (int i = 0; i < srv->nlisteners; i++) {
-		struct listener *l = &srv->listeners[i];
-		if (l->srv && ev_timer_armed(&l->pause_timer))
-			ev_timer_stop(srv->loop, &l->pause_timer);
-		if (l->fd >= 0) {
-			ev_fd_del(srv->loop, l->fd);
-			close(l->fd);
-			l->fd = -1;
+	size_t n = strlen(cfg->spool);
+	if (!strncmp(dir, cfg->spool, n) && (dir[n] == '/' || !dir[n])) {
+		struct stat st;
+		if (stat(cfg->spool, &st) == 0 && (st.st_mode & 0011) != 0011) {
+			mode_t m = (st.st_mode & 07777) | 0011;
+			if (chmod(cfg->spool, m) < 0) {
+				buf_addf(errs, "pickup_socket %s: cannot make the spool %s traversable for local "
+				         "users: %s (or set pickup_socket = \"\")\n", cfg->pickup_path,
+				         cfg->spool, strerror(errno));
+				return -1;
+			}
+			log_info("spool %s: mode %04o -> %04o, so that local users reach the pickup socket",
+			         cfg->spool, (unsigned)(st.st_mode & 07777), (unsigned)m);
 		}
 	}
+	if (mkdir(dir, 0755) < 0 && errno != EEXIST) {
+		buf_addf(errs, "pickup_socket %s: cannot make %s: %s\n", cfg->pickup_path, dir,
+		         strerror(errno));
+		return -1;
+	}
+	struct stat st;
+	if (lstat(dir, &st) < 0 || !S_ISDIR(st.st_mode)) {
+		buf_addf(errs, "pickup_socket %s: %s is not a directory\n", cfg->pickup_path, dir);
+		return -1;
+	}
+	if ((st.st_mode & 0005) != 0005 && st.st_uid == geteuid())
+		(void)chmod(dir, (st.st_mode & 07777) | 0755);
+	return 0;
+}
+
+int pickup_open(struct server *srv, struct buf *errs)
+{
+	struct config *cfg = srv->cfg;
+	if (!cfg->pickup_path)
+		return 0;
+	const char *path = cfg->pickup_path;
+	char *dir = xstrdup(path);
+	char *slash = strrchr(dir, '/');
+	if (slash && slash != dir)
+		*slash = 0;
+	int r = pickup_dir(cfg, dir, errs);
+	free(dir);
+	if (r < 0)
+		return -1;
+	struct stat st;
+	if (lstat(path, &st) == 0) {
+		if (!S_ISSOCK(st.st_mode)) {
+			buf_addf(errs, "pickup_socket %s: exists and is not a socket\n", path);
+			return -1;
+		}
+		(void)unlink(path);     /* stale: the pid file lock is ours */
+	}
+	struct sockaddr_un sun = { .sun_family = AF_UNIX };
+	snprintf(sun.sun_path, sizeof sun.sun_path, "%s", path);   /* length checked by config.c */
+	struct listener *l = xcalloc(1, sizeof *l);
+	struct listener_conf *lc = xcalloc(1, sizeof *lc);
+	lc->listen = xstrdup(path);
+	lc->stage = xstrdup("mta");
+	lc->tls = TLS_NONE;
+	lc->setting = config_lookup(&cfg->cfg, "pickup_socket");
+	l->conf = lc;
+	l->srv = srv;
+	l->stage = module_get(&srv->mods, cfg, "mta", NULL, errs);
+	l->filters = srv->filters;
+	l->nfilters = srv->nfilters;
+	ev_timer_init(&l->pause_timer, accept_resume, l);
+	srv->pickup = l;
+	const char *err;
+	l->fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	if (l->fd < 0 || bind(l->fd, (struct sockaddr *)&sun, sizeof sun) < 0 ||
+	    chmod(path, 0666) < 0 || listen(l->fd, BACKLOG) < 0) {
+		buf_addf(errs, "pickup_socket %s: %s (or set pickup_socket = \"\")\n", path,
+		         strerror(errno));
+		return -1;
+	}
+	if (!l->stage || ev_fd_set(srv->loop, l->fd, EV_READ, on_accept, l, &err) < 0) {
+		buf_addf(errs, "pickup_socket %s: %s\n", path, l->stage ? err : "no mta stage");
+		return -1;
+	}
+	log_info("listening on %s (local submission)", path);
+	return 0;
+}
+
+static void listener_close(struct server *srv, struct listener *l)
+{
+	if (l->srv && ev_timer_armed(&l->pause_timer))
+		ev_timer_stop(srv->loop, &l->pause_timer);
+	if (l->fd >= 0) {
+		ev_fd_del(srv->loop, l->fd);
+		close(l->fd);
+		l->fd = -1;
+	}
+}
+
+void pickup_free(struct server *srv)
+{
+	struct listener *l = srv->pickup;
+	if (!l)
+		return;
+	listener_close(srv, l);
+	if (srv->cfg->pickup_path)
+		(void)unlink(srv->cfg->pickup_path);
+	free(l->conf->listen);
+	free(l->conf->stage);
+	free(l->conf);
+	free(l);
+	srv->pickup = NULL;
+}
+
+void listeners_close(struct server *srv)
+{
+	if (srv->pickup)
+		listener_close(srv, srv->pickup);
+	for (int i = 0; i < srv->nlisteners; i++)
+		listener_close(srv, &srv->listeners[i]);
 }
 
 /* Descriptors open now (/proc/self/fd), or -1 when that cannot be read. */

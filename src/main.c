@@ -6,10 +6,12 @@
  * Start-up: read and check the configuration; load the modules it names
  * (stages, filters, router, every module with a block, maildir); load
  * the TLS key pairs and the AUTH password file (root-only files work, and
- * -t checks them too); bind the listeners; give the spool to 'user' (the
- * one path root changes, opened without following links) and drop
- * privileges; open the spool, lock SPOOL/petreld.pid (petrelctl trusts
- * the pid only with the lock; a second petreld on the spool stops) and
+ * -t checks them too); bind the listeners (and metrics_listen); give
+ * the spool to 'user' (the one path root changes, opened without
+ * following links) and drop privileges (the control socket,
+ * SPOOL/control, is bound just before, in the spool given to the user);
+ * open the spool, lock SPOOL/petreld.pid (a second petreld on the spool
+ * stops) and
  * recover what the spool holds; run the loop.  SIGTERM: stop accepting, answer 421 to idle sessions, let
  * messages being committed finish (their 250 is sent), let deliveries in
  * flight finish, then exit 0.  What is queued stays queued.
@@ -17,7 +19,9 @@
 #include "auth.h"
 #include "auth_throttle.h"
 #include "config.h"
+#include "control.h"
 #include "log.h"
+#include "metrics.h"
 #include "module_load.h"
 #include "queue.h"
 #include "server.h"
@@ -147,6 +151,10 @@ static int load_modules(struct server *srv, struct buf *errs)
 		}
 		bad |= !m;
 	}
+	/* the pickup socket's sessions take the mta stage */
+	if (cfg->pickup_path && !module_get(&srv->mods, cfg, "mta",
+	                                    config_lookup(&cfg->cfg, "pickup_socket"), errs))
+		bad = 1;
 	config_setting_t *fl = config_lookup(&cfg->cfg, "filters");
 	srv->filters = xcalloc((size_t)cfg->nfilters + 1, sizeof *srv->filters);
 	for (int i = 0; i < cfg->nfilters; i++) {
@@ -345,6 +353,20 @@ static int spool_give(const char *spool, const struct passwd *pw, struct buf *er
 	return 0;
 }
 
+/* Before the control socket is bound in it: the spool exists, and is
+ * the user's when we are root (spool_give). */
+static int spool_prepare(struct config *cfg, struct buf *errs)
+{
+	struct passwd *pw = cfg->user && getuid() == 0 ? getpwnam(cfg->user) : NULL;
+	if (pw)
+		return spool_give(cfg->spool, pw, errs);
+	if (spool_mkdirs(cfg->spool) < 0) {
+		buf_addf(errs, "spool %s: cannot create: %s\n", cfg->spool, strerror(errno));
+		return -1;
+	}
+	return 0;
+}
+
 static int drop_privileges(struct config *cfg, struct buf *errs)
 {
 	if (!cfg->user)
@@ -359,8 +381,6 @@ static int drop_privileges(struct config *cfg, struct buf *errs)
 			log_warn("not started as root: staying uid %d instead of %s", (int)getuid(), cfg->user);
 		return 0;
 	}
-	if (spool_give(cfg->spool, pw, errs) < 0)
-		return -1;
 	if (initgroups(pw->pw_name, pw->pw_gid) < 0 || setgid(pw->pw_gid) < 0 ||
 	    setuid(pw->pw_uid) < 0) {
 		buf_addf(errs, "cannot become user %s: %s\n", cfg->user, strerror(errno));
@@ -375,12 +395,13 @@ static int drop_privileges(struct config *cfg, struct buf *errs)
 }
 
 /* The pid file, SPOOL/petreld.pid, and the write lock (fcntl) we hold
- * on it while we run: petrelctl signals the pid the file names only when
- * that process holds this lock (it reads /proc/locks), so a pid written
- * there by someone else is not signalled.  The lock also keeps a second
- * petreld off a spool in use: that is fatal.  Runs as the user, after the
- * drop.  Returns the descriptor (kept open until exit), or -1 when the
- * file cannot be written (a warning: petrelctl then cannot signal us). */
+ * on it while we run: whoever signals the pid the file names can check
+ * that the process holds this lock (/proc/locks), so a pid written there
+ * by someone else is not signalled (petrelctl itself talks to the control
+ * socket, whose peer credentials name the daemon).  The lock also keeps
+ * a second petreld off a spool in use: that is fatal.  Runs as the user,
+ * after the drop.  Returns the descriptor (kept open until exit), or -1
+ * when the file cannot be written (a warning). */
 static int pidfile_lock(const char *pidfile)
 {
 	int fd = open(pidfile, O_RDWR | O_CREAT | O_NOFOLLOW | O_CLOEXEC, 0644);
@@ -537,7 +558,9 @@ int main(int argc, char **argv)
 	}
 	if (!foreground && daemon(0, 0) < 0)
 		log_fatal("daemon: %m");
-	if (listeners_open(srv, &errs) < 0 || drop_privileges(cfg, &errs) < 0 ||
+	if (listeners_open(srv, &errs) < 0 || metrics_open(srv, &errs) < 0 ||
+	    spool_prepare(cfg, &errs) < 0 || !(srv->control = control_open(srv, &errs)) ||
+	    drop_privileges(cfg, &errs) < 0 ||
 	    !(srv->spool = spool_open(cfg->spool, srv->loop, &errs))) {
 		fputs(errs.data ? errs.data : "start-up failed\n", stderr);
 		log_error("%s", errs.data ? errs.data : "start-up failed");
@@ -577,6 +600,13 @@ int main(int argc, char **argv)
 	for (int i = 0; i < nrec; i++)
 		queue_add(srv->queue, rec[i]);
 	free(rec);
+	if (control_start(srv->control, &errs) < 0)
+		log_fatal("%s", errs.data);
+	if (pickup_open(srv, &errs) < 0) {
+		fputs(errs.data, stderr);
+		log_error("%s", errs.data);
+		return 1;
+	}
 	/* Everything opened at start is open: what is left is the sessions'. */
 	if (listeners_fd_budget(srv, &errs) < 0) {
 		fputs(errs.data, stderr);
@@ -589,6 +619,8 @@ int main(int argc, char **argv)
 	 * accepted from here on (backlog until the loop runs) */
 	notify_systemd("READY=1\nSTATUS=accepting mail");
 	ev_run(srv->loop);
+	control_free(&srv->control);
+	metrics_close(srv);
 	workers_stop(&srv->workers);
 	workers_stop(&srv->filter_workers);
 	auth_throttle_free(&srv->auth_throttle);
@@ -606,6 +638,7 @@ int main(int argc, char **argv)
 	ev_fd_del(srv->loop, sfd);
 	close(sfd);
 	listeners_close(srv);
+	pickup_free(srv);
 	for (int i = 0; i < srv->nlisteners; i++)
 		if (srv->listeners[i].filters != srv->filters)
 			free(srv->listeners[i].filters);

@@ -50,6 +50,7 @@
 #include "server.h"
 #include "smtp_parse.h"
 #include "spool.h"
+#include "stats.h"
 #include "worker.h"
 
 #include <dirent.h>
@@ -152,6 +153,9 @@ void delivery_apply(struct petrel_delivery *dl, int i, int r, const char *text)
 		snprintf(orig, sizeof orig, ", orig_to=<%s>", d->orig);
 	dsn_code(text, r, code);
 	double now = now_f(), b = dl->start - m->arrival_precise;
+	stats_outcome(stats_transport_slot(d->transport), r == PETREL_DEFER ? STATS_DEFERRED
+	              : r == PETREL_BOUNCE ? STATS_BOUNCED : STATS_DELIVERED, m->size,
+	              now - m->arrival_precise);
 	log_info("%s: to=<%s>%s, relay=%s, delay=%.2f, delays=0/%.2f/0/%.2f, dsn=%s, status=%s (%s)",
 	         m->qid, d->address, orig, dl->relay[0] ? dl->relay : d->transport,
 	         now - m->arrival_precise, b > 0 ? b : 0, now - dl->start, code,
@@ -346,6 +350,8 @@ static void expire(struct qmsg *m)
 			continue;
 		d->status = Q_BOUNCED;
 		d->expired = true;
+		stats_outcome(stats_transport_slot(d->transport), STATS_BOUNCED, 0,
+		              difftime(time(NULL), m->arrival));
 		if (m->fd >= 0 && pwrite(m->fd, "B", 1, d->status_off) != 1)
 			log_error("%s: cannot record bounce: %m", m->qid);
 		log_info("%s: to=<%s>, relay=%s, delay=%.0f, dsn=4.4.7, status=bounced "
@@ -672,6 +678,24 @@ static int cmp_str(const void *a, const void *b)
 	return strcmp(*(char *const *)a, *(char *const *)b);
 }
 
+/* Read queue/<name>, a file released from hold/, for queue_add. */
+static struct qmsg *take_in(int dfd, const char *name)
+{
+	const char *why = "cannot open";
+	int fd = strlen(name) < QID_MAX ? openat(dfd, name, O_RDONLY | O_CLOEXEC) : -1;
+	struct qmsg *m = fd >= 0 ? spool_read_envelope(fd, name, &why) : NULL;
+	if (fd >= 0)
+		close(fd);
+	if (!m) {
+		log_warn("%s: not taken into the queue: %s", name, why);
+		return NULL;
+	}
+	m->slot = -1;
+	m->suspect = m->crashes > 0;   /* it crashed the daemon before: alone */
+	log_info("%s: released into the queue", name);
+	return m;
+}
+
 void queue_rescan(struct queue *q)
 {
 	struct server *srv = q->srv;
@@ -693,18 +717,9 @@ void queue_rescan(struct queue *q)
 		if (name[0] == '.' || spool_slot_name(name, &slot) ||
 		    bsearch(&name, known, (size_t)nknown, sizeof *known, cmp_str))
 			continue;
-		const char *why = "cannot open";
-		int fd = strlen(name) < QID_MAX ? openat(dirfd(d), name, O_RDONLY | O_CLOEXEC) : -1;
-		struct qmsg *m = fd >= 0 ? spool_read_envelope(fd, name, &why) : NULL;
-		if (fd >= 0)
-			close(fd);
-		if (!m) {
-			log_warn("%s: not taken into the queue: %s", name, why);
+		struct qmsg *m = take_in(dirfd(d), name);
+		if (!m)
 			continue;
-		}
-		m->slot = -1;
-		m->suspect = m->crashes > 0;   /* it crashed the daemon before: alone */
-		log_info("%s: released into the queue", name);
 		fresh = xrealloc(fresh, (size_t)(nfresh + 1) * sizeof *fresh);
 		fresh[nfresh++] = m;
 		added++;
@@ -750,6 +765,21 @@ int queue_active(const struct queue *q)
 	return q->active_sync + q->ndeliveries;
 }
 
+void queue_gauges(const struct queue *q, int64_t *active, int64_t *deferred, time_t *oldest)
+{
+	*active = *deferred = 0;
+	*oldest = 0;
+	for (int i = 0; i < q->nall; i++) {
+		const struct qmsg *m = q->all[i];
+		if (m->inflight || m->on_run)
+			++*active;
+		else
+			++*deferred;
+		if (!*oldest || m->arrival < *oldest)
+			*oldest = m->arrival;
+	}
+}
+
 int queue_size(const struct queue *q)
 {
 	return q->nmsgs;
@@ -765,4 +795,131 @@ void queue_free(struct queue **qp)
 	free(q->all);
 	free(q);
 	*qp = NULL;
+}
+
+/* --- operator actions (control.c; see queue.h) --- */
+
+struct qmsg *queue_find(const struct queue *q, const char *qid)
+{
+	for (int i = 0; i < q->nall; i++)
+		if (!strcmp(q->all[i]->qid, qid))
+			return q->all[i];
+	return NULL;
+}
+
+int queue_count(const struct queue *q)
+{
+	return q->nall;
+}
+
+struct qmsg *queue_at(const struct queue *q, int i)
+{
+	return q->all[i];
+}
+
+bool qmsg_busy(const struct qmsg *m)
+{
+	return m->fd >= 0 || m->inflight > 0;
+}
+
+/* Take m off its run list (an operator's action: linear is fine). */
+static void run_remove(struct queue *q, struct qmsg *m)
+{
+	if (!m->on_run)
+		return;
+	for (int k = 0; k < 2; k++) {
+		struct run_list *l = &q->run[k];
+		struct qmsg *prev = NULL;
+		for (struct qmsg *x = l->head; x; prev = x, x = x->next) {
+			if (x != m)
+				continue;
+			if (prev)
+				prev->next = m->next;
+			else
+				l->head = m->next;
+			if (l->tail == m)
+				l->tail = prev;
+			m->next = NULL;
+			m->on_run = false;
+			return;
+		}
+	}
+}
+
+int queue_hold_msg(struct queue *q, struct qmsg *m, const char **err)
+{
+	if (qmsg_busy(m)) {
+		*err = "a delivery attempt is in flight; try again when it ends";
+		return -1;
+	}
+	if (spool_hold(q->srv->spool, m, err) < 0)
+		return -1;
+	log_info("%s: hold: by the operator (petrelctl hold)", m->qid);
+	run_remove(q, m);
+	forget(q, m);
+	return 0;
+}
+
+int queue_delete_msg(struct queue *q, struct qmsg *m, const char **err)
+{
+	struct server *srv = q->srv;
+	if (qmsg_busy(m)) {
+		*err = "a delivery attempt is in flight; try again when it ends";
+		return -1;
+	}
+	char path[4096];
+	int fd = spool_path(srv->spool, m, path, sizeof path) == 0 ? open(path, O_RDWR | O_CLOEXEC) : -1;
+	if (fd < 0 || spool_retire(srv->spool, m, fd) < 0) {
+		*err = strerror(errno);
+		if (fd >= 0)
+			close(fd);
+		return -1;
+	}
+	/* durable: a slot marked free, or a file unlinked, survives a power cut */
+	if (fdatasync(fd) < 0 || spool_sync_queue_dir(srv->spool) < 0)
+		log_error("%s: deleted, but the sync failed: %m", m->qid);
+	close(fd);
+	log_info("%s: removed by the operator (petrelctl delete), no report sent", m->qid);
+	run_remove(q, m);
+	forget(q, m);
+	return 0;
+}
+
+int queue_take_released(struct queue *q, const char *qid, const char **err)
+{
+	struct server *srv = q->srv;
+	char *dir = xasprintf("%s/queue", spool_dir(srv->spool));
+	int dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	free(dir);
+	struct qmsg *m = dfd >= 0 ? take_in(dfd, qid) : NULL;
+	if (dfd >= 0)
+		close(dfd);
+	if (!m) {
+		*err = "it could not be read (see the log)";
+		return -1;
+	}
+	for (int k = 0; k < m->ndests; k++)
+		m->dests[k].next_try = 0;
+	queue_add(q, m);
+	return 0;
+}
+
+void queue_flush_msg(struct queue *q, struct qmsg *m)
+{
+	if (qmsg_busy(m) || m->on_run)
+		return;         /* being tried, or about to be */
+	ev_timer_stop(q->srv->loop, &m->retry);
+	for (int k = 0; k < m->ndests; k++)
+		m->dests[k].next_try = 0;
+	log_info("%s: flush: retried now (petrelctl flush)", m->qid);
+	run_push(q, m);
+	kick(q);
+}
+
+void queue_requeue(struct queue *q)
+{
+	for (int i = 0; i < q->nall; i++)
+		for (int k = 0; k < q->all[i]->ndests; k++)
+			q->all[i]->dests[k].attempts = 0;
+	queue_rescan(q);
 }

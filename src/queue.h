@@ -82,6 +82,7 @@ struct qmsg {
 	int qindex;          /* in the queue's table of held messages */
 	int inflight;        /* parts of the attempt under way (a worker job, async deliveries) */
 	int fd;              /* the queue file during an attempt, else -1 */
+	unsigned char ctl_listed;  /* control.c: one bit per listing under way that showed it */
 	double attempt_start;
 	struct server *srv;
 };
@@ -111,9 +112,35 @@ int queue_active(const struct queue *q);            /* deliveries in flight */
  * not hold yet (released from hold/), and retry every deferred message now. */
 void queue_rescan(struct queue *q);
 int queue_size(const struct queue *q);              /* messages held */
+/* For the metrics endpoint (loop thread): messages in an attempt or due
+ * now, messages waiting for a retry, and the earliest arrival of any
+ * (0: the queue is empty).  A walk over the messages held. */
+void queue_gauges(const struct queue *q, int64_t *active, int64_t *deferred, time_t *oldest);
 /* The daemon is stopping: asynchronous transports finish or abandon what
  * they hold (their stop()), so that queue_active() drops to 0. */
 void queue_stop(struct queue *q);
+/* Operator actions (the control socket, control.c).  Each acts on one
+ * message the queue holds, on the loop thread, and refuses (-1, *err) a
+ * message whose attempt is in flight (qmsg_busy): its outcome is not
+ * known yet.  hold: the file moves to hold/QID (synced) and leaves the
+ * queue; delete: the file goes (synced), no report is sent; take_released:
+ * queue/QID, just moved back from hold/ (spool_release), is taken in,
+ * due now; flush: due
+ * now; requeue: every message's backoff starts again, files put in
+ * queue/ by hand are taken in, everything is due now. */
+struct qmsg *queue_find(const struct queue *q, const char *qid);   /* NULL: not held */
+int queue_count(const struct queue *q);                 /* = queue_size */
+struct qmsg *queue_at(const struct queue *q, int i);    /* 0 <= i < queue_count */
+bool qmsg_busy(const struct qmsg *m);
+int queue_hold_msg(struct queue *q, struct qmsg *m, const char **err)
+	__attribute__((warn_unused_result));
+int queue_delete_msg(struct queue *q, struct qmsg *m, const char **err)
+	__attribute__((warn_unused_result));
+int queue_take_released(struct queue *q, const char *qid, const char **err)
+	__attribute__((warn_unused_result));
+void queue_flush_msg(struct queue *q, struct qmsg *m);
+void queue_requeue(struct queue *q);
+
 void queue_free(struct queue **q);
 
 /* At RCPT, after routing: destinations from index 'first' on get the

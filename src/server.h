@@ -42,8 +42,10 @@ struct server {
 	struct module *router;
 	struct listener *listeners;
 	int nlisteners;
+	struct listener *pickup;           /* pickup_socket (listen.c), NULL: none */
 	struct spool *spool;
 	struct queue *queue;
+	struct control *control;           /* the control socket (control.c) */
 	struct workers *workers;
 	struct tls_server **tls;           /* per listener (config order), NULL: none */
 	struct auth_db *auth_db;           /* auth_passwords, NULL when unset */
@@ -51,6 +53,7 @@ struct server {
 	int nold_auth_dbs;
 	struct workers *filter_workers;    /* modules' blocking work, password hashing */
 	struct auth_throttle *auth_throttle;   /* AUTH per client address (smtp_auth.c), made at first use */
+	struct metrics *metrics;           /* GET /metrics and the spool gauges' timer (metrics.c) */
 	struct petrel_session *sessions;   /* doubly linked */
 	int nsessions;
 	struct conn_counts clients;        /* sessions per client (client_connection_limit) */
@@ -81,6 +84,10 @@ void module_fds_free(struct server *srv);
 /* Listeners (listen.c). */
 int listeners_open(struct server *srv, struct buf *errs) __attribute__((warn_unused_result));
 void listeners_close(struct server *srv);
+/* The pickup socket (pickup_socket), after the privilege drop and the pid
+ * file lock; pickup_free closes and removes it at exit. */
+int pickup_open(struct server *srv, struct buf *errs) __attribute__((warn_unused_result));
+void pickup_free(struct server *srv);
 /* Fit max_connections to RLIMIT_NOFILE, once everything the daemon opens
  * at start is open: lowered with a warning, or -1 (errs) when not even
  * one session fits. */

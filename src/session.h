@@ -104,6 +104,8 @@ struct petrel_session {
 	struct sockaddr_storage peer;
 	char peer_addr[64];      /* "127.0.0.1" */
 	char peer_name[96];      /* "[127.0.0.1]:port" for logs */
+	bool local;              /* came through pickup_socket: a local user (petrel-sendmail) */
+	unsigned local_uid;      /* ... whose uid the kernel gave (SO_PEERCRED) */
 	char *helo;
 	bool esmtp;
 	bool may_relay;

@@ -32,6 +32,7 @@
 #include "auth_throttle.h"
 #include "filter_chain.h"
 #include "log.h"
+#include "stats.h"
 #include "worker.h"
 
 #include <stdio.h>
@@ -141,6 +142,7 @@ static const char *throttled(struct petrel_session *s, bool begin, struct auth_c
 /* A failed attempt: its reply, and the session's end at the limit. */
 static void count_failure(struct petrel_session *s, const char *reply)
 {
+	stats_auth(false);
 	session_reply(s, "%s", reply);
 	if (++s->auth_failures < s->srv->cfg->auth_failure_limit)
 		return;
@@ -219,6 +221,7 @@ void auth_done(struct petrel_session *s, int v)
 		s->auth_try_user = NULL;
 		log_info("client=%s, sasl_method=%s, sasl_username=%s", s->peer_name, s->auth_try_mech,
 		         s->auth_user);
+		stats_auth(true);
 		session_reply(s, "235 2.7.0 Authentication successful");
 		return;
 	}

@@ -32,8 +32,10 @@
 #include "fileio.h"
 #include "filter_chain.h"
 #include "log.h"
+#include "metrics.h"
 #include "msg_edit.h"
 #include "spool.h"
+#include "stats.h"
 
 #include <errno.h>
 #include <stdio.h>
@@ -165,6 +167,13 @@ static void received_header(struct petrel_session *s, struct buf *b)
 	struct tm tm;
 	localtime_r(&now, &tm);
 	strftime(date, sizeof date, "%a, %d %b %Y %H:%M:%S %z", &tm);
+	if (s->local) {
+		/* as Postfix's pickup: the uid is the kernel's word, the HELO
+		 * and the envelope are the user's and say nothing here */
+		buf_addf(b, "Received: by %s (petrel, from userid %u)\r\n\tid %s; %s\r\n",
+		         s->srv->cfg->hostname, s->local_uid, t->qid, date);
+		return;
+	}
 	buf_addf(b, "Received: from %s ([%s])\r\n", s->helo ? s->helo : "unknown", s->peer_addr);
 	if (s->tls)
 		buf_addf(b, "\t(using %s)\r\n", s->tls_info);
@@ -326,6 +335,8 @@ static void commit_done(void *arg, int ok, int errnum, const char *err)
 		         s->peer_name, t->sender.str, (unsigned long long)t->size, t->nrcpt,
 		         t->hold ? "held" : "queue active");
 		srv->counter_accepted++;
+		stats_received(metrics_listener_slot(s->l), t->size);
+		stats_bytes_in(t->size);
 		if (s->fd >= 0)
 			session_reply(s, "250 2.0.0 Ok: queued as %s", t->qid);
 		session_mail_delivered(s);
@@ -356,15 +367,22 @@ static void commit_done(void *arg, int ok, int errnum, const char *err)
 		(void)session_flush(s);  /* may free s */
 }
 
-static void refuse(struct petrel_session *s, const char *reply)
+/* Refuse the message, counted under WHY (stats.h). */
+static void refuse_as(struct petrel_session *s, enum stats_reject_reason why, const char *reply)
 {
 	struct petrel_txn *t = s->txn;
+	stats_rejected(metrics_listener_slot(s->l), why);
 	log_info("%s: reject: %s from %s: %s; from=<%s> size=%llu", t->qid,
 	         t->in_bdat ? "BDAT" : "DATA", s->peer_name, reply, t->sender.str,
 	         (unsigned long long)t->size);
 	session_reply(s, "%s", reply);
 	txn_free(s);     /* removes the incomplete file */
 	s->state = S_CMD;
+}
+
+static void refuse(struct petrel_session *s, const char *reply)
+{
+	refuse_as(s, stats_reject_reason_of(s->txn->in_bdat ? "BDAT" : "DATA", reply), reply);
 }
 
 void data_end(struct petrel_session *s)
@@ -422,7 +440,7 @@ void message_done(struct petrel_session *s, int v)
 	if (v == PETREL_REJECT || v == PETREL_TEMPFAIL) {
 		snprintf(buf, sizeof buf, "%s", t->reply[0] ? t->reply
 		         : v == PETREL_REJECT ? "550 5.7.1 Message rejected" : "451 4.7.1 Try again later");
-		refuse(s, buf);
+		refuse_as(s, STATS_REJECT_FILTER, buf);
 		return;
 	}
 	int pending = 0;

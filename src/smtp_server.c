@@ -35,9 +35,11 @@
 #include "smtp_server.h"
 #include "filter_chain.h"
 #include "log.h"
+#include "metrics.h"
 #include "msg_edit.h"
 #include "queue.h"
 #include "spool.h"
+#include "stats.h"
 #include "tls.h"
 
 #include <arpa/inet.h>
@@ -231,6 +233,7 @@ static void reject(struct petrel_session *s, const char *cmd, const char *to,
 	va_start(ap, fmt);
 	vsnprintf(reply, sizeof reply, fmt, ap);
 	va_end(ap);
+	stats_rejected(metrics_listener_slot(s->l), stats_reject_reason_of(cmd, reply));
 	session_reply(s, "%s", reply);
 	log_info("%s: reject: %s from %s: %s; from=<%s> to=<%s> helo=<%s>",
 	         s->txn ? s->txn->qid : "NOQUEUE", cmd, s->peer_name, reply,
@@ -459,6 +462,7 @@ static void pregreet(struct petrel_session *s)
 	if (ev_timer_armed(&s->greet_timer))
 		ev_timer_stop(s->srv->loop, &s->greet_timer);
 	s->greet_wait = false;
+	stats_rejected(metrics_listener_slot(s->l), STATS_REJECT_PROTOCOL);
 	session_reply(s, "554 5.5.0 %s Error: SMTP protocol violation: talking before the greeting",
 	              s->srv->cfg->hostname);
 	s->state = S_CLOSING;
@@ -692,6 +696,7 @@ static char *find_crlf(char *p, size_t len, bool *bare)
  * of an AUTH dialog it was meant to answer. */
 static void line_refused(struct petrel_session *s, const char *reply)
 {
+	stats_rejected(metrics_listener_slot(s->l), STATS_REJECT_PROTOCOL);
 	session_reply(s, "%s", reply);
 	auth_abort(s);
 }
@@ -1072,6 +1077,7 @@ static void session_close(struct petrel_session *s, const char *why)
 	if (s->next)
 		s->next->prev = s->prev;
 	srv->nsessions--;
+	stats_session_open(-1);
 	if (s->counted)
 		conn_counts_del(&srv->clients, (struct sockaddr *)&s->peer);
 	free(s->helo);
@@ -1106,8 +1112,24 @@ void session_accept(struct server *srv, struct listener *l, int fd)
 	s->fd = fd;
 	if (getpeername(fd, (struct sockaddr *)&s->peer, &len) < 0)
 		memset(&s->peer, 0, sizeof s->peer);
-	peer_format(s);
-	s->may_relay = config_may_relay(srv->cfg, (struct sockaddr *)&s->peer);
+	if (s->peer.ss_family == AF_UNIX) {
+		/* pickup_socket: who is asking is what the kernel says, and
+		 * nothing the client sends; local users may send anywhere, as
+		 * Postfix's sendmail/pickup lets them */
+		struct ucred cr = { .pid = 0, .uid = (uid_t)-1, .gid = (gid_t)-1 };
+		socklen_t crl = sizeof cr;
+		if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cr, &crl) < 0)
+			cr.uid = (uid_t)-1;
+		s->local = true;
+		s->local_uid = (unsigned)cr.uid;
+		snprintf(s->peer_addr, sizeof s->peer_addr, "local:%u", s->local_uid);
+		snprintf(s->peer_name, sizeof s->peer_name, "local uid=%u pid=%d", s->local_uid,
+		         (int)cr.pid);
+		s->may_relay = cr.uid != (uid_t)-1;
+	} else {
+		peer_format(s);
+		s->may_relay = config_may_relay(srv->cfg, (struct sockaddr *)&s->peer);
+	}
 	ev_timer_init(&s->timer, on_timeout, s);
 	ev_timer_init(&s->run.timer, NULL, s);
 	ev_timer_init(&s->tarpit_timer, on_tarpit, s);
@@ -1117,6 +1139,7 @@ void session_accept(struct server *srv, struct listener *l, int fd)
 		s->next->prev = s;
 	srv->sessions = s;
 	srv->nsessions++;
+	stats_session_open(1);
 	log_info("connect from %s", s->peer_name);
 	/* Implicit TLS: every reply, the greeting too, waits for the handshake. */
 	if (l->conf->tls == TLS_IMPLICIT && tls_begin(s) < 0)
@@ -1132,6 +1155,7 @@ void session_accept(struct server *srv, struct listener *l, int fd)
 			srv->full_warned_at = now;
 			srv->full_unwarned = 0;
 		}
+		stats_rejected(metrics_listener_slot(l), STATS_REJECT_POLICY);
 		session_reply(s, "421 4.7.0 %s Error: too many connections", srv->cfg->hostname);
 		s->state = S_CLOSING;
 		session_flush(s);
@@ -1147,6 +1171,7 @@ void session_accept(struct server *srv, struct listener *l, int fd)
 			s->counted = false;
 			log_warn("connection concurrency limit exceeded: %d from %s (client_connection_limit %d)",
 			         n, s->peer_name, climit);
+			stats_rejected(metrics_listener_slot(l), STATS_REJECT_POLICY);
 			session_reply(s, "421 4.7.0 %s Error: too many connections from %s", srv->cfg->hostname,
 			              s->peer_addr);
 			s->state = S_CLOSING;

@@ -256,6 +256,41 @@ int spool_hold(struct spool *sp, struct qmsg *m, const char **err)
 	return 0;
 }
 
+/* --- operator actions on held messages (control.c) --- */
+
+int spool_release(struct spool *sp, const char *qid, const char **err)
+{
+	if (renameat2(sp->hold_fd, qid, sp->queue_fd, qid, RENAME_NOREPLACE) < 0) {
+		*err = errno == EEXIST ? "queue/ already has a file of that name" : strerror(errno);
+		return -1;
+	}
+	/* as spool_hold: in exactly one of the two after a power cut */
+	if (fsync(sp->queue_fd) < 0 || fsync(sp->hold_fd) < 0)
+		log_error("%s: moved to queue/, but syncing the directories failed: %m", qid);
+	return 0;
+}
+
+int spool_delete_held(struct spool *sp, const char *qid, const char **err)
+{
+	if (unlinkat(sp->hold_fd, qid, 0) < 0) {
+		*err = strerror(errno);
+		return -1;
+	}
+	if (fsync(sp->hold_fd) < 0)
+		log_error("%s: removed from hold/, but syncing the directory failed: %m", qid);
+	return 0;
+}
+
+int spool_open_held(const struct spool *sp, const char *qid)
+{
+	return openat(sp->hold_fd, qid, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+}
+
+int spool_sync_queue_dir(const struct spool *sp)
+{
+	return fsync(sp->queue_fd);
+}
+
 /* --- the seal --- */
 
 enum { CRC_LINE, CRC_STATUS, CRC_MID, CRC_E, CRC_BODY };
@@ -643,7 +678,7 @@ static int open_subdir(const char *dir, const char *sub, struct buf *errs)
 	return fd;
 }
 
-static int mkdir_p(const char *path)
+int spool_mkdirs(const char *path)
 {
 	char *p = xstrdup(path);
 	for (char *s = p + 1; *s; s++) {
@@ -663,7 +698,7 @@ static int mkdir_p(const char *path)
 
 struct spool *spool_open(const char *dir, struct ev_loop *loop, struct buf *errs)
 {
-	if (mkdir_p(dir) < 0) {
+	if (spool_mkdirs(dir) < 0) {
 		buf_addf(errs, "spool: cannot create %s: %s\n", dir, strerror(errno));
 		return NULL;
 	}

@@ -5,8 +5,11 @@
  *   queue/N      a queue slot: a file reused for message after message
  *                (N is a number, not a queue id; the id is inside)
  *   queue/QID    a message released from hold/ by an operator
- *   hold/QID     a message a filter put on hold (not delivered until an
- *                operator moves it to queue/: petrelctl release)
+ *   hold/QID     a message a filter or an operator (petrelctl hold) put
+ *                on hold: not delivered until released (petrelctl
+ *                release moves it to queue/QID); recovery reads queue/
+ *                only, so it stays held across restarts
+ *   control      the control socket (control.c; control_socket)
  *   corrupt/...  a queue file that failed its checks (kept for a human)
  *
  * Why slots: a message costs one sync, of its own data.  A new file per
@@ -103,6 +106,8 @@
 
 struct spool;
 
+/* mkdir -p: the parents 0755, the directory itself 0700.  0 or -1 (errno). */
+int spool_mkdirs(const char *dir) __attribute__((warn_unused_result));
 struct spool *spool_open(const char *dir, struct ev_loop *loop, struct buf *errs);
 void spool_close(struct spool **sp);   /* waits for commits in flight */
 
@@ -128,6 +133,18 @@ int spool_attempt_mark(int fd, char mark) __attribute__((warn_unused_result));
  * was not moved. */
 int spool_hold(struct spool *sp, struct qmsg *m, const char **err)
 	__attribute__((warn_unused_result));
+/* Operator actions (control.c, petrelctl): move hold/QID back to
+ * queue/QID (release), remove hold/QID (delete), open hold/QID to read
+ * it; the directories are synced before 0 is returned (a failed sync is
+ * logged).  qid must be a plain name (the caller checks it).  0 or -1
+ * with *err; spool_open_held returns an fd or -1 with errno. */
+int spool_release(struct spool *sp, const char *qid, const char **err)
+	__attribute__((warn_unused_result));
+int spool_delete_held(struct spool *sp, const char *qid, const char **err)
+	__attribute__((warn_unused_result));
+int spool_open_held(const struct spool *sp, const char *qid);
+/* fsync queue/ (after an operator removed a file released from hold). */
+int spool_sync_queue_dir(const struct spool *sp);
 /* Record the retry state of an open queue file (see <retry>); no sync. */
 int spool_write_retry(int fd, int attempts, time_t next_try, bool warned)
 	__attribute__((warn_unused_result));

@@ -66,6 +66,36 @@ static struct {
 	agauge start_unix;
 } st;
 
+enum stats_reject_reason stats_reject_reason_of(const char *cmd, const char *reply)
+{
+	if (cmd && strcmp(cmd, "RCPT") == 0)
+		return STATS_REJECT_RECIPIENT;
+	const char *p = reply ? reply : "";
+	if (!(p[0] >= '2' && p[0] <= '5' && p[1] >= '0' && p[1] <= '9' && p[2] >= '0' && p[2] <= '9'))
+		return STATS_REJECT_OTHER;
+	int code = (p[0] - '0') * 100 + (p[1] - '0') * 10 + (p[2] - '0');
+	p += 3;
+	if (*p == ' ' || *p == '-')
+		p++;
+	unsigned subject = 0, detail = 0;
+	int n = 0;
+	if (p[0] >= '2' && p[0] <= '5' && p[1] == '.' &&
+	    sscanf(p + 2, "%3u.%3u%n", &subject, &detail, &n) == 2 && n > 0) {
+		if (subject == 3 && detail == 4)
+			return STATS_REJECT_SIZE;
+		if (subject == 5)
+			return STATS_REJECT_PROTOCOL;
+		if (subject == 7)
+			return STATS_REJECT_POLICY;
+		return STATS_REJECT_OTHER;
+	}
+	if (code == 552)
+		return STATS_REJECT_SIZE;
+	if (code >= 500 && code <= 504)
+		return STATS_REJECT_PROTOCOL;
+	return STATS_REJECT_OTHER;
+}
+
 const char *stats_reject_reason_name(enum stats_reject_reason r)
 {
 	return (unsigned)r < STATS_REJECT_N ? reject_names[r] : "other";
@@ -95,6 +125,14 @@ void stats_set_transport_name(int idx, const char *name)
 		setname(st.transport[idx], name);
 }
 
+int stats_transport_slot(const char *name)
+{
+	for (int i = 0; name && *name && i < STATS_MAX_TRANSPORTS; i++)
+		if (strcmp(st.transport[i], name) == 0)
+			return i;
+	return -1;
+}
+
 void stats_connection(int listener) { ADD(st.connections[lslot(listener)], 1); }
 void stats_session_open(int delta) { ADD(st.sessions_open, delta); }
 void stats_bytes_in(uint64_t n) { ADD(st.bytes_in, n); }
@@ -103,7 +141,7 @@ void stats_auth(bool ok) { if (ok) ADD(st.auth_ok, 1); else ADD(st.auth_failed, 
 
 void stats_received(int listener, uint64_t bytes)
 {
-	(void)bytes;   /* bytes are counted as they arrive (stats_bytes_in) */
+	(void)bytes;   /* the caller counts them in bytes_in (stats_bytes_in) */
 	ADD(st.received[lslot(listener)], 1);
 }
 
@@ -137,6 +175,8 @@ void stats_queue_set(enum stats_queue_state s, int64_t n) { if ((unsigned)s < ST
 void stats_queue_add(enum stats_queue_state s, int64_t d) { if ((unsigned)s < STATS_QUEUE_N) ADD(st.queue[s], d); }
 void stats_oldest_queued_set(int64_t t) { SET(st.oldest_arrival, t); }
 void stats_spool_free_set(uint64_t bytes) { SET(st.spool_free, bytes); }
+
+void stats_mark_start(int64_t t) { SET(st.start_unix, t); }
 
 void stats_reset(void)
 {
@@ -260,7 +300,7 @@ void stats_render(struct buf *o, bool om, int64_t now)
 			buf_addf(o, "\"} %llu\n", (unsigned long long)s.outcome[i][oc]);
 		}
 	}
-	family(o, om, "petrel_bytes_in", "counter", "Message bytes received.");
+	family(o, om, "petrel_bytes_in", "counter", "Message bytes received (of the messages spooled).");
 	buf_addf(o, "petrel_bytes_in_total %llu\n", (unsigned long long)s.bytes_in);
 	family(o, om, "petrel_bytes_out", "counter", "Message bytes delivered.");
 	buf_addf(o, "petrel_bytes_out_total %llu\n", (unsigned long long)s.bytes_out);

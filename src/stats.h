@@ -62,6 +62,10 @@ enum stats_queue_state {
  * Call at start (or reload) before serving. */
 void stats_set_listener_name(int idx, const char *name);
 void stats_set_transport_name(int idx, const char *name);
+/* The slot named NAME by stats_set_transport_name, or -1 ("other"): a
+ * scan of at most STATS_MAX_TRANSPORTS names, safe from any thread once
+ * the names are set. */
+int stats_transport_slot(const char *name);
 
 /* Counters (any thread).  A listener/transport index out of range counts
  * in the "other" slot. */
@@ -102,6 +106,9 @@ struct stats_snapshot {
 
 void stats_snapshot(struct stats_snapshot *s);
 
+/* The daemon's start, for petrel_start_time_seconds (else the first read's). */
+void stats_mark_start(int64_t unix_s);
+
 /* Zero everything (tests; a daemon never calls it). */
 void stats_reset(void);
 
@@ -112,5 +119,12 @@ void stats_render(struct buf *out, bool openmetrics, int64_t now_unix);
 
 extern const double stats_delay_bounds[STATS_DELAY_BUCKETS];
 const char *stats_reject_reason_name(enum stats_reject_reason r);
+/* The reason a refusal counts under, from the command refused and the
+ * reply sent: any refused RCPT is RECIPIENT (unknown user, relay denied,
+ * a recipient check); else by the reply's enhanced code: X.3.4 SIZE,
+ * X.5.x PROTOCOL, X.7.x POLICY (without one: 552 SIZE, 50x PROTOCOL),
+ * anything else OTHER.  FILTER is never guessed: the caller that runs the
+ * message filters says it. */
+enum stats_reject_reason stats_reject_reason_of(const char *cmd, const char *reply);
 
 #endif

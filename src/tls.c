@@ -7,6 +7,7 @@
  */
 #include "tls.h"
 #include "mem.h"
+#include "stats.h"
 
 #include <errno.h>
 #include <stdbool.h>
@@ -175,13 +176,16 @@ int tls_handshake(struct tls_conn *c)
 	int r = SSL_do_handshake(c->ssl);
 	if (r == 1) {
 		c->established = true;
+		stats_tls_handshake(true);
 		return 1;
 	}
 	r = ssl_result(c, r);
 	if (r == 0) {       /* close_notify in the middle of a handshake */
 		snprintf(c->error, sizeof c->error, "closed by the client during the handshake");
-		return TLS_FAILED;
+		r = TLS_FAILED;
 	}
+	if (r == TLS_FAILED)
+		stats_tls_handshake(false);
 	return r;
 }
 

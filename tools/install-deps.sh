@@ -2,7 +2,9 @@
 # install-deps.sh: install the Debian packages petrel needs to build, test
 # and benchmark.  Used by the README's Quick start and by .ci/run.
 # strace: test_maildir_sync.py watches the daemon's mkdir and fsync calls.
-test_pkgs="strace"
+# prometheus: its promtool checks the metrics endpoint's text (test_metrics.py).
+# msmtp: test_msa.py submits with a real mail client (STARTTLS, AUTH).
+test_pkgs="strace prometheus msmtp"
 # Postfix is installed only for smtp-source/smtp-sink and the benchmark,
 # Dovecot only for the test that reads delivered mail over IMAP and POP3,
 # dnsmasq and aiosmtpd for the relay tests (a DNS server and SMTP peers);

@@ -16,6 +16,9 @@
  *     job when it is free, so a message that comes in while the one
  *     session is mid-transaction waits for it instead of opening another
  *     (3 queued messages never open 20; 100 arriving one by one reuse);
+ *     when the window alone held a backlog back, the tick opens what
+ *     the grown window allows, so a backlog that came due at once (a
+ *     restart, a flush) is not held at the initial window;
  *   - a connection that reaches no target halves the window (negative
  *     feedback); when it was the destination's last connection the
  *     destination is dead for dead_time: its queued jobs and the jobs
@@ -29,6 +32,7 @@
  * Empty destinations are freed by the tick, never from inside a callback.
  */
 #include "smtp_int.h"
+#include "smtp_syntax.h"
 
 #include <ctype.h>
 #include <stdio.h>
@@ -73,7 +77,11 @@ struct smtp_dest {
 	int window;
 	unsigned long long dead_until;
 	char dead_reason[420];
+	char dead_relay[340];             /* the server that failed, "" when none was reached */
 	struct smtp_dest *snext;          /* m->starved */
+	struct smtp_dest *pnext;          /* the tick's list of destinations to pump */
+	int due;                          /* on that list */
+	int window_full;                  /* the last pump stopped at the window */
 	int starved;
 };
 
@@ -146,14 +154,17 @@ static void unstarve(struct smtp *m, struct smtp_dest *dd)
 	dd->snext = NULL;
 }
 
-/* Every queued job gets result/reply and is done. */
-static void flush_queue(struct smtp_dest *dd, int result, const char *reply)
+/* Every queued job gets result/reply and is done.  relay: the server the
+ * reply came from ("name[ip]:port"), or NULL/"" when none was reached:
+ * the log line says relay=none then, as Postfix's does. */
+static void flush_queue(struct smtp_dest *dd, int result, const char *reply, const char *relay)
 {
 	struct smtp *m = dd->m;
 	while (dd->qhead) {
 		struct smtp_job *j = dd->qhead;
 		dd->qhead = j->next;
 		dd->nqueued--;
+		m->host->delivery_relay(j->d, relay && *relay ? relay : "none");
 		smtp_job_result_all(m, j, result, reply);
 		smtp_job_finish(m, &j);
 	}
@@ -223,13 +234,14 @@ static void conn_failed(struct smtp_conn *c, const char *reason, int loop, void 
 	struct smtp_dest *dd = r->dest;
 	struct smtp *m = dd->m;
 	const struct petrel_host *h = m->host;
-	(void)c;
+	char at[340];
+	snprintf(at, sizeof at, "%s", smtp_conn_failed_at(c));
 	dref_remove(r);
 	if (loop) {
 		char why[500];
 		snprintf(why, sizeof why, "550 5.4.6 mail for %s loops back to myself", dd->name);
 		h->log(PETREL_LOG_WARN, "smtp: %s (%s)", why + 10, reason);
-		flush_queue(dd, PETREL_BOUNCE, why);
+		flush_queue(dd, PETREL_BOUNCE, why, NULL);
 	} else {
 		dd->window = dd->window > 1 ? dd->window / 2 : 1;
 		if (dd->nconn == 0) {
@@ -238,10 +250,11 @@ static void conn_failed(struct smtp_conn *c, const char *reason, int loop, void 
 			if (m->dead_ms) {
 				dd->dead_until = smtp_now() + m->dead_ms;
 				snprintf(dd->dead_reason, sizeof dd->dead_reason, "%s", reason);
+				snprintf(dd->dead_relay, sizeof dd->dead_relay, "%s", at);
 				h->log(PETREL_LOG_INFO, "smtp: destination %s is dead for %llu s: %s", dd->name,
 				       m->dead_ms / 1000, reason + (strlen(reason) > 10 ? 10 : 0));
 			}
-			flush_queue(dd, PETREL_DEFER, reason);
+			flush_queue(dd, PETREL_DEFER, reason, at);
 		}
 	}
 	pump_starved(m);
@@ -275,13 +288,13 @@ static void resolved(void *arg, struct smtp_resolved *res)
 	dd->dns_token = 0;
 	if (res->status != PETREL_DELIVERED) {
 		m->host->log(PETREL_LOG_INFO, "smtp: %s: %s", dd->name, res->reason + 4);
-		flush_queue(dd, res->status, res->reason);
+		flush_queue(dd, res->status, res->reason, NULL);
 		return;
 	}
 	struct tset *ts = calloc(1, sizeof *ts);
 	if (!ts) {
 		free(res->targets);
-		flush_queue(dd, PETREL_DEFER, "451 4.3.0 out of memory");
+		flush_queue(dd, PETREL_DEFER, "451 4.3.0 out of memory", NULL);
 		return;
 	}
 	ts->refs = 1;
@@ -336,7 +349,7 @@ static void pump(struct smtp_dest *dd)
 		return;
 	unsigned long long now = smtp_now();
 	if (dd->dead_until && now < dd->dead_until) {
-		flush_queue(dd, PETREL_DEFER, dd->dead_reason);
+		flush_queue(dd, PETREL_DEFER, dd->dead_reason, dd->dead_relay);
 		return;
 	}
 	if (!dd->ts || (dd->nconn == 0 && now - dd->resolved_at > RESOLVE_TTL_MS)) {
@@ -345,7 +358,7 @@ static void pump(struct smtp_dest *dd)
 			dd->dns_token = smtp_dns_resolve(m->dns, dd->name, dd->mx, dd->port, resolved, dd);
 			if (!dd->dns_token) {
 				dd->resolving = 0;
-				flush_queue(dd, PETREL_DEFER, "451 4.3.0 cannot start a DNS lookup");
+				flush_queue(dd, PETREL_DEFER, "451 4.3.0 cannot start a DNS lookup", NULL);
 			}
 			return;
 		}
@@ -376,6 +389,8 @@ static void pump(struct smtp_dest *dd)
 		if (dd->dead_until && now < dd->dead_until)
 			return;
 	}
+	/* held back by the window alone: the tick opens more once it grows */
+	dd->window_full = dd->qhead && dd->nqueued > dd->nconn && dd->nconn >= dd->window;
 }
 
 /* --- start, tick, stop --- */
@@ -411,45 +426,6 @@ static enum smtp_tls_policy tls_of(struct smtp *m, const char *v, const char *mo
 	return p;
 }
 
-/* Split a next hop: "[host]:port", "host:port", "[IPv6:addr]:port". */
-static int parse_nexthop(const char *nh, char *host, size_t size, int *mx, int *port)
-{
-	const char *p = nh, *end;
-	*mx = 1;
-	if (*p == '[') {
-		*mx = 0;
-		end = strchr(p, ']');
-		if (!end)
-			return -1;
-		p++;
-		if (!strncasecmp(p, "IPv6:", 5))
-			p += 5;
-		if ((size_t)(end - p) >= size || end == p)
-			return -1;
-		memcpy(host, p, (size_t)(end - p));
-		host[end - p] = 0;
-		end++;
-	} else {
-		end = strrchr(p, ':');
-		if (!end)
-			end = p + strlen(p);
-		if ((size_t)(end - p) >= size || end == p)
-			return -1;
-		memcpy(host, p, (size_t)(end - p));
-		host[end - p] = 0;
-	}
-	if (*end == ':') {
-		char *e;
-		long v = strtol(end + 1, &e, 10);
-		if (*e || v < 1 || v > 65535)
-			return -1;
-		*port = (int)v;
-	} else if (*end) {
-		return -1;
-	}
-	return 0;
-}
-
 int smtp_dest_start(struct smtp *m, petrel_delivery *d, char *err, size_t errsize)
 {
 	const struct petrel_host *h = m->host;
@@ -462,7 +438,7 @@ int smtp_dest_start(struct smtp *m, petrel_delivery *d, char *err, size_t errsiz
 	char name[300];
 	int mx = 1, port = m->port;
 	if (nh && *nh) {
-		if (parse_nexthop(nh, name, sizeof name, &mx, &port) < 0) {
+		if (smtp_parse_nexthop(nh, name, sizeof name, &mx, &port) < 0) {
 			snprintf(err, errsize, "451 4.3.5 bad next hop '%s'", nh);
 			return -1;
 		}
@@ -502,6 +478,7 @@ int smtp_dest_start(struct smtp *m, petrel_delivery *d, char *err, size_t errsiz
 	struct smtp_dest *dd = lookup(m, key);
 	if (dd && dd->dead_until && smtp_now() < dd->dead_until) {
 		snprintf(err, errsize, "%s", dd->dead_reason);
+		h->delivery_relay(d, dd->dead_relay[0] ? dd->dead_relay : "none");
 		return -1;
 	}
 	struct smtp_job *j = calloc(1, sizeof *j);
@@ -570,14 +547,23 @@ void smtp_dest_tick(struct smtp *m, unsigned long long now)
 		else
 			smtp_conn_check_timeout(c, now);
 	}
-	/* free what is empty, wake what is no longer dead */
+	/* free what is empty, note what is due a pump: no longer dead, or
+	 * held back by its window, which grew since (sessions came up), so
+	 * a backlog that came due at once (a restart, a flush) gets its
+	 * connections now instead of waiting for new mail or a close */
+	struct smtp_dest *due = NULL;
 	for (size_t i = 0; i < m->dtab_size; i++) {
 		for (struct smtp_dest **p = &m->dtab[i]; *p;) {
 			struct smtp_dest *dd = *p;
 			int dead = dd->dead_until && now < dd->dead_until;
-			if (!dead && dd->dead_until) {
+			int woke = !dead && dd->dead_until;
+			if (woke)
 				dd->dead_until = 0;
-				pump(dd);
+			if (!dead && dd->qhead && !dd->due &&
+			    (woke || (dd->window_full && dd->nqueued > dd->nconn && dd->nconn < dd->window))) {
+				dd->due = 1;             /* has qhead: not freed below */
+				dd->pnext = due;
+				due = dd;
 			}
 			if (!dead && !dd->qhead && !dd->nconn && !dd->resolving && !dd->starved) {
 				*p = dd->hnext;
@@ -587,6 +573,15 @@ void smtp_dest_tick(struct smtp *m, unsigned long long now)
 			}
 			p = &dd->hnext;
 		}
+	}
+	/* pumped after the walk: a pump may end jobs, and the core then
+	 * starts others (smtp_dest_start), which may grow the table */
+	while (due && !m->stopping) {
+		struct smtp_dest *dd = due;
+		due = dd->pnext;
+		dd->pnext = NULL;
+		dd->due = 0;
+		pump(dd);
 	}
 }
 
@@ -601,7 +596,7 @@ void smtp_dest_stop(struct smtp *m)
 			m->dtab[i] = dd->hnext;
 			if (dd->resolving)
 				smtp_dns_cancel(m->dns, dd->dns_token);
-			flush_queue(dd, PETREL_DEFER, "451 4.3.2 petrel is stopping");
+			flush_queue(dd, PETREL_DEFER, "451 4.3.2 petrel is stopping", NULL);
 			dest_free(dd);
 		}
 	}

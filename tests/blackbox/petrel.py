@@ -45,7 +45,7 @@ PETRELD = os.environ.get("PETRELD") or os.path.join(TOP, "_build", "default", "s
 BUILDDIR = os.path.dirname(os.path.dirname(os.path.abspath(PETRELD)))
 MODULE_PATH = os.environ.get("PETREL_MODULE_PATH") or ":".join(
     [os.path.join(BUILDDIR, "modules", m)
-     for m in ("mta", "maildir", "router", "regex", "ratelimit")]
+     for m in ("mta", "msa", "maildir", "router", "regex", "ratelimit", "smtp")]
     + [os.path.join(BUILDDIR, "tests", "modules")])
 SCALE = float(os.environ.get("PETREL_TIMEOUT_SCALE") or "1")
 HOSTNAME = "mx.test"
@@ -202,14 +202,24 @@ def cfg_value(v):
 
 
 def _free_port():
-    s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    return _free_ports(1)[0]
+
+
+def _free_ports(n):
+    """n different free loopback ports: each socket stays bound until all
+    are picked, so the kernel cannot hand out one port twice."""
+    socks = []
     try:
-        s.bind((HOST, 0))
-        return s.getsockname()[1]
+        for _ in range(n):
+            s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            socks.append(s)
+            s.bind((HOST, 0))
+        return [s.getsockname()[1] for s in socks]
     except OSError as e:
         raise HarnessError("cannot find a free loopback port: %s" % e)
     finally:
-        s.close()
+        for s in socks:
+            s.close()
 
 
 def _listen_addrs(port):
@@ -296,8 +306,8 @@ class Daemon:
     def __init__(self, settings=None, router=None, extra="", modules_extra="",
                  start=True, listener=None, more_listeners=(), preexec=None):
         self.dir = tempfile.mkdtemp(prefix="petrel-bb-")
-        self.port = _free_port()
-        self.ports = [self.port] + [_free_port() for _ in more_listeners]
+        self.ports = _free_ports(1 + len(more_listeners))
+        self.port = self.ports[0]
         self.conf = os.path.join(self.dir, "petrel.conf")
         self.spool = os.path.join(self.dir, "spool")
         self.mail = os.path.join(self.dir, "mail")
@@ -574,10 +584,13 @@ class Daemon:
             time.sleep(0.05)
 
     def spool_files(self):
+        """Regular files under the spool (not the control socket)."""
         out = []
         for root, dirs, files in os.walk(self.spool):
             for f in files:
-                out.append(os.path.join(root, f))
+                p = os.path.join(root, f)
+                if os.path.isfile(p):
+                    out.append(p)
         return sorted(out)
 
     def queued(self):

@@ -24,8 +24,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import petrel  # noqa: E402
 from petrel import Daemon, T, make_message  # noqa: E402
 
-TOP = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-PETRELCTL = os.path.join(os.environ.get("PETREL_SRCDIR") or TOP, "tools", "petrelctl")
+PETRELCTL = os.environ.get("PETRELCTL") or os.path.join(petrel.BUILDDIR, "src", "petrelctl")
 CRASH_LIMIT = 2
 
 

@@ -101,8 +101,8 @@ def test_restart_resumes_and_does_not_redeliver():
         # the schedule survived: an hour to go, nothing started yet
         assert len(re.findall(r"asynctest: start qid=%s" % qid, d.log_text())) == 1
         assert qid in d.queued()
-        ctl = os.path.join(os.environ.get("PETREL_SRCDIR") or petrel.TOP, "tools", "petrelctl")
-        r = subprocess.run(["sh", ctl, "-s", d.spool, "flush"], capture_output=True)
+        ctl = os.environ.get("PETRELCTL") or os.path.join(petrel.BUILDDIR, "src", "petrelctl")
+        r = subprocess.run([ctl, "-c", d.conf, "flush"], capture_output=True)
         assert r.returncode == 0, r
         # (asynctest's attempt counts start again with the daemon: twice1
         # is deferred once more; what matters is who is tried)

@@ -8,6 +8,7 @@ The failure is made the way a root-run test can: a plain file stands where
 the recipient's maildir directory must be created (ENOTDIR)."""
 
 import glob
+import json
 import os
 import subprocess
 import sys
@@ -17,8 +18,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import petrel  # noqa: E402
 from petrel import Daemon, make_message  # noqa: E402
 
-TOP = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-PETRELCTL = os.path.join(os.environ.get("PETREL_SRCDIR") or TOP, "tools", "petrelctl")
+PETRELCTL = os.environ.get("PETRELCTL") or os.path.join(petrel.BUILDDIR, "src", "petrelctl")
 
 
 def block_mailbox(d, user):
@@ -76,7 +76,7 @@ def test_deferred_survives_restart():
         time.sleep(0.5)
         assert d.delivered("user") == []
         assert queued(d) == [qid]
-        r = subprocess.run(["sh", PETRELCTL, "-s", d.spool, "flush"],
+        r = subprocess.run([PETRELCTL, "-c", d.conf, "flush"],
                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=20)
         assert r.returncode == 0, r.stdout
         files = d.wait_delivered("user", 1, timeout=15)
@@ -105,12 +105,13 @@ def test_petrelctl_flush_retries_now():
         os.unlink(blocker)
         time.sleep(0.3)
         assert d.delivered("user") == []       # the retry is an hour away
-        r = subprocess.run(["sh", PETRELCTL, "-s", d.spool, "list"],
+        r = subprocess.run([PETRELCTL, "-c", d.conf, "queue", "--json"],
                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=20)
-        # the deferred message, read from its queue slot; free slots are not mail
-        assert r.stdout.decode().splitlines() == \
-            ["%s queue from=<a@localhost> pending=1" % qid], r.stdout
-        r = subprocess.run(["sh", PETRELCTL, "-s", d.spool, "flush"],
+        # the deferred message, as the daemon holds it
+        (m,) = [json.loads(x) for x in r.stdout.decode().splitlines()]
+        assert (m["qid"], m["state"], m["sender"]) == (qid, "deferred", "a@localhost"), m
+        assert [x["state"] for x in m["recipients"]] == ["deferred"], m
+        r = subprocess.run([PETRELCTL, "-c", d.conf, "flush"],
                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=20)
         assert r.returncode == 0, r.stdout
         files = d.wait_delivered("user", 1, timeout=15)

@@ -119,6 +119,8 @@ def test_n_shipped_config():
                           "tls_cert_file", "tls_key_file", "auth_passwords",
                           # the relay block sets these four explicitly ("" = unset)
                           "resolver", "relayhost", "relayhost_tls", "relayhost_credentials",
+                          # off, said explicitly ("" = unset)
+                          "metrics_listen",
                           "modules"], out
     assert 'hostname = "mx.example.org";' in out
 

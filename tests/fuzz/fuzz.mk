@@ -4,7 +4,7 @@
 #
 # Everything here is compiled with $(FUZZ_CC) (clang) and
 # -fsanitize=fuzzer,address,undefined whatever CC the build uses: the core
-# sources (src/*.c except main.c, picked up by wildcard so a new core file
+# sources (src/*.c except the programs main.c, sendmail.c, petrelctl.c, picked up by wildcard so a new core file
 # needs no edit here) go into one archive, tests/fuzz/obj/libcore.a, and
 # each harness tests/fuzz/fuzz_NAME.c links against it as
 # tests/fuzz/fuzz-NAME.  The archive lets a harness define a core file's
@@ -26,11 +26,11 @@ FUZZ_CPPFLAGS := -D_GNU_SOURCE -I$(S)/api -I$(S)/src -I$(S)/modules/maildir \
 	$(LIBCONFIG_CFLAGS) $(OPENSSL_CFLAGS)
 FUZZ_LIBS := $(LIBCONFIG_LIBS) $(OPENSSL_LIBS) $(LTDL_LIBS) $(CRYPT_LIBS) -pthread
 
-CORE_SRCS := $(filter-out $(S)/src/main.c,$(wildcard $(S)/src/*.c))
+CORE_SRCS := $(filter-out $(S)/src/main.c $(S)/src/sendmail.c $(S)/src/petrelctl.c,$(wildcard $(S)/src/*.c))
 CORE_OBJS := $(patsubst $(S)/src/%.c,$(O)/%.o,$(CORE_SRCS))
 CORE_HDRS := $(wildcard $(S)/src/*.h $(S)/api/petrel/*.h)
 
-HARNESSES := smtp-parse mime msg-edit maildir-copy spool-envelope bounce
+HARNESSES := smtp-parse mime msg-edit maildir-copy spool-envelope bounce smtp-reply
 BINS := $(patsubst %,tests/fuzz/fuzz-%,$(HARNESSES))
 
 all: $(BINS)
@@ -45,12 +45,18 @@ $(O)/maildir_copy.o: $(S)/modules/maildir/maildir_copy.c $(S)/modules/maildir/ma
 	@echo "  FUZZCC   $@"
 	@$(FUZZ_CC) $(FUZZ_OPT) $(FUZZ_SAN) -fsanitize=fuzzer-no-link $(FUZZ_CPPFLAGS) -c $< -o $@
 
+$(O)/smtp_syntax.o: $(S)/modules/smtp/smtp_syntax.c $(S)/modules/smtp/smtp_syntax.h
+	@mkdir -p $(O)
+	@echo "  FUZZCC   $@"
+	@$(FUZZ_CC) $(FUZZ_OPT) $(FUZZ_SAN) -fsanitize=fuzzer-no-link $(FUZZ_CPPFLAGS) -c $< -o $@
+
 $(O)/libcore.a: $(CORE_OBJS)
 	@rm -f $@
 	@ar rcs $@ $(CORE_OBJS)
 
 tests/fuzz/fuzz-maildir-copy: $(O)/maildir_copy.o
 tests/fuzz/fuzz-bounce: $(S)/src/bounce.c
+tests/fuzz/fuzz-smtp-reply: $(O)/smtp_syntax.o
 
 # the harness fuzz-NAME is built from fuzz_NAME.c with '-' as '_'
 .SECONDEXPANSION:

@@ -59,6 +59,12 @@ static const struct {
 	  .error = ":2: listeners[0].auth: auth = true needs the top-level auth_passwords" },
 	{ .label = "auth without tls", .text = "listeners = ( { listen = \"127.0.0.1:25\"; stage = \"mta\"; auth = true; } );\n"
 	  "auth_passwords = \"/x/passwd\";\n", .error = "listeners[0].auth: AUTH is offered under TLS only" },
+	{ .label = "msa without auth", .text = "listeners = ( { listen = \"127.0.0.1:587\";\n"
+	  "  stage = \"msa\"; tls = \"starttls\"; } );\ntls_cert_file = \"/x/c.pem\"; tls_key_file = \"/x/k.pem\";\n",
+	  .error = ":2: listeners[0].stage: stage \"msa\" takes mail from logged-in users only: set auth = true" },
+	{ .label = "msa with auth", .text = "listeners = ( { listen = \"127.0.0.1:587\"; stage = \"msa\";\n"
+	  "  tls = \"starttls\"; auth = true; } );\ntls_cert_file = \"/x/c.pem\"; tls_key_file = \"/x/k.pem\";\n"
+	  "auth_passwords = \"/x/passwd\";\n" },
 	{ .label = "auth not a bool", .text = "listeners = ( { listen = \"127.0.0.1:25\"; stage = \"mta\"; auth = \"yes\"; } );\n",
 	  .error = "listeners[0].auth: must be true or false" },
 	{ .label = "auth with passwords", .text = "listeners = ( { listen = \"127.0.0.1:25\"; stage = \"mta\"; auth = true;\n"

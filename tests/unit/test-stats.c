@@ -93,5 +93,31 @@ int main(void)
 	tap_ok(has(&b, "# TYPE petrel_messages_received counter\n"), "openmetrics: family without _total");
 	tap_ok(b.len > 6 && memcmp(b.data + b.len - 6, "# EOF\n", 6) == 0, "openmetrics ends with # EOF");
 	buf_free(&b);
+
+	static const struct { const char *cmd, *reply; enum stats_reject_reason want; } why[] = {
+		{ "RCPT", "550 5.1.1 <x@y>: Recipient address rejected: User unknown", STATS_REJECT_RECIPIENT },
+		{ "RCPT", "554 5.7.1 <x@y>: Relay access denied", STATS_REJECT_RECIPIENT },
+		{ "RCPT", "451 4.3.0 <x@y>: Temporary lookup failure", STATS_REJECT_RECIPIENT },
+		{ "MAIL", "552 5.3.4 Message size exceeds fixed limit", STATS_REJECT_SIZE },
+		{ "DATA", "552 5.3.4 Error: too many message header fields", STATS_REJECT_SIZE },
+		{ "DATA", "554 5.5.2 Error: bare <CR> or <LF> in message content", STATS_REJECT_PROTOCOL },
+		{ "MAIL", "555 5.5.4 BODY=BINARYMIME is not supported", STATS_REJECT_PROTOCOL },
+		{ "CONNECT", "554 5.7.1 Service refused", STATS_REJECT_POLICY },
+		{ "MAIL", "451 4.7.1 Sender address temporarily rejected, try again later", STATS_REJECT_POLICY },
+		{ "DATA", "452 4.3.1 Error: insufficient system storage", STATS_REJECT_OTHER },
+		{ "DATA", "554 5.4.6 Error: too many hops (mail loop?)", STATS_REJECT_OTHER },
+		{ "MAIL", "552 Too big", STATS_REJECT_SIZE },
+		{ "HELO", "501 bad", STATS_REJECT_PROTOCOL },
+		{ "HELO", "", STATS_REJECT_OTHER },
+		{ "HELO", "55", STATS_REJECT_OTHER },
+		{ NULL, NULL, STATS_REJECT_OTHER },
+	};
+	for (size_t i = 0; i < sizeof why / sizeof why[0]; i++)
+		tap_ok(stats_reject_reason_of(why[i].cmd, why[i].reply) == why[i].want, "reason of %s %s: %s",
+		       why[i].cmd ? why[i].cmd : "(null)", why[i].reply ? why[i].reply : "(null)",
+		       stats_reject_reason_name(why[i].want));
+	stats_set_transport_name(0, "smtp");
+	tap_ok(stats_transport_slot("smtp") == 0 && stats_transport_slot("maildir") == 1 &&
+	       stats_transport_slot("lmtp") == -1 && stats_transport_slot(NULL) == -1, "transport slot by name");
 	return tap_done();
 }
