@@ -18,6 +18,8 @@
 #   accepted msg/s = MESSAGES / wall time of smtp-source
 #   arrived msg/s  = MESSAGES / time from the start of the load until the
 #                    sink has counted MESSAGES messages (smtp-sink -c)
+# Without -s or -z it runs the whole table: sessions {1,20,50} x
+# {1,100} KiB x both routes, petrel beside Postfix.
 # See bench/README.md ("relay.sh").
 
 # shellcheck disable=SC2317  # functions are also called from the EXIT trap
@@ -34,7 +36,7 @@ ROUTES="relayhost mx"
 PETRELD="$TOP/_build/default/src/petreld"
 RUN_PETREL=1
 RUN_POSTFIX=1
-TABLE=0
+TABLE=1          # no -s and no -z: the whole table
 KEEP=0
 
 SMTP_SOURCE=${SMTP_SOURCE:-/usr/sbin/smtp-source}
@@ -52,12 +54,15 @@ usage: $ME [-n MESSAGES] [-s SESSIONS] [-z SIZE_BYTES] [-r relayhost|mx|both]
           [-p PETRELD] [--table] [--no-postfix] [--no-petrel] [--keep]
 
   -n MESSAGES    messages per run (default 10000)
-  -s SESSIONS    parallel inbound SMTP sessions (default 20)
-  -z SIZE_BYTES  message body size, smtp-source -l (default 1024)
+  -s SESSIONS    parallel inbound SMTP sessions: one configuration, not
+                 the table (default 20 with -z)
+  -z SIZE_BYTES  message body size, smtp-source -l: one configuration
+                 (default 1024 with -s)
   -r ROUTE       relayhost, mx or both (default both)
   -p PETRELD     petreld binary (default <repo top>/_build/default/src/petreld)
-  --table        sessions {1,20,50} x size {1024,102400} x both routes,
-                 petrel beside Postfix, one table (MESSAGES per run)
+  --table        sessions {1,20,50} x size {1024,102400} x the routes,
+                 petrel beside Postfix, one table (MESSAGES per run): the
+                 default when neither -s nor -z is given
   --no-postfix   petrel only (root not needed then)
   --no-petrel    Postfix only
   --keep         keep the temp dirs (configs, logs, spools)
@@ -73,15 +78,15 @@ EOF
 while [ $# -gt 0 ]; do
   case "$1" in
     -n) MESSAGES=${2:?}; shift 2 ;;
-    -s) SESSIONS=${2:?}; shift 2 ;;
-    -z) SIZE=${2:?}; shift 2 ;;
+    -s) SESSIONS=${2:?}; [ "$TABLE" = 2 ] || TABLE=0; shift 2 ;;
+    -z) SIZE=${2:?}; [ "$TABLE" = 2 ] || TABLE=0; shift 2 ;;
     -r) case "${2:?}" in
           relayhost|mx) ROUTES=$2 ;;
           both) ROUTES="relayhost mx" ;;
           *) echo "$ME: -r relayhost, mx or both" >&2; exit 2 ;;
         esac; shift 2 ;;
     -p) PETRELD=${2:?}; shift 2 ;;
-    --table) TABLE=1; shift ;;
+    --table) TABLE=2; shift ;;
     --no-postfix) RUN_POSTFIX=0; shift ;;
     --no-petrel) RUN_PETREL=0; shift ;;
     --keep) KEEP=1; shift ;;
@@ -563,7 +568,7 @@ run_one() {  # run_one ROUTE N S Z
 
 case " $ROUTES " in *" mx "*) start_dns ;; esac
 
-if [ "$TABLE" = 1 ]; then
+if [ "$TABLE" != 0 ]; then
   for route in $ROUTES; do
     for z in 1024 102400; do
       for s in 1 20 50; do run_one "$route" "$MESSAGES" "$s" "$z"; done
