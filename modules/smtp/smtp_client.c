@@ -13,7 +13,8 @@
  * is left the owner hears failed().  Once a
  * session is up the connection asks its owner for jobs (want_job), runs
  * each transaction (pipelined when offered), reports every recipient,
- * sends RSET and asks again, so idle connections are reused.
+ * sends RSET and asks again, so idle connections are reused (with
+ * PIPELINING the RSET goes in one group with the next MAIL).
  *
  * Replies are read line by line into a fixed buffer and parsed by
  * smtp_syntax.c: a line longer than SMTP_LINE_MAX, more than
@@ -98,6 +99,8 @@ struct smtp_conn {
 	char mail_reply[420];
 	int abort_data;                     /* 354 with no recipient: send "." */
 	int bol, body_eof;
+	int rset_due;                       /* RSET before the next MAIL (pipelined) */
+	int rset_reply;                     /* the next reply in S_TXN is RSET's */
 	int nmsgs;
 	int up;                             /* a session was established */
 	unsigned long long idle_since;
@@ -108,6 +111,7 @@ struct smtp_conn {
 
 static int conn_try(struct smtp_conn *c);
 static int session_up(struct smtp_conn *c);
+static int do_flush(struct smtp_conn *c);
 static void conn_io(int fd, int events, void *arg);
 
 struct smtp_conn *smtp_conn_next(const struct smtp_conn *c) { return c->next; }
@@ -676,6 +680,11 @@ static int txn_begin(struct smtp_conn *c)
 	c->mail_failed = 0;
 	c->abort_data = 0;
 	c->st = S_TXN;
+	if (c->rset_due) {
+		cmd(c, "RSET");
+		c->rset_due = 0;
+		c->rset_reply = 1;
+	}
 	send_next(c);
 	return 0;
 }
@@ -686,7 +695,10 @@ void smtp_conn_give(struct smtp_conn *c, struct smtp_job *j)
 	int r = txn_begin(c);
 	if (r == 1)
 		r = session_up(c);
-	if (r == 0)
+	/* send at once: an idle socket takes the commands, and waiting for
+	 * the write event would cost a loop turn and two epoll_ctl calls per
+	 * message (do_flush may end c: then it returns -1) */
+	if (r == 0 && do_flush(c) == 0)
 		watch(c);
 }
 
@@ -722,7 +734,13 @@ static int session_up(struct smtp_conn *c)
 	return 0;
 }
 
-/* The transaction is over: RSET, then the next job. */
+/* The transaction is over: RSET, then the next job.  With PIPELINING
+ * (RFC 2920 3.1: RSET may open a command group) the RSET goes in one
+ * group with the next job's MAIL, RCPT and DATA (txn_begin), a round
+ * trip and two system calls less per message: at once when a job is
+ * waiting, else when an idle connection is given one; one that is never
+ * used again only sends QUIT.  Without PIPELINING, RSET is answered
+ * before the next job or idling. */
 static int txn_over(struct smtp_conn *c)
 {
 	job_end(c, 0, NULL);
@@ -730,6 +748,10 @@ static int txn_over(struct smtp_conn *c)
 		c->st = S_IDLE;
 		smtp_conn_quit(c);
 		return 0;
+	}
+	if (c->caps & CAP_PIPELINING) {
+		c->rset_due = 1;
+		return session_up(c);
 	}
 	c->st = S_RSET;
 	cmd(c, "RSET");
@@ -768,12 +790,19 @@ static void fill_body(struct smtp_conn *c)
 			return;
 		}
 		out_reserve(c, (size_t)r * 2);
+		/* dot-stuffing a line at a time: memchr and memcpy, not a test
+		 * per byte (this loop was the transport's top cost at 100 KiB) */
 		char *o = c->out + c->outlen;
-		for (ssize_t i = 0; i < r; i++) {
-			if (c->bol && buf[i] == '.')
+		const char *p = buf, *end = buf + r;
+		while (p < end) {
+			if (c->bol && *p == '.')
 				*o++ = '.';
-			*o++ = buf[i];
-			c->bol = buf[i] == '\n';
+			const char *nl = memchr(p, '\n', (size_t)(end - p));
+			size_t n = nl ? (size_t)(nl - p) + 1 : (size_t)(end - p);
+			memcpy(o, p, n);
+			o += n;
+			p += n;
+			c->bol = nl != NULL;
 		}
 		c->outlen = (size_t)(o - c->out);
 	}
@@ -783,6 +812,14 @@ static void fill_body(struct smtp_conn *c)
 static int txn_reply(struct smtp_conn *c)
 {
 	struct smtp_job *j = c->job;
+	if (c->rset_reply) {
+		/* the RSET that opened this group: a server that refuses it is
+		 * in no state we know; the job goes back, the session ends */
+		c->rset_reply = 0;
+		if (c->rcode / 100 != 2)
+			return session_error(c, "451 4.5.0 %s refused RSET: %s", c->peer, c->rtext);
+		return 0;
+	}
 	int n = j->nrcpt;
 	int k = c->got++;
 	int res = result_of(c->rcode);
@@ -1130,6 +1167,7 @@ static int do_flush(struct smtp_conn *c)
 static int do_read(struct smtp_conn *c)
 {
 	for (;;) {
+		int plain = !c->tls_on;
 		if (c->inlen >= sizeof c->in)
 			return session_error(c, "451 4.5.0 reply line from %s is longer than %d bytes", c->peer,
 			                     SMTP_LINE_MAX);
@@ -1173,6 +1211,11 @@ static int do_read(struct smtp_conn *c)
 			return -1;
 		if (c->st == S_TLS_HS && before != S_TLS_HS)
 			return tls_step(c);
+		/* a short read drained the socket: the loop is level-triggered
+		 * and says when more comes, so no recv just to see EAGAIN (TLS
+		 * may hold decrypted bytes back: it reads on until WANT_READ) */
+		if (plain && (size_t)r < room)
+			return 0;
 	}
 }
 
