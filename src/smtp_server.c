@@ -136,7 +136,8 @@ static void update_events(struct petrel_session *s)
 	if (s->tls_handshaking) {
 		mask = s->tls_hs_wants;
 	} else {
-		if (!s->read_paused && !s->tarpit && s->state != S_CLOSING && !s->tls_start_after_flush)
+		if (!s->read_paused && !s->tarpit && s->state != S_CLOSING && !s->tls_start_after_flush &&
+		    !s->peer_eof)
 			mask |= s->tls_read_wants ? s->tls_read_wants : EV_READ;
 		if (s->out.len && !s->tarpit)
 			mask |= s->tls_write_wants ? s->tls_write_wants : EV_WRITE;
@@ -169,6 +170,16 @@ bool session_flush(struct petrel_session *s)
 	}
 	if (!s->out.len && s->state == S_CLOSING) {
 		session_close(s, NULL);
+		return false;
+	}
+	/* Half-closed: once what came before the end has had its replies
+	 * (a commit, a hook, a password check may still owe one), nothing
+	 * more can come.  Postfix, whose commit is synchronous, answers a
+	 * pipelined "DATA ... . QUIT" and EOF as well. */
+	if (!s->out.len && s->peer_eof && !s->in_process && s->state != S_COMMIT && !s->pending &&
+	    !s->auth_job && !s->tarpit && !s->greet_wait && !s->tls_handshaking &&
+	    !s->tls_start_after_flush) {
+		session_close(s, "lost connection");
 		return false;
 	}
 	if (!s->out.len) {
@@ -1017,6 +1028,12 @@ static void on_io(struct ev_loop *loop, int fd, int mask, void *arg)
 		ssize_t n = wire_read(s, s->in.data + s->in.len, READ_CHUNK);
 		if (n == IO_AGAIN)
 			break;
+		if (n == 0 && !s->tls) {
+			/* the end of the client's data: what came before it is
+			 * still answered (session_flush closes once it is) */
+			s->peer_eof = true;
+			break;
+		}
 		if (n <= 0) {
 			session_close(s, "lost connection");
 			return;
