@@ -176,7 +176,7 @@ static const struct setting settings[] = {
 	{ .name = "greet_pause", .type = T_INT, .offset = OFF(greet_pause), .min = 0, .max = 60000,
 	  .help = "milliseconds the greeting waits; a client that talks before it gets 554 and is "
 	          "closed (default 1000; 0: only input that came while connect hooks ran; "
-	          "relay_networks are exempt)" },
+	          "relay_networks and msa listeners are exempt)" },
 	{ .name = "pickup_socket", .type = T_STRING, .offset = OFF(pickup_socket), .set = set_pickup,
 	  .help = "Unix socket where petrel-sendmail hands over local mail, open to every local user "
 	          "(relative: inside the spool; default \"public/pickup\"; \"\": none)" },

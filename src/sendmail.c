@@ -603,10 +603,11 @@ static int submit(const struct config *cfg, const struct opts *o, struct msg *m,
 		quit(&c);
 		return refusal(code, false);
 	}
-	uint64_t total = m->head.len + m->size;     /* an upper bound: head was counted in size */
-	if ((c.caps & CAP_SIZE) && c.size_limit && m->size > c.size_limit) {
+	struct stat bst;
+	uint64_t total = m->head.len + (fstat(m->body_fd, &bst) == 0 ? (uint64_t)bst.st_size : m->size);
+	if ((c.caps & CAP_SIZE) && c.size_limit && total > c.size_limit) {
 		say("message too large: %llu bytes, petreld takes %llu at most; not sent",
-		    (unsigned long long)m->size, (unsigned long long)c.size_limit);
+		    (unsigned long long)total, (unsigned long long)c.size_limit);
 		quit(&c);
 		return EX_CANTCREAT;
 	}
@@ -888,10 +889,16 @@ int main(int argc, char **argv)
 		fputs(errs.data ? errs.data : "configuration error\n", stderr);
 		return EX_CONFIG;
 	}
-	if (o.mode == 's')
-		return smtp_stdin(cfg);
+	int st;
+	char *sender = NULL;
+	struct rcpts r = { .limit = cfg->recipient_limit };
+	struct msg m = { .body_fd = -1 };
+	if (o.mode == 's') {
+		st = smtp_stdin(cfg);
+		goto out;
+	}
 	const char *domain = own_domain(cfg);
-	char *sender;
+	r.domain = domain;
 	if (o.from) {
 		const char *f = o.from;
 		size_t n = strlen(f);
@@ -902,32 +909,37 @@ int main(int argc, char **argv)
 		if (n >= SM_ADDR_MAX || memchr(f, '\r', n) || memchr(f, '\n', n) || memchr(f, '<', n) ||
 		    memchr(f, '>', n)) {
 			say("-f: not an address: '%s'", o.from);
-			return EX_USAGE;
+			st = EX_USAGE;
+			goto out;
 		}
 		sender = n == 0 ? xstrdup("") : memchr(f, '@', n) ? xasprintf("%.*s", (int)n, f)
 		         : xasprintf("%.*s@%s", (int)n, f, domain);
 	} else
 		sender = xasprintf("%s@%s", login_name(), domain);
-	struct rcpts r = { .limit = cfg->recipient_limit, .domain = domain };
 	for (int i = 0; i < o.nrcpt_args; i++)
 		rcpt_list(&r, o.rcpt_args[i], strlen(o.rcpt_args[i]), "recipient");
-	struct msg m;
 	read_message(&o, cfg->message_size_limit, &m);
 	scan_head(&o, &m, &r);
-	if (r.bad)
-		return EX_DATAERR;
+	if (r.bad) {
+		st = EX_DATAERR;
+		goto out;
+	}
 	if (r.overflow) {
 		say("more than %d recipients (recipient_limit); not sent", r.limit);
-		return EX_DATAERR;
+		st = EX_DATAERR;
+		goto out;
 	}
 	if (r.n == 0) {
 		say(o.t ? "no recipient in the command line or in To:, Cc:, Bcc:; not sent"
 		        : "no recipient given (name them, or use -t); not sent");
-		return EX_USAGE;
+		st = EX_USAGE;
+		goto out;
 	}
 	add_missing(&o, &m, *sender ? sender : "MAILER-DAEMON", cfg->hostname);
-	int st = submit(cfg, &o, &m, sender, &r);
-	close(m.body_fd);
+	st = submit(cfg, &o, &m, sender, &r);
+out:
+	if (m.body_fd >= 0)
+		close(m.body_fd);
 	buf_free(&m.head);
 	for (int i = 0; i < r.n; i++)
 		free(r.v[i]);

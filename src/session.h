@@ -146,6 +146,7 @@ struct petrel_session {
 	void **slots;            /* per-module session state */
 	char *auth_user;         /* after AUTH (submission) */
 	bool read_paused;
+	bool peer_eof;           /* the client closed its side: answer what came, then close */
 	bool closing_after_commit;
 	/* TLS (smtp_server.c) */
 	struct tls_conn *tls;    /* NULL: clear text */

@@ -137,7 +137,8 @@ static void update_events(struct petrel_session *s)
 	if (s->tls_handshaking) {
 		mask = s->tls_hs_wants;
 	} else {
-		if (!s->read_paused && !s->tarpit && s->state != S_CLOSING && !s->tls_start_after_flush)
+		if (!s->read_paused && !s->tarpit && s->state != S_CLOSING && !s->tls_start_after_flush &&
+		    !s->peer_eof)
 			mask |= s->tls_read_wants ? s->tls_read_wants : EV_READ;
 		if (s->out.len && !s->tarpit)
 			mask |= s->tls_write_wants ? s->tls_write_wants : EV_WRITE;
@@ -170,6 +171,16 @@ bool session_flush(struct petrel_session *s)
 	}
 	if (!s->out.len && s->state == S_CLOSING) {
 		session_close(s, NULL);
+		return false;
+	}
+	/* Half-closed: once what came before the end has had its replies
+	 * (a commit, a hook, a password check may still owe one), nothing
+	 * more can come.  Postfix, whose commit is synchronous, answers a
+	 * pipelined "DATA ... . QUIT" and EOF as well. */
+	if (!s->out.len && s->peer_eof && !s->in_process && s->state != S_COMMIT && !s->pending &&
+	    !s->auth_job && !s->tarpit && !s->greet_wait && !s->tls_handshaking &&
+	    !s->tls_start_after_flush) {
+		session_close(s, "lost connection");
 		return false;
 	}
 	if (!s->out.len) {
@@ -469,6 +480,11 @@ static void pregreet(struct petrel_session *s)
 	s->state = S_CLOSING;
 }
 
+static bool listener_is_msa(const struct listener *l)
+{
+	return l && l->conf && l->conf->stage && !strcmp(l->conf->stage, "msa");
+}
+
 static void connect_done(struct petrel_session *s, int v)
 {
 	struct server *srv = s->srv;
@@ -490,8 +506,12 @@ static void connect_done(struct petrel_session *s, int v)
 		pregreet(s);
 		return;
 	}
-	/* relay_networks are trusted, as postscreen's permit lists: no pause */
-	if (s->gen->cfg->greet_pause > 0 && !s->may_relay) {
+	/* relay_networks are trusted, as postscreen's permit lists: no pause.
+	 * Nor on msa listeners: a mail client must log in before it may send,
+	 * so the early-talker test buys nothing there, and every message a
+	 * client submits (one connection each) would wait greet_pause;
+	 * Postfix runs postscreen on port 25 only. */
+	if (s->gen->cfg->greet_pause > 0 && !s->may_relay && !listener_is_msa(s->l)) {
 		s->greet_wait = true;
 		s->greet_from = ev_now_ms();
 		ev_timer_start(srv->loop, &s->greet_timer, (uint64_t)s->gen->cfg->greet_pause);
@@ -1009,6 +1029,12 @@ static void on_io(struct ev_loop *loop, int fd, int mask, void *arg)
 		ssize_t n = wire_read(s, s->in.data + s->in.len, READ_CHUNK);
 		if (n == IO_AGAIN)
 			break;
+		if (n == 0 && !s->tls) {
+			/* the end of the client's data: what came before it is
+			 * still answered (session_flush closes once it is) */
+			s->peer_eof = true;
+			break;
+		}
 		if (n <= 0) {
 			session_close(s, "lost connection");
 			return;

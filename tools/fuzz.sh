@@ -16,7 +16,7 @@ top=$(cd "$(dirname "$0")/.." && pwd)
 b=${1:?usage: fuzz.sh BUILDDIR [SECONDS] [HARNESS...]}
 secs=${2:-20}
 [ $# -ge 2 ] && shift 2 || shift $#
-all="smtp-parse mime msg-edit maildir-copy spool-envelope bounce"
+all="smtp-parse mime msg-edit maildir-copy spool-envelope bounce smtp-reply"
 [ $# -gt 0 ] && all="$*"
 mkdir -p "$b/tests/fuzz"
 trs() { printf ':test-result: %s\n:global-test-result: %s\n:recheck: no\n:copy-in-global-log: no\n' "$2" "$2" > "$b/tests/fuzz/$1.trs"; }

@@ -16,6 +16,9 @@
  *     job when it is free, so a message that comes in while the one
  *     session is mid-transaction waits for it instead of opening another
  *     (3 queued messages never open 20; 100 arriving one by one reuse);
+ *     when the window alone held a backlog back, the tick opens what
+ *     the grown window allows, so a backlog that came due at once (a
+ *     restart, a flush) is not held at the initial window;
  *   - a connection that reaches no target halves the window (negative
  *     feedback); when it was the destination's last connection the
  *     destination is dead for dead_time: its queued jobs and the jobs
@@ -29,6 +32,7 @@
  * Empty destinations are freed by the tick, never from inside a callback.
  */
 #include "smtp_int.h"
+#include "smtp_syntax.h"
 
 #include <ctype.h>
 #include <stdio.h>
@@ -75,6 +79,9 @@ struct smtp_dest {
 	char dead_reason[420];
 	char dead_relay[340];             /* the server that failed, "" when none was reached */
 	struct smtp_dest *snext;          /* m->starved */
+	struct smtp_dest *pnext;          /* the tick's list of destinations to pump */
+	int due;                          /* on that list */
+	int window_full;                  /* the last pump stopped at the window */
 	int starved;
 };
 
@@ -382,6 +389,8 @@ static void pump(struct smtp_dest *dd)
 		if (dd->dead_until && now < dd->dead_until)
 			return;
 	}
+	/* held back by the window alone: the tick opens more once it grows */
+	dd->window_full = dd->qhead && dd->nqueued > dd->nconn && dd->nconn >= dd->window;
 }
 
 /* --- start, tick, stop --- */
@@ -417,45 +426,6 @@ static enum smtp_tls_policy tls_of(struct smtp *m, const char *v, const char *mo
 	return p;
 }
 
-/* Split a next hop: "[host]:port", "host:port", "[IPv6:addr]:port". */
-static int parse_nexthop(const char *nh, char *host, size_t size, int *mx, int *port)
-{
-	const char *p = nh, *end;
-	*mx = 1;
-	if (*p == '[') {
-		*mx = 0;
-		end = strchr(p, ']');
-		if (!end)
-			return -1;
-		p++;
-		if (!strncasecmp(p, "IPv6:", 5))
-			p += 5;
-		if ((size_t)(end - p) >= size || end == p)
-			return -1;
-		memcpy(host, p, (size_t)(end - p));
-		host[end - p] = 0;
-		end++;
-	} else {
-		end = strrchr(p, ':');
-		if (!end)
-			end = p + strlen(p);
-		if ((size_t)(end - p) >= size || end == p)
-			return -1;
-		memcpy(host, p, (size_t)(end - p));
-		host[end - p] = 0;
-	}
-	if (*end == ':') {
-		char *e;
-		long v = strtol(end + 1, &e, 10);
-		if (*e || v < 1 || v > 65535)
-			return -1;
-		*port = (int)v;
-	} else if (*end) {
-		return -1;
-	}
-	return 0;
-}
-
 int smtp_dest_start(struct smtp *m, petrel_delivery *d, char *err, size_t errsize)
 {
 	const struct petrel_host *h = m->host;
@@ -468,7 +438,7 @@ int smtp_dest_start(struct smtp *m, petrel_delivery *d, char *err, size_t errsiz
 	char name[300];
 	int mx = 1, port = m->port;
 	if (nh && *nh) {
-		if (parse_nexthop(nh, name, sizeof name, &mx, &port) < 0) {
+		if (smtp_parse_nexthop(nh, name, sizeof name, &mx, &port) < 0) {
 			snprintf(err, errsize, "451 4.3.5 bad next hop '%s'", nh);
 			return -1;
 		}
@@ -577,14 +547,23 @@ void smtp_dest_tick(struct smtp *m, unsigned long long now)
 		else
 			smtp_conn_check_timeout(c, now);
 	}
-	/* free what is empty, wake what is no longer dead */
+	/* free what is empty, note what is due a pump: no longer dead, or
+	 * held back by its window, which grew since (sessions came up), so
+	 * a backlog that came due at once (a restart, a flush) gets its
+	 * connections now instead of waiting for new mail or a close */
+	struct smtp_dest *due = NULL;
 	for (size_t i = 0; i < m->dtab_size; i++) {
 		for (struct smtp_dest **p = &m->dtab[i]; *p;) {
 			struct smtp_dest *dd = *p;
 			int dead = dd->dead_until && now < dd->dead_until;
-			if (!dead && dd->dead_until) {
+			int woke = !dead && dd->dead_until;
+			if (woke)
 				dd->dead_until = 0;
-				pump(dd);
+			if (!dead && dd->qhead && !dd->due &&
+			    (woke || (dd->window_full && dd->nqueued > dd->nconn && dd->nconn < dd->window))) {
+				dd->due = 1;             /* has qhead: not freed below */
+				dd->pnext = due;
+				due = dd;
 			}
 			if (!dead && !dd->qhead && !dd->nconn && !dd->resolving && !dd->starved) {
 				*p = dd->hnext;
@@ -594,6 +573,15 @@ void smtp_dest_tick(struct smtp *m, unsigned long long now)
 			}
 			p = &dd->hnext;
 		}
+	}
+	/* pumped after the walk: a pump may end jobs, and the core then
+	 * starts others (smtp_dest_start), which may grow the table */
+	while (due && !m->stopping) {
+		struct smtp_dest *dd = due;
+		due = dd->pnext;
+		dd->pnext = NULL;
+		dd->due = 0;
+		pump(dd);
 	}
 }
 

@@ -225,6 +225,7 @@ static void assemble(struct dns_req *q)
 			memcpy(&t->sa, a->ai_addr, a->ai_addrlen);
 			t->salen = a->ai_addrlen;
 			t->port = q->port;
+			t->pref = hst->pref;
 			if (a->ai_family == AF_INET) {
 				struct sockaddr_in *s4 = (struct sockaddr_in *)&t->sa;
 				s4->sin_port = htons((unsigned short)q->port);

@@ -1,11 +1,12 @@
 /*
  * smtp_int.h - the smtp transport's internal interfaces, shared by its
- * four files and by nothing else (modules include only the api/ headers).
+ * files and by nothing else (modules include only the api/ headers).
  *
  *   smtp.c        module glue: settings, init/fini, start()/stop(), the tick
  *   smtp_dns.c    c-ares on the event loop: next hop -> ordered addresses
  *   smtp_dest.c   per-destination queues, concurrency, dead state, reuse
  *   smtp_client.c one outbound connection: the SMTP client state machine
+ *   smtp_syntax.c reply lines, EHLO keywords, next hops (pure; unit-tested)
  *
  * Layering: the client never names the destination code; it reports
  * through the callbacks in struct smtp_conn_ops that smtp_dest.c fills.
@@ -45,6 +46,7 @@ struct smtp_target {
 	struct sockaddr_storage sa;
 	socklen_t salen;
 	int port;
+	int pref;                       /* MX preference (0: no MX, a relay host) */
 };
 
 /* The answer to a next-hop lookup.  status: PETREL_DELIVERED (targets

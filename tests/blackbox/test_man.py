@@ -15,7 +15,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import petrel  # noqa: E402
 
 SRC = os.environ.get("PETREL_SRCDIR") or petrel.TOP
-PAGES = ["petreld.8", "petrel.conf.5", "petrelctl.8", "petrel-module.3", "petrel-sendmail.8"]
+PAGES = ["petreld.8", "petrel.conf.5", "petrelctl.8", "petrel-module.3", "petrel-sendmail.1"]
 
 
 def test_settings_page_matches_tables():

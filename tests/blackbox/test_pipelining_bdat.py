@@ -63,6 +63,38 @@ def test_whole_session_pipelined_with_quit():
         d.wait_delivered("user", 1)
 
 
+def test_half_close_after_quit_still_gets_every_reply():
+    """A client that sends the message, QUIT and then shuts down its
+    sending side (shutdown(SHUT_WR), as `nc -N` or a script does) still
+    reads the 250 and the 221: the end of its data is not a lost
+    connection while replies are owed (the commit, here).  Before, petreld
+    closed at the EOF, the message was queued but its 250 never sent, and
+    a client that retried would send it twice."""
+    import socket as _socket
+    with Daemon() as d, d.client() as c:
+        c.ehlo()
+        c.send(b"MAIL FROM:<a@localhost>\r\nRCPT TO:<user@localhost>\r\nDATA\r\n")
+        for r, code in zip(c.replies(3), (250, 250, 354)):
+            check(r, code)
+        c.send(b"Subject: half\r\n\r\nclosed\r\n.\r\nQUIT\r\n")
+        c.sock.shutdown(_socket.SHUT_WR)
+        c.expect(250, "2.0.0")
+        c.expect(221)
+        c.expect_closed()
+        d.wait_delivered("user", 1)
+    with Daemon() as d, d.client() as c:
+        # a half-close mid-DATA: nothing is queued, the session ends
+        c.ehlo()
+        c.send(b"MAIL FROM:<a@localhost>\r\nRCPT TO:<user@localhost>\r\nDATA\r\n")
+        for r, code in zip(c.replies(3), (250, 250, 354)):
+            check(r, code)
+        c.send(b"Subject: cut\r\n\r\npart")
+        c.sock.shutdown(_socket.SHUT_WR)
+        c.expect_closed()
+        d.wait_log(r"lost connection after DATA")
+        d.assert_nothing_more(0)
+
+
 def test_next_transaction_pipelined_after_final_dot():
     # RFC 2920: after the end of data, the next MAIL/RCPT/DATA may follow
     # in the same packet

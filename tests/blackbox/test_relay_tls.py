@@ -466,11 +466,14 @@ def test_credentials_file_readable_by_others_refused():
                              r"write it \(mode %03o; chmod 600\)" % (re.escape(creds), mode),
                              out), out
             try:
-                a.start(timeout=5)
+                a.start(timeout=30)
                 started = True
             except petrel.DaemonError:
                 started = False
             assert not started, "petreld started with credentials mode %03o" % mode
+            # a slow (sanitizer) build may still be on its way out: its
+            # last word is in the log once it has exited
+            a.proc.wait(timeout=petrel.T(30))
             assert "refused: group or others may read" in a.log_text(), a.log_text()
             shutil.rmtree(a.dir, ignore_errors=True)
         # credentials go only over TLS: with relayhost_tls = "none" they

@@ -251,6 +251,30 @@ def test_bs_smtp_on_stdin():
         assert b"from userid %d)" % os.getuid() in m, m
 
 
+def test_bp_lists_the_queue_and_q_flushes():
+    """-bp (mailq) and -q run petrelctl queue / flush with the same -c."""
+    closed = petrel._free_port()      # nothing listens there: the relay defers
+    with Daemon(settings={"retry_initial": 3600, "retry_max": 3600},
+                modules_extra='  smtp = { tls = "none"; connect_timeout = 2; };',
+                extra='routes = ( { domain = "remote.test"; transport = "smtp"; '
+                      'nexthop = "[127.0.0.1]:%d"; } );' % closed) as d:
+        r = sendmail(d, ["far@remote.test"], b"Subject: away\n\nx\n")
+        assert r.returncode == 0, r
+        d.wait_log(r"to=<far@remote.test>.*status=deferred")
+        qid = re.search(r"(\w+): to=<far@remote.test>", d.log_text()).group(1)
+        env = dict(os.environ, PETRELCTL=os.path.join(petrel.BUILDDIR, "src", "petrelctl"))
+        r = sendmail(d, ["-bp"], b"", env=env)
+        assert r.returncode == 0, r
+        assert qid.encode() in r.stdout and b"far@remote.test" in r.stdout, r.stdout
+        n = len(re.findall(r"to=<far@remote.test>.*status=deferred", d.log_text()))
+        r = sendmail(d, ["-q"], b"", env=env)
+        assert r.returncode == 0, r
+        deadline = time.monotonic() + petrel.T(15)
+        while len(re.findall(r"to=<far@remote.test>.*status=deferred", d.log_text())) <= n:
+            assert time.monotonic() < deadline, "-q did not retry: " + d.log_tail()
+            time.sleep(0.1)
+
+
 def test_no_recipient_exits_64():
     with Daemon() as d:
         r = sendmail(d, ["-t"], b"Subject: nobody to\n\nx\n")

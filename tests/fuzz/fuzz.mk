@@ -30,7 +30,7 @@ CORE_SRCS := $(filter-out $(S)/src/main.c $(S)/src/sendmail.c $(S)/src/petrelctl
 CORE_OBJS := $(patsubst $(S)/src/%.c,$(O)/%.o,$(CORE_SRCS))
 CORE_HDRS := $(wildcard $(S)/src/*.h $(S)/api/petrel/*.h)
 
-HARNESSES := smtp-parse mime msg-edit maildir-copy spool-envelope bounce
+HARNESSES := smtp-parse mime msg-edit maildir-copy spool-envelope bounce smtp-reply
 BINS := $(patsubst %,tests/fuzz/fuzz-%,$(HARNESSES))
 
 all: $(BINS)
@@ -45,12 +45,18 @@ $(O)/maildir_copy.o: $(S)/modules/maildir/maildir_copy.c $(S)/modules/maildir/ma
 	@echo "  FUZZCC   $@"
 	@$(FUZZ_CC) $(FUZZ_OPT) $(FUZZ_SAN) -fsanitize=fuzzer-no-link $(FUZZ_CPPFLAGS) -c $< -o $@
 
+$(O)/smtp_syntax.o: $(S)/modules/smtp/smtp_syntax.c $(S)/modules/smtp/smtp_syntax.h
+	@mkdir -p $(O)
+	@echo "  FUZZCC   $@"
+	@$(FUZZ_CC) $(FUZZ_OPT) $(FUZZ_SAN) -fsanitize=fuzzer-no-link $(FUZZ_CPPFLAGS) -c $< -o $@
+
 $(O)/libcore.a: $(CORE_OBJS)
 	@rm -f $@
 	@ar rcs $@ $(CORE_OBJS)
 
 tests/fuzz/fuzz-maildir-copy: $(O)/maildir_copy.o
 tests/fuzz/fuzz-bounce: $(S)/src/bounce.c
+tests/fuzz/fuzz-smtp-reply: $(O)/smtp_syntax.o
 
 # the harness fuzz-NAME is built from fuzz_NAME.c with '-' as '_'
 .SECONDEXPANSION:
