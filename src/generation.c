@@ -289,6 +289,7 @@ struct generation *gen_build(struct server *srv, struct config *cfg, struct gene
 		g->mods.share_cfg = prev->cfg;
 	}
 	size_t before = errs->len;
+	srv->building = cfg;
 	(void)load_modules(g, errs);
 	g->mods.share = NULL;
 	g->mods.share_cfg = NULL;
@@ -300,6 +301,7 @@ struct generation *gen_build(struct server *srv, struct config *cfg, struct gene
 	for (int k = 0; k < g->mods.n; k++)
 		g->mods.v[k]->conf.errs = NULL;   /* the buffer is the caller's */
 	views_make(srv, g);
+	srv->building = NULL;
 	if (errs->len > before) {
 		gen_unref_now(&g);
 		return NULL;

@@ -356,7 +356,9 @@ void host_bind(struct server *srv)
 
 static const char *h_global_string(const char *name)
 {
-	const struct config *c = bound ? bound->cfg : NULL;
+	/* a module's init() during a (re)load reads the configuration it is
+	 * made from, not the running one */
+	const struct config *c = !bound ? NULL : bound->building ? bound->building : bound->cfg;
 	if (!c || !name)
 		return NULL;
 	if (!strcmp(name, "hostname"))

@@ -45,6 +45,7 @@ struct listener {
 struct server {
 	struct generation *gen;            /* the current generation (generation.h) */
 	struct config *cfg;                /* ... its configuration, for process-wide code */
+	struct config *building;           /* while gen_build runs: what modules' init() reads */
 	const char *conf_file;             /* -c FILE (absolute), NULL: the embedded default */
 	unsigned long gen_counter;
 	struct generation *dead_gens;      /* unreferenced, freed from gen_free_timer */

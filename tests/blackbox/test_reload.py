@@ -138,19 +138,23 @@ def test_changed_limit_applies_to_new_sessions_only():
         r = old.ehlo()
         assert "SIZE %d" % petrel.DEFAULT_SIZE_LIMIT in r.lines, r
         text = setting(d.config_text, "recipient_limit", "100")
+        text = setting(text, "hostname", '"renamed.mx.test"')
         text = setting(text, "message_size_limit", "20000")
         write_conf(d, text)
         reload_ok(d)
-        # the old session: 101 recipients, as its limit (1000) allows
+        # the old session: its name, and 101 recipients, as its limit (1000) allows
+        assert "renamed" not in old.cmd("EHLO again.test", 250).lines[0]
         old.cmd("MAIL FROM:<a@localhost>", 250)
         for i in range(1, 102):
             old.cmd("RCPT TO:<r%d@localhost>" % i, 250)
         check(data_reply(old, make_message("101")), 250)
         old.cmd("QUIT", 221)
         old.close()
-        with Client(d.port) as c:
+        with Client(d.port, greet=False) as c:
+            assert "220 renamed.mx.test " in c.reply().raw.decode(), "new greeting"
             r = c.ehlo()
             assert "SIZE 20000" in r.lines, r
+            assert r.lines[0].startswith("renamed.mx.test"), r
             c.cmd("MAIL FROM:<a@localhost>", 250)
             for i in range(1, 101):
                 c.cmd("RCPT TO:<r%d@localhost>" % i, 250)
