@@ -392,6 +392,7 @@ int server_reload(struct server *srv, const char *who, struct buf *out)
 	if (g && listeners_adopt(srv, g, old, &errs) < 0)
 		gen_unref_now(&g);
 	if (!g) {
+		srv->gen_counter = old->id;      /* numbers count generations that ran */
 		struct buf one = {0};            /* one log line: "; " between the errors */
 		for (size_t k = 0; k < errs.len; k++) {
 			if (errs.data[k] != '\n')

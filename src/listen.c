@@ -110,8 +110,8 @@ void listener_init(struct server *srv, struct generation *g, struct listener *l,
 	ev_timer_init(&l->pause_timer, accept_resume, l);
 }
 
-/* Bind and listen, not watched yet. */
-static int listener_bind(struct server *srv, struct listener *l, struct buf *errs)
+/* Bind and listen, not watched yet.  reload: privileges may be gone. */
+static int listener_bind(struct listener *l, bool reload, struct buf *errs)
 {
 	struct listener_conf *lc = l->conf;
 	l->fd = socket(lc->addr.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
@@ -123,10 +123,10 @@ static int listener_bind(struct server *srv, struct listener *l, struct buf *err
 	    bind(l->fd, (struct sockaddr *)&lc->addr, lc->addrlen) < 0 ||
 	    listen(l->fd, BACKLOG) < 0) {
 		int e = errno;
-		bool priv = e == EACCES && geteuid() != 0;
+		bool priv = reload && e == EACCES && geteuid() != 0;
 		config_error_at(l->gen->cfg, lc->setting, errs, "cannot listen on %s: %s%s", lc->listen,
-		                strerror(e), priv && srv->gen ? " (a port below 1024 needs root: "
-		                "petreld runs as its user by now; restart it to bind this one)" : "");
+		                strerror(e), priv ? " (a port below 1024 needs root, and petreld "
+		                "runs as its user by now: restart it to bind this one)" : "");
 		if (l->fd >= 0)
 			close(l->fd);
 		l->fd = -1;
@@ -150,7 +150,7 @@ int listeners_open(struct server *srv, struct buf *errs)
 	struct generation *g = srv->gen;
 	for (int i = 0; i < g->nlisteners; i++) {
 		struct listener *l = &g->listeners[i];
-		if (listener_bind(srv, l, errs) < 0 || listener_watch(srv, l, errs) < 0)
+		if (listener_bind(l, false, errs) < 0 || listener_watch(srv, l, errs) < 0)
 			return -1;
 		l->slot = stats_listener_slot(l->conf->listen);
 		log_info("listening on %s (stage %s)", l->conf->listen, l->conf->stage);
@@ -191,7 +191,7 @@ int listeners_adopt(struct server *srv, struct generation *ng, struct generation
 	}
 	/* the new addresses first: a failure leaves the running ones as they are */
 	for (int i = 0; i < ng->nlisteners && !bad; i++)
-		if (from[i] < 0 && listener_bind(srv, &ng->listeners[i], errs) < 0)
+		if (from[i] < 0 && listener_bind(&ng->listeners[i], true, errs) < 0)
 			bad = 1;
 	if (bad) {
 		for (int i = 0; i < ng->nlisteners; i++)

@@ -206,6 +206,29 @@ def test_broken_file_refused_with_its_lines_daemon_serves_on():
         assert reload_ok(d) == 2
 
 
+def test_as_user_a_privileged_port_is_refused_a_high_one_bound():
+    if os.geteuid() != 0:
+        petrel.skip("needs root (runs as nobody after binding)")
+    d = Daemon(settings={"user": "nobody"}, start=False)
+    petrel.run_as(d, "nobody")
+    with d:
+        d.start()
+        write_conf(d, with_listener(d.config_text, 1023))
+        r = ctl(d, "reload")
+        assert r.returncode == 78, (r.returncode, r.stdout, r.stderr)
+        assert "cannot listen on 127.0.0.1:1023: Permission denied (a port below 1024 " \
+               "needs root" in r.stderr, r.stderr
+        assert not listening(1023)
+        petrel.send_one(d.port, "a@localhost", ["user@localhost"], make_message("still"))
+        d.wait_delivered("user", 1)
+        port2 = petrel._free_port()
+        write_conf(d, with_listener(d.config_text, port2))
+        assert reload_ok(d) == 2
+        assert listening(port2)
+        petrel.send_one(port2, "a@localhost", ["user@localhost"], make_message("new port"))
+        d.wait_delivered("user", 2)
+
+
 def test_pending_hook_of_a_replaced_module_finishes_on_the_old_instance():
     # the "slow" test filter (tests/modules/slow.c) holds the old session's
     # end of DATA on a timer of its instance; the reload changes its block,
