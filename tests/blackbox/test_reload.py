@@ -140,8 +140,13 @@ def test_changed_limit_applies_to_new_sessions_only():
         text = setting(d.config_text, "recipient_limit", "100")
         text = setting(text, "hostname", '"renamed.mx.test"')
         text = setting(text, "message_size_limit", "20000")
+        text += "delivery_workers = 3;\n"       # the process's: needs a restart
         write_conf(d, text)
-        reload_ok(d)
+        r = ctl(d, "reload")
+        assert r.returncode == 0, (r.returncode, r.stdout, r.stderr)
+        assert "note: %s: delivery_workers: changed, takes effect at the next start" % d.conf \
+            in r.stderr, r.stderr
+        d.wait_log(r"warning: reload: .*delivery_workers: changed")
         # the old session: its name, and 101 recipients, as its limit (1000) allows
         assert "renamed" not in old.cmd("EHLO again.test", 250).lines[0]
         old.cmd("MAIL FROM:<a@localhost>", 250)
