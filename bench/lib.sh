@@ -138,7 +138,7 @@ wait_session_empty() {
 
 kill_session() {  # kill_session SID: SIGKILL to each pid left in it, by pid
   local p
-  for p in $(session_pids "$1"); do kill -KILL "$p" 2>/dev/null; done
+  for p in $(session_pids "$1"); do kill -KILL "$p" 2>/dev/null || true; done
   return 0
 }
 
@@ -147,16 +147,16 @@ kill_session() {  # kill_session SID: SIGKILL to each pid left in it, by pid
 stop_pid() {
   local pid=${!1} i
   [ -n "$pid" ] || return 0
-  kill -TERM "$pid" 2>/dev/null
+  kill -TERM "$pid" 2>/dev/null || true
   for ((i = 0; i < 100; i++)); do
     kill -0 "$pid" 2>/dev/null || break
     sleep 0.1
   done
   if kill -0 "$pid" 2>/dev/null; then
     say "${2:-process} (pid $pid) ignored SIGTERM for 10 s; sending SIGKILL"
-    kill -KILL "$pid" 2>/dev/null
+    kill -KILL "$pid" 2>/dev/null || true
   fi
-  wait "$pid" 2>/dev/null
+  wait "$pid" 2>/dev/null || true
   printf -v "$1" '%s' ""
   return 0
 }
@@ -336,6 +336,19 @@ petrel_start() {
   return 1
 }
 
+# petrel_load_cpu PORT N S Z TMP: source_load of N messages to
+# user@localhost (smtp-source log in TMP), then wait_arrival in
+# TMP/mail/localhost/user/new; R_UTICKS/R_STICKS: the user/system clock
+# ticks PETREL_PID spent meanwhile, and R_ARR_S.  1 with R_ERR on failure.
+petrel_load_cpu() {
+  local u0 s0 u1 s1
+  read -r u0 s0 _ _ < <(proc_ticks "$PETREL_PID")
+  source_load "$1" "$2" "$3" "$4" "$5/smtp-source.log" user@localhost || return 1
+  wait_arrival maildir "$5/mail/localhost/user/new" "$2" "$LOAD_T0" || return 1
+  read -r u1 s1 _ _ < <(proc_ticks "$PETREL_PID")
+  R_UTICKS=$((u1 - u0)); R_STICKS=$((s1 - s0))
+}
+
 petrel_log_tail() { tail -n 20 "$1" | sed 's/^/  petreld: /' >&2; }  # LOG's last 20 lines on stderr
 petrel_stop() { stop_pid PETREL_PID petreld; }                     # stop_pid for PETREL_PID
 
@@ -462,10 +475,10 @@ pf_start() {
 # session of master(8); after 10 s it is aborted and what is left killed
 pf_stop() {
   [ -n "$PF_CONF" ] || return 0
-  "$POSTFIX" -c "$PF_CONF" stop >/dev/null 2>&1
+  "$POSTFIX" -c "$PF_CONF" stop >/dev/null 2>&1 || true
   if [ -n "$PF_MASTER_PID" ] && ! wait_session_empty "$PF_MASTER_PID" 100; then
     say "Postfix did not stop in 10 s; aborting it"
-    "$POSTFIX" -c "$PF_CONF" abort >/dev/null 2>&1
+    "$POSTFIX" -c "$PF_CONF" abort >/dev/null 2>&1 || true
     sleep 1
     kill_session "$PF_MASTER_PID"
   fi
