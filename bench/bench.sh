@@ -11,19 +11,14 @@
 
 # shellcheck disable=SC2317  # functions are also called from the EXIT trap
 set -u -o pipefail
+# shellcheck source=bench/lib.sh
 . "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 BENCH_TMP_PREFIX=petrel-bench
 
 MESSAGES=10000
-SESSIONS=20
-SIZE=1024
-PETRELD="$TOP/_build/default/src/petreld"
 REGEX_RULES=0    # -r N: run petrel with the regex filter and N generated rules
-RUN_PETREL=1
-RUN_POSTFIX=1
 MATRIX=0
 REUSE=1          # smtp-source -d: several messages per SMTP session
-KEEP=0
 FRESH_FS=0       # --fresh-fs: each server run on a newly made ext4 (root, loop device)
 N_SET=0
 
@@ -61,18 +56,11 @@ EOF
 while [ $# -gt 0 ]; do
   case "$1" in
     -n) MESSAGES=${2:?}; N_SET=1; shift 2 ;;
-    -s) SESSIONS=${2:?}; shift 2 ;;
-    -z) SIZE=${2:?}; shift 2 ;;
-    -p) PETRELD=${2:?}; shift 2 ;;
     -r) REGEX_RULES=${2:?}; shift 2 ;;
-    --no-postfix) RUN_POSTFIX=0; shift ;;
-    --no-petrel) RUN_PETREL=0; shift ;;
     --matrix) MATRIX=1; shift ;;
     --reconnect) REUSE=0; shift ;;
-    --keep) KEEP=1; shift ;;
     --fresh-fs) FRESH_FS=1; shift ;;
-    -h|--help) usage; exit 0 ;;
-    *) echo "$ME: unknown argument: $1" >&2; usage >&2; exit 2 ;;
+    *) common_option "$@"; shift "$OPT_N" ;;
   esac
 done
 
@@ -241,9 +229,4 @@ done
 for r in "${ERRS[@]+"${ERRS[@]}"}"; do
   echo "FAILED: $r"
 done
-if [ "$FAIL" != 0 ]; then
-  echo "NOT OK: at least one run failed or did not deliver exactly the number of messages sent"
-  [ "$KEEP" = 1 ] || echo "(temp dirs and logs are removed on exit; rerun with --keep to inspect them)"
-  exit 1
-fi
-exit 0
+finish "at least one run failed or did not deliver exactly the number of messages sent"

@@ -12,6 +12,7 @@
 #
 # Loopback only; smtp-source (Debian's postfix package) is the load.
 set -euo pipefail
+# shellcheck source=bench/lib.sh
 . "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 N=10000 S=20 Z=1024 R=100 K=3 FRESH=0
 while getopts n:s:z:r:k:F o; do
@@ -23,6 +24,13 @@ B=${PETREL_BUILD:-$TOP/_build/default}
 PETRELD=$B/src/petreld
 [ -x "$PETRELD" ] || { echo "build petrel first ($PETRELD)" >&2; exit 1; }
 [ -x "$SMTP_SOURCE" ] || { echo "smtp-source not found (apt-get install postfix)" >&2; exit 1; }
+
+# done_with TMP: petreld stopped, TMP (and with -F its filesystem) removed
+done_with() {
+  petrel_stop
+  [ "$FRESH" = 0 ] || fresh_fs_umount "$1"
+  rm -rf "$1"
+}
 
 # run MODE (none|regex) -> prints "cpu_ms_per_msg user_ms sys_ms delivered_per_s"
 run() {
@@ -36,11 +44,11 @@ run() {
     regex="regex = { rules = \"$tmp/regex.rules\"; };"
   fi
   petrel_conf "$tmp/petrel.conf" "$tmp" "$port" 'stage = "mta";' "$filters" "$regex"
-  petrel_start "$tmp/petrel.conf" "$tmp/log" "$port" mta maildir router regex &&
-    petrel_load_cpu "$port" "$N" "$S" "$Z" "$tmp" || { say "$R_ERR"; petrel_stop; exit 1; }
-  petrel_stop
-  [ "$FRESH" = 0 ] || fresh_fs_umount "$tmp"
-  rm -rf "$tmp"
+  if ! petrel_start "$tmp/petrel.conf" "$tmp/log" "$port" mta maildir router regex ||
+     ! petrel_load_cpu "$port" "$N" "$S" "$Z" "$tmp"; then
+    say "$R_ERR"; done_with "$tmp"; exit 1
+  fi
+  done_with "$tmp"
   awk -v u="$R_UTICKS" -v s="$R_STICKS" -v t="$TICK" -v n="$N" -v d="$R_ARR_S" \
     'BEGIN { printf "%.3f %.3f %.3f %.0f\n", (u+s)*1000/t/n, u*1000/t/n, s*1000/t/n, n/d }'
 }

@@ -10,7 +10,7 @@
 # PETREL_PID for petreld, PF_CONF/PF_MASTER_PID for a private Postfix.
 # Each function says what it promises; the results of a run are left in
 # R_* variables and a failure's reason in R_ERR.
-# shellcheck shell=bash disable=SC2317  # functions are also called from EXIT traps
+# shellcheck shell=bash disable=SC2317,SC2034  # functions also run from EXIT traps; variables are for the sourcing script
 
 ME=$(basename "$0")
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd -P)
@@ -25,6 +25,14 @@ POSTCONF=${POSTCONF:-/usr/sbin/postconf}
 PETREL_PID=""
 PF_CONF=""; PF_MASTER_PID=""
 TMPDIRS=()
+
+# defaults of what common_option sets (MESSAGES is each script's own)
+SESSIONS=20
+SIZE=1024
+PETRELD="$TOP/_build/default/src/petreld"
+RUN_PETREL=1
+RUN_POSTFIX=1
+KEEP=0
 
 # ---------------------------------------------------------------------------
 # messages, arguments, formatting
@@ -50,6 +58,7 @@ check_petreld() {
 # check_postfix [USER...]: 0 if a private Postfix instance can run here
 # (installed, we are root, user postfix, group postdrop and each USER
 # exist); otherwise says why the comparison is skipped and returns 1
+# shellcheck disable=SC2120  # its arguments are optional
 check_postfix() {
   local u
   if [ ! -x "$POSTFIX" ] || [ ! -x "$POSTCONF" ]; then
@@ -64,6 +73,37 @@ check_postfix() {
   done
   getent group postdrop >/dev/null || { say "group postdrop missing: skipping the Postfix comparison"; return 1; }
   return 0
+}
+
+# common_option ARG...: parses the option in $1 (its value in $2) that
+# the petrel-beside-Postfix scripts share: -n -s -z -p, --no-postfix,
+# --no-petrel, --keep, -h/--help (the script's usage(), exit 0); anything
+# else is an unknown argument (usage on stderr, exit 2).  OPT_N: how many
+# arguments it took, for the caller's shift.
+common_option() {
+  OPT_N=2
+  case "$1" in
+    -n) MESSAGES=${2:?} ;;
+    -s) SESSIONS=${2:?} ;;
+    -z) SIZE=${2:?} ;;
+    -p) PETRELD=${2:?} ;;
+    --no-postfix) RUN_POSTFIX=0; OPT_N=1 ;;
+    --no-petrel) RUN_PETREL=0; OPT_N=1 ;;
+    --keep) KEEP=1; OPT_N=1 ;;
+    -h|--help) usage; exit 0 ;;
+    *) echo "$ME: unknown argument: $1" >&2; usage >&2; exit 2 ;;
+  esac
+}
+
+# finish WHAT: exit 0 if FAIL is 0; otherwise prints "NOT OK: WHAT" and
+# (without --keep) how to keep the temp dirs, and exits 1
+finish() {
+  if [ "${FAIL:-0}" != 0 ]; then
+    echo "NOT OK: $1"
+    [ "${KEEP:-0}" = 1 ] || echo "(temp dirs and logs are removed on exit; rerun with --keep to inspect them)"
+    exit 1
+  fi
+  exit 0
 }
 
 fsub() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.3f", a - b }'; }   # A - B, 3 decimals
@@ -110,7 +150,7 @@ set_traps() {
 fresh_fs_mount() {
   local mode; mode=$(stat -c %a "$1")
   sync
-  truncate -s 8G "$1.img" && mkfs.ext4 -q -F "$1.img" && mount -o loop "$1.img" "$1" ||
+  { truncate -s 8G "$1.img" && mkfs.ext4 -q -F "$1.img" && mount -o loop "$1.img" "$1"; } ||
     die "fresh filesystem: cannot make or mount $1.img"
   chmod "$mode" "$1"
 }
@@ -178,6 +218,7 @@ ms_per_msg() {
 # ports and greetings
 
 # free_port [ADDR [udp]]: a port free on ADDR (default 127.0.0.1) just now
+# shellcheck disable=SC2120  # its arguments are optional
 free_port() { "${PY:-python3}" "$BENCHLIB_PY" free-port "$@"; }
 
 # wait_smtp ADDR PORT TIMEOUT_S PID|"": 0 once ADDR:PORT greets with a 220

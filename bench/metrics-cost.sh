@@ -14,6 +14,7 @@
 # Defaults: 40000 messages (20 sessions x 2,000) of 1 KiB, 2 rounds, 100 ms.
 # Loopback only; smtp-source (Debian's postfix package) is the load.
 set -euo pipefail
+# shellcheck source=bench/lib.sh
 . "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 N=40000 S=20 Z=1024 K=2 I=100
 while getopts n:s:z:k:i: o; do

@@ -24,18 +24,13 @@
 
 # shellcheck disable=SC2317  # functions are also called from the EXIT trap
 set -u -o pipefail
+# shellcheck source=bench/lib.sh
 . "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 BENCH_TMP_PREFIX=petrel-relaybench
 
 MESSAGES=10000
-SESSIONS=20
-SIZE=1024
 ROUTES="relayhost mx"
-PETRELD="$TOP/_build/default/src/petreld"
-RUN_PETREL=1
-RUN_POSTFIX=1
 TABLE=1          # no -s and no -z: the whole table
-KEEP=0
 
 SMTP_SINK=${SMTP_SINK:-/usr/sbin/smtp-sink}
 DNSMASQ=${DNSMASQ:-/usr/sbin/dnsmasq}
@@ -72,7 +67,6 @@ EOF
 
 while [ $# -gt 0 ]; do
   case "$1" in
-    -n) MESSAGES=${2:?}; shift 2 ;;
     -s) SESSIONS=${2:?}; [ "$TABLE" = 2 ] || TABLE=0; shift 2 ;;
     -z) SIZE=${2:?}; [ "$TABLE" = 2 ] || TABLE=0; shift 2 ;;
     -r) case "${2:?}" in
@@ -80,13 +74,8 @@ while [ $# -gt 0 ]; do
           both) ROUTES="relayhost mx" ;;
           *) echo "$ME: -r relayhost, mx or both" >&2; exit 2 ;;
         esac; shift 2 ;;
-    -p) PETRELD=${2:?}; shift 2 ;;
     --table) TABLE=2; shift ;;
-    --no-postfix) RUN_POSTFIX=0; shift ;;
-    --no-petrel) RUN_PETREL=0; shift ;;
-    --keep) KEEP=1; shift ;;
-    -h|--help) usage; exit 0 ;;
-    *) echo "$ME: unknown argument: $1" >&2; usage >&2; exit 2 ;;
+    *) common_option "$@"; shift "$OPT_N" ;;
   esac
 done
 
@@ -337,9 +326,4 @@ for r in "${ROWS[@]}"; do
   [ -n "$p" ] && [ -n "$f" ] || continue
   echo "petrel/Postfix arrived at the sink ($route, sessions=$s, size=$z): $(awk -v a="$f" -v b="$p" 'BEGIN{printf "%.2f", a/b}')x"
 done
-if [ "$FAIL" != 0 ]; then
-  echo "NOT OK: at least one run failed or did not bring exactly $MESSAGES messages to the sink"
-  [ "$KEEP" = 1 ] || echo "(temp dirs and logs are removed on exit; rerun with --keep to inspect them)"
-  exit 1
-fi
-exit 0
+finish "at least one run failed or did not bring exactly $MESSAGES messages to the sink"

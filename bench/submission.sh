@@ -14,19 +14,14 @@
 
 # shellcheck disable=SC2317  # functions are also called from the EXIT trap
 set -u -o pipefail
+# shellcheck source=bench/lib.sh
 . "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 BENCH_TMP_PREFIX=petrel-bench-sub
 
 MESSAGES=2000
-SESSIONS=20
-SIZE=1024
 HASH=yescrypt
 ROUNDS=1
 TLS_SEEN=""
-PETRELD="$TOP/_build/default/src/petreld"
-RUN_PETREL=1
-RUN_POSTFIX=1
-KEEP=0
 LOAD="$HERE/submission-load.py"
 PY=${PYTHON:-/usr/bin/python3}
 DOVECOT=${DOVECOT:-/usr/sbin/dovecot}
@@ -57,17 +52,9 @@ EOF
 
 while [ $# -gt 0 ]; do
   case "$1" in
-    -n) MESSAGES=${2:?}; shift 2 ;;
-    -s) SESSIONS=${2:?}; shift 2 ;;
-    -z) SIZE=${2:?}; shift 2 ;;
     -H) HASH=${2:?}; shift 2 ;;
     -k) ROUNDS=${2:?}; shift 2 ;;
-    -p) PETRELD=${2:?}; shift 2 ;;
-    --no-postfix) RUN_POSTFIX=0; shift ;;
-    --no-petrel) RUN_PETREL=0; shift ;;
-    --keep) KEEP=1; shift ;;
-    -h|--help) usage; exit 0 ;;
-    *) echo "$ME: unknown argument: $1" >&2; usage >&2; exit 2 ;;
+    *) common_option "$@"; shift "$OPT_N" ;;
   esac
 done
 
