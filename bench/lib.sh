@@ -3,13 +3,15 @@
 #   . "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 #
 # Sets ME (the script's name), HERE (bench/), TOP (the repository), TICK
-# (clock ticks per second), and reads PETRELD (a petreld binary), PY (the
-# Python to run, default python3), REUSE (1: smtp-source -d) and KEEP
-# (1: keep the temp dirs) from the script.  Servers started here listen on
-# loopback only and are ended by the PID recorded when they were started:
-# PETREL_PID for petreld, PF_CONF/PF_MASTER_PID for a private Postfix.
-# Each function says what it promises; the results of a run are left in
-# R_* variables and a failure's reason in R_ERR.
+# (clock ticks per second) and the defaults of the shared options
+# (SESSIONS, SIZE, PETRELD, RUN_PETREL, RUN_POSTFIX, KEEP; see
+# common_option); reads PY (the Python to run, default python3), REUSE
+# (1, the default: smtp-source -d) and FAIL (finish) from the script.
+# Servers started here listen on loopback only and are ended by the PID
+# recorded when they were started: PETREL_PID for petreld,
+# PF_CONF/PF_MASTER_PID for a private Postfix.  Each function says what it
+# promises; the results of a run are left in R_* variables and a failure's
+# reason in R_ERR.  Safe under set -e (metrics-cost.sh, filter-cost.sh).
 # shellcheck shell=bash disable=SC2317,SC2034  # functions also run from EXIT traps; variables are for the sourcing script
 
 ME=$(basename "$0")
