@@ -14,7 +14,8 @@
 # Defaults: 40000 messages (20 sessions x 2,000) of 1 KiB, 2 rounds, 100 ms.
 # Loopback only; smtp-source (Debian's postfix package) is the load.
 set -euo pipefail
-TOP=$(cd "$(dirname "$0")/.." && pwd)
+# shellcheck source=bench/lib.sh
+. "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 N=40000 S=20 Z=1024 K=2 I=100
 while getopts n:s:z:k:i: o; do
   case $o in n) N=$OPTARG ;; s) S=$OPTARG ;; z) Z=$OPTARG ;; k) K=$OPTARG ;; i) I=$OPTARG ;;
@@ -22,17 +23,29 @@ while getopts n:s:z:k:i: o; do
 done
 B=${PETREL_BUILD:-$TOP/_build/default}
 PETRELD=$B/src/petreld
-SMTP_SOURCE=${SMTP_SOURCE:-/usr/sbin/smtp-source}
 [ -x "$PETRELD" ] || { echo "build petrel first ($PETRELD)" >&2; exit 1; }
 [ -x "$SMTP_SOURCE" ] || { echo "smtp-source not found (apt-get install postfix)" >&2; exit 1; }
-TICK=$(getconf CLK_TCK)
 
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+# fetch(port): one GET /metrics, the whole answer (the connection closes)
+FETCH='
+import socket
+def fetch(port):
+    s = socket.create_connection(("127.0.0.1", port), timeout=5)
+    s.sendall(b"GET /metrics HTTP/1.1\r\nHost: bench\r\n\r\n")
+    data = b""
+    while True:
+        chunk = s.recv(65536)
+        if not chunk:
+            break
+        data += chunk
+    s.close()
+    return data
+'
 
 # The scraper: GET /metrics every INTERVAL ms until SIGTERM, then prints
 # "served failed" (a failure: no 200, or a body without the delivered count).
-SCRAPER='
-import signal, socket, sys, time
+SCRAPER=$FETCH'
+import signal, sys, time
 port, interval = int(sys.argv[1]), int(sys.argv[2]) / 1000.0
 served = failed = 0
 stop = False
@@ -43,15 +56,7 @@ signal.signal(signal.SIGTERM, on_term)
 while not stop:
     t0 = time.monotonic()
     try:
-        s = socket.create_connection(("127.0.0.1", port), timeout=5)
-        s.sendall(b"GET /metrics HTTP/1.1\r\nHost: bench\r\n\r\n")
-        data = b""
-        while True:
-            chunk = s.recv(65536)
-            if not chunk:
-                break
-            data += chunk
-        s.close()
+        data = fetch(port)
         if data.startswith(b"HTTP/1.1 200 ") and b"petrel_messages_delivered_total" in data:
             served += 1
         else:
@@ -64,50 +69,42 @@ while not stop:
 print(served, failed)
 '
 
+# start TMP: petreld (mta, maildir) with a metrics listener, config and log
+# in TMP; PORT (SMTP) and MPORT (metrics) set.  Exits 1 if it does not come up.
+start() {
+  PORT=$(free_port)
+  MPORT=$(free_port)
+  petrel_conf "$1/petrel.conf" "$1" "$PORT" 'stage = "mta";' "metrics_listen = \"127.0.0.1:$MPORT\";" ""
+  petrel_start "$1/petrel.conf" "$1/log" "$PORT" mta maildir router || fail "$1"
+  wait_tcp 127.0.0.1 "$MPORT" 10 "$PETREL_PID" || { R_ERR="no metrics listener on 127.0.0.1:$MPORT"; fail "$1"; }
+}
+
+# fail TMP: R_ERR on stderr, petreld stopped, TMP removed, exit 1
+fail() {
+  say "$R_ERR"
+  petrel_stop
+  rm -rf "$1"
+  exit 1
+}
+
 # run MODE (none|scrape) -> prints "delivered_per_s cpu_ms_per_msg scrapes failed"
 run() {
-  local mode=$1 tmp port mport pid spid=""
+  local mode=$1 tmp spid=""
   tmp=$(mktemp -d /tmp/petrel-mc-XXXXXX)
-  port=$(free_port)
-  mport=$(free_port)
-  cat >"$tmp/petrel.conf" <<CONF
-hostname = "bench.localhost";
-spool = "$tmp/spool";
-listeners = ( { listen = "127.0.0.1:$port"; stage = "mta"; } );
-domains = [ "localhost" ];
-metrics_listen = "127.0.0.1:$mport";
-modules = { maildir = { root = "$tmp/mail/%d/%u"; }; };
-CONF
-  PETREL_MODULE_PATH="$B/modules/mta:$B/modules/maildir:$B/modules/router" \
-    "$PETRELD" -f -c "$tmp/petrel.conf" 2>"$tmp/log" &
-  pid=$!
-  for _ in $(seq 100); do
-    python3 -c "import socket,sys; socket.create_connection(('127.0.0.1',$port),1)" 2>/dev/null && break
-    sleep 0.05
-  done
+  start "$tmp"
   if [ "$mode" = scrape ]; then
-    python3 -c "$SCRAPER" "$mport" "$I" >"$tmp/scrapes" &
+    python3 -c "$SCRAPER" "$MPORT" "$I" >"$tmp/scrapes" &
     spid=$!
   fi
-  read -r u0 s0 < <(awk '{print $14, $15}' /proc/$pid/stat)
-  local t0 t1 n
-  t0=$(date +%s.%N)
-  "$SMTP_SOURCE" -d -s "$S" -m "$N" -l "$Z" -f bench@localhost -t user@localhost "127.0.0.1:$port"
-  while :; do
-    n=$(find "$tmp/mail/localhost/user/new" -type f 2>/dev/null | wc -l)
-    [ "$n" -ge "$N" ] && break
-    sleep 0.05
-  done
-  t1=$(date +%s.%N)
-  read -r u1 s1 < <(awk '{print $14, $15}' /proc/$pid/stat)
+  petrel_load_cpu "$PORT" "$N" "$S" "$Z" "$tmp" || fail "$tmp"
   local served=0 failed=0
   if [ -n "$spid" ]; then
     kill -TERM "$spid"; wait "$spid" || true
     read -r served failed <"$tmp/scrapes"
   fi
-  kill -TERM "$pid"; wait "$pid" || true
+  petrel_stop
   rm -rf "$tmp"
-  awk -v u=$((u1 - u0)) -v s=$((s1 - s0)) -v t="$TICK" -v n="$N" -v d="$(echo "$t1 - $t0" | bc)" \
+  awk -v u="$R_UTICKS" -v s="$R_STICKS" -v t="$TICK" -v n="$N" -v d="$R_ARR_S" \
     -v sv="$served" -v f="$failed" \
     'BEGIN { printf "%.0f %.3f %d %d\n", n/d, (u+s)*1000/t/n, sv, f }'
 }
@@ -115,45 +112,20 @@ CONF
 # idle -> prints "scrapes cpu_us_per_scrape bytes": petreld's CPU time per
 # scrape, back to back with no mail (the figure the load hides in its noise)
 idle() {
-  local tmp port mport pid
+  local tmp u0 s0 u1 s1 out
   tmp=$(mktemp -d /tmp/petrel-mc-XXXXXX)
-  port=$(free_port)
-  mport=$(free_port)
-  cat >"$tmp/petrel.conf" <<CONF
-hostname = "bench.localhost";
-spool = "$tmp/spool";
-listeners = ( { listen = "127.0.0.1:$port"; stage = "mta"; } );
-domains = [ "localhost" ];
-metrics_listen = "127.0.0.1:$mport";
-modules = { maildir = { root = "$tmp/mail/%d/%u"; }; };
-CONF
-  PETREL_MODULE_PATH="$B/modules/mta:$B/modules/maildir:$B/modules/router" \
-    "$PETRELD" -f -c "$tmp/petrel.conf" 2>"$tmp/log" &
-  pid=$!
-  for _ in $(seq 100); do
-    python3 -c "import socket,sys; socket.create_connection(('127.0.0.1',$mport),1)" 2>/dev/null && break
-    sleep 0.05
-  done
-  read -r u0 s0 < <(awk '{print $14, $15}' /proc/$pid/stat)
-  local out
-  out=$(python3 -c '
-import socket, sys
+  start "$tmp"
+  read -r u0 s0 _ _ < <(proc_ticks "$PETREL_PID")
+  out=$(python3 -c "$FETCH"'
+import sys
 port, n, size = int(sys.argv[1]), int(sys.argv[2]), 0
 for _ in range(n):
-    s = socket.create_connection(("127.0.0.1", port), timeout=5)
-    s.sendall(b"GET /metrics HTTP/1.1\r\nHost: bench\r\n\r\n")
-    data = b""
-    while True:
-        chunk = s.recv(65536)
-        if not chunk:
-            break
-        data += chunk
-    s.close()
+    data = fetch(port)
     assert data.startswith(b"HTTP/1.1 200 "), data[:80]
     size = len(data)
-print(n, size)' "$mport" 5000)
-  read -r u1 s1 < <(awk '{print $14, $15}' /proc/$pid/stat)
-  kill -TERM "$pid"; wait "$pid" || true
+print(n, size)' "$MPORT" 5000)
+  read -r u1 s1 _ _ < <(proc_ticks "$PETREL_PID")
+  petrel_stop
   rm -rf "$tmp"
   set -- $out
   awk -v u=$((u1 - u0)) -v s=$((s1 - s0)) -v t="$TICK" -v n="$1" -v b="$2" \
@@ -164,13 +136,14 @@ read -r ni cu nb < <(idle)
 echo "idle: $ni scrapes back to back, $cu us of petreld CPU each ($nb bytes per answer);" \
   "at one scrape every $I ms: $(awk -v c="$cu" -v i="$I" 'BEGIN { printf "%.3f", c / (i * 10) }')% of a core"
 echo "metrics cost: $N messages x $Z bytes, $S sessions, a scrape every $I ms, $K rounds"
-printf '%-6s %-7s %12s %11s %8s %7s\n' round mode msgs/s cpu_ms/msg scrapes failed
+ROW_FMT='%-6s %-7s %12s %11s %8s %7s\n'
+row round mode msgs/s cpu_ms/msg scrapes failed
 bad=0
 for k in $(seq "$K"); do
   read -r r0 c0 _ _ < <(run none)
-  printf '%-6s %-7s %12s %11s %8s %7s\n' "$k" none "$r0" "$c0" - -
+  row "$k" none "$r0" "$c0" - -
   read -r r1 c1 sv f < <(run scrape)
-  printf '%-6s %-7s %12s %11s %8s %7s\n' "$k" scrape "$r1" "$c1" "$sv" "$f"
+  row "$k" scrape "$r1" "$c1" "$sv" "$f"
   awk -v a="$r1" -v b="$r0" -v k="$k" 'BEGIN { printf "round %s: scrape/none = %.3f\n", k, a/b }'
   [ "$f" = 0 ] && [ "$sv" -gt 0 ] || bad=1
 done

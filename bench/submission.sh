@@ -14,25 +14,16 @@
 
 # shellcheck disable=SC2317  # functions are also called from the EXIT trap
 set -u -o pipefail
-
-ME=$(basename "$0")
-HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd -P)
-TOP=$(cd "$HERE/.." && pwd -P)
+# shellcheck source=bench/lib.sh
+. "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+BENCH_TMP_PREFIX=petrel-bench-sub
 
 MESSAGES=2000
-SESSIONS=20
-SIZE=1024
 HASH=yescrypt
 ROUNDS=1
 TLS_SEEN=""
-PETRELD="$TOP/_build/default/src/petreld"
-RUN_PETREL=1
-RUN_POSTFIX=1
-KEEP=0
 LOAD="$HERE/submission-load.py"
 PY=${PYTHON:-/usr/bin/python3}
-POSTFIX=${POSTFIX:-/usr/sbin/postfix}
-POSTCONF=${POSTCONF:-/usr/sbin/postconf}
 DOVECOT=${DOVECOT:-/usr/sbin/dovecot}
 PF_MAIL_USER=${PF_MAIL_USER:-nobody}
 LOGIN=bench                      # the one user; owns bench@localhost
@@ -61,26 +52,13 @@ EOF
 
 while [ $# -gt 0 ]; do
   case "$1" in
-    -n) MESSAGES=${2:?}; shift 2 ;;
-    -s) SESSIONS=${2:?}; shift 2 ;;
-    -z) SIZE=${2:?}; shift 2 ;;
     -H) HASH=${2:?}; shift 2 ;;
     -k) ROUNDS=${2:?}; shift 2 ;;
-    -p) PETRELD=${2:?}; shift 2 ;;
-    --no-postfix) RUN_POSTFIX=0; shift ;;
-    --no-petrel) RUN_PETREL=0; shift ;;
-    --keep) KEEP=1; shift ;;
-    -h|--help) usage; exit 0 ;;
-    *) echo "$ME: unknown argument: $1" >&2; usage >&2; exit 2 ;;
+    *) common_option "$@"; shift "$OPT_N" ;;
   esac
 done
 
-say() { echo "$ME: $*" >&2; }
-die() { say "$*"; exit 2; }
-
-for v in MESSAGES SESSIONS SIZE ROUNDS; do
-  case "${!v}" in ''|*[!0-9]*|0) die "$v must be a positive integer" ;; esac
-done
+check_positive MESSAGES SESSIONS SIZE ROUNDS
 [ "$SESSIONS" -le 254 ] || die "at most 254 sessions (one 127.0.1.x address each)"
 [ "$SIZE" -ge 2 ] || die "SIZE must be at least 2"
 case "$HASH" in yescrypt) HASH_PREFIX="\$y\$" ;; sha512) HASH_PREFIX="\$6\$" ;;
@@ -88,77 +66,21 @@ case "$HASH" in yescrypt) HASH_PREFIX="\$y\$" ;; sha512) HASH_PREFIX="\$6\$" ;;
 command -v openssl >/dev/null || die "openssl is required"
 [ -x "$PY" ] || die "python3 not found at $PY"
 
-if [ "$RUN_PETREL" = 1 ]; then
-  case "$PETRELD" in /*) ;; *) PETRELD="$PWD/$PETRELD" ;; esac
-  [ -x "$PETRELD" ] || die "petreld not found: $PETRELD (build it, pass -p, or --no-petrel)"
-fi
+[ "$RUN_PETREL" = 1 ] && check_petreld
 if [ "$RUN_POSTFIX" = 1 ]; then
-  if [ ! -x "$POSTFIX" ] || [ ! -x "$POSTCONF" ]; then
-    say "Postfix is not installed: skipping the Postfix comparison"; RUN_POSTFIX=0
-  elif [ ! -x "$DOVECOT" ]; then
+  if [ ! -x "$DOVECOT" ]; then
     say "Dovecot (dovecot-core) is not installed: skipping the Postfix comparison"; RUN_POSTFIX=0
-  elif [ "$(id -u)" != 0 ]; then
-    say "the private Postfix and Dovecot must be started as root: skipping the Postfix comparison"
-    RUN_POSTFIX=0
-  elif ! getent passwd postfix >/dev/null || ! getent group postdrop >/dev/null \
-       || ! getent passwd dovecot >/dev/null || ! getent passwd "$PF_MAIL_USER" >/dev/null; then
-    say "user postfix/dovecot/$PF_MAIL_USER or group postdrop missing: skipping the Postfix comparison"
+  elif ! check_postfix dovecot "$PF_MAIL_USER"; then
     RUN_POSTFIX=0
   fi
 fi
 [ "$RUN_PETREL" = 1 ] || [ "$RUN_POSTFIX" = 1 ] || die "nothing to run"
 
-TICK=$(getconf CLK_TCK)
-
 # ---------------------------------------------------------------------------
 # clean-up: every server we start, by its PID (Postfix and Dovecot: every
 # process in their master's session)
 
-PETREL_PID=""
-PF_CONF=""; PF_MASTER_PID=""
 DV_CONF=""; DV_MASTER_PID=""
-TMPDIRS=()
-
-session_pids() { ps -e -o pid=,sid= | awk -v s="$1" '$2 == s { print $1 }'; }
-
-wait_session_empty() {  # SID TENTHS: 0 when no process is left in it
-  local i
-  for ((i = 0; i < $2; i++)); do
-    session_pids "$1" | grep -q . || return 0
-    sleep 0.1
-  done
-  return 1
-}
-
-kill_session() {  # whatever is left, by PID
-  local p
-  for p in $(session_pids "$1"); do kill -KILL "$p" 2>/dev/null; done
-}
-
-petrel_stop() {
-  [ -n "$PETREL_PID" ] || return 0
-  local i
-  kill -TERM "$PETREL_PID" 2>/dev/null
-  for ((i = 0; i < 100; i++)); do kill -0 "$PETREL_PID" 2>/dev/null || break; sleep 0.1; done
-  if kill -0 "$PETREL_PID" 2>/dev/null; then
-    say "petreld (pid $PETREL_PID) ignored SIGTERM for 10 s; sending SIGKILL"
-    kill -KILL "$PETREL_PID" 2>/dev/null
-  fi
-  wait "$PETREL_PID" 2>/dev/null
-  PETREL_PID=""
-}
-
-postfix_stop() {
-  [ -n "$PF_CONF" ] || return 0
-  "$POSTFIX" -c "$PF_CONF" stop >/dev/null 2>&1
-  if [ -n "$PF_MASTER_PID" ] && ! wait_session_empty "$PF_MASTER_PID" 100; then
-    say "Postfix did not stop in 10 s; aborting it"
-    "$POSTFIX" -c "$PF_CONF" abort >/dev/null 2>&1
-    sleep 1
-    kill_session "$PF_MASTER_PID"
-  fi
-  PF_CONF=""; PF_MASTER_PID=""
-}
 
 dovecot_stop() {
   [ -n "$DV_MASTER_PID" ] || return 0
@@ -172,77 +94,26 @@ dovecot_stop() {
 
 cleanup() {
   petrel_stop
-  postfix_stop
+  pf_stop
   dovecot_stop
-  if [ "$KEEP" = 1 ]; then
-    [ ${#TMPDIRS[@]} -gt 0 ] && say "kept: ${TMPDIRS[*]}"
-  else
-    local d
-    for d in "${TMPDIRS[@]+"${TMPDIRS[@]}"}"; do rm -rf -- "$d"; done
-  fi
+  tmpdirs_cleanup
 }
-trap cleanup EXIT
-trap 'exit 130' INT
-trap 'exit 143' TERM
+set_traps
 
-mktmp() {
-  MKTMP=$(mktemp -d "${TMPDIR:-/tmp}/petrel-bench-sub-$1.XXXXXX") || die "mktemp failed"
-  TMPDIRS+=("$MKTMP")
+mktmp() {  # mktmp NAME: a temp dir in $MKTMP that every server can traverse
+  tmpdir_new "$1"
   chmod 755 "$MKTMP"
-}
-
-free_port() {
-  "$PY" -c 'import socket
-s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
-}
-
-# wait_smtp PORT TIMEOUT_S PID|"": until 127.0.0.1:PORT greets with 220
-wait_smtp() {
-  local port=$1 timeout=$2 pid=${3:-} deadline line fd
-  deadline=$(( $(date +%s) + timeout ))
-  while [ "$(date +%s)" -lt "$deadline" ]; do
-    if [ -n "$pid" ] && ! kill -0 "$pid" 2>/dev/null; then return 1; fi
-    if { exec {fd}<>"/dev/tcp/127.0.0.1/$port"; } 2>/dev/null; then
-      line=""
-      read -r -t 5 -u "$fd" line
-      printf 'QUIT\r\n' 1>&"$fd" 2>/dev/null
-      exec {fd}>&-
-      case "$line" in 220*) return 0 ;; esac
-    fi
-    sleep 0.1
-  done
-  return 1
 }
 
 # CPU clock ticks (utime + stime + cutime + cstime) of one PID, or of every
 # process in session SID.  Children that exited and were reaped count in
 # their parent's cutime/cstime, so the difference of two snapshots is the
 # CPU the whole session spent in between.
-cpu_pid() { awk '{ print $14 + $15 + $16 + $17 }' "/proc/$1/stat" 2>/dev/null || echo 0; }
+cpu_pid() { local u s cu cs; read -r u s cu cs < <(proc_ticks "$1"); echo $((u + s + cu + cs)); }
 cpu_sid() {
-  local p t=0 c
-  for p in $(session_pids "$1"); do
-    c=$(awk '{ print $14 + $15 + $16 + $17 }' "/proc/$p/stat" 2>/dev/null) || continue
-    t=$((t + ${c:-0}))
-  done
+  local p t=0
+  for p in $(session_pids "$1"); do t=$((t + $(cpu_pid "$p"))); done
   echo "$t"
-}
-
-# wait_delivered DIR N TIMEOUT_S: prints "EPOCH COUNT" once DIR has >= N
-# entries (exit 0) or at the timeout (exit 1).
-wait_delivered() {
-  "$PY" -c 'import os, sys, time
-d, n, timeout = sys.argv[1], int(sys.argv[2]), float(sys.argv[3])
-end = time.time() + timeout
-while True:
-    try:
-        c = sum(1 for _ in os.scandir(d))
-    except FileNotFoundError:
-        c = 0
-    now = time.time()
-    if c >= n or now > end:
-        print("%.6f %d" % (now, c)); sys.exit(0 if c >= n else 1)
-    time.sleep(0.01)' "$1" "$2" "$3"
 }
 
 # check_ids DIR TAG N: each Message-ID <TAG.K@bench.client>, K < N, is in
@@ -264,8 +135,6 @@ for e in os.scandir(d):
 print(files, sum(1 for c in seen if c == 0), sum(1 for c in seen if c > 1))' "$1" "$2" "$3"
 }
 
-fsub() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.3f", a - b }'; }
-fdiv() { awk -v a="$1" -v b="$2" -v p="${3:-1}" 'BEGIN { if (b > 0) printf "%.*f", p, a / b; else print "-" }'; }
 jget() { "$PY" -c 'import json, sys; v = json.loads(sys.argv[1]).get(sys.argv[2]); print(" ".join(v) if isinstance(v, list) else v)' "$1" "$2"; }
 
 # ---------------------------------------------------------------------------
@@ -299,7 +168,7 @@ R_ACC=""; R_DEL=""; R_CPU=""; R_CPU2=""; R_GEN=""; R_TLS=""; R_ERR=""; R_FILES="
 # measure PORT NEWDIR TAG LOG CPUFN ARG [CPUFN2 ARG2]
 measure() {
   local port=$1 newdir=$2 tag=$3 log=$4 cpufn=$5 arg=$6 cpufn2=${7:-} arg2=${8:-}
-  local c0 c1 d0=0 d1=0 out rc t0 wall reached ids files missing dup
+  local c0 c1 d0=0 d1=0 out rc t0 wall ids files missing dup
   c0=$($cpufn "$arg")
   [ -n "$cpufn2" ] && d0=$($cpufn2 "$arg2")
   out=$("$PY" "$LOAD" --port "$port" -n "$MESSAGES" -s "$SESSIONS" -z "$SIZE" \
@@ -316,16 +185,13 @@ measure() {
   R_ACC=$(fdiv "$MESSAGES" "$wall")
   R_GEN="$(fdiv "$(jget "$out" cpu_s)" "$MESSAGES" 4) $(jget "$out" cpu_cores)"
   R_TLS=$(jget "$out" tls)
-  out=$(wait_delivered "$newdir" "$MESSAGES" $((60 + MESSAGES / 10))); rc=$?
+  wait_arrival maildir "$newdir" "$MESSAGES" "$t0" $((60 + MESSAGES / 10)); rc=$?
   c1=$($cpufn "$arg")
   [ -n "$cpufn2" ] && d1=$($cpufn2 "$arg2")
-  reached=${out% *}
-  if [ "$rc" != 0 ]; then
-    R_ERR="only ${out#* } of $MESSAGES delivered after $(fsub "$reached" "$t0") s"; return 1
-  fi
-  R_DEL=$(fdiv "$MESSAGES" "$(fsub "$reached" "$t0")")
-  R_CPU=$(awk -v c=$((c1 - c0)) -v t="$TICK" -v n="$MESSAGES" 'BEGIN { printf "%.2f", c * 1000 / t / n }')
-  R_CPU2=$(awk -v c=$((d1 - d0)) -v t="$TICK" -v n="$MESSAGES" 'BEGIN { printf "%.2f", c * 1000 / t / n }')
+  [ "$rc" = 0 ] || return 1
+  R_DEL=$(fdiv "$MESSAGES" "$R_ARR_S")
+  R_CPU=$(ms_per_msg $((c1 - c0)) "$MESSAGES" 2)
+  R_CPU2=$(ms_per_msg $((d1 - d0)) "$MESSAGES" 2)
   sleep 1          # late duplicates
   ids=$(check_ids "$newdir" "$tag" "$MESSAGES")
   read -r files missing dup <<<"$ids"
@@ -340,38 +206,23 @@ measure() {
 # petrel: one msa listener, STARTTLS, AUTH, maildir
 
 bench_petrel() {
-  local tmp port conf log b
+  local tmp port conf log
   mktmp petrel; tmp=$MKTMP
   port=$(free_port) || { R_ERR="no free port"; return 1; }
   conf=$tmp/petrel.conf; log=$tmp/petreld.log
   mkdir -p "$tmp/spool" "$tmp/mail"
   echo "$LOGIN:$HASHED" >"$tmp/passwd"
-  cat >"$conf" <<EOF
-hostname = "bench.localhost";
-spool = "$tmp/spool";
-listeners = ( { listen = "127.0.0.1:$port"; stage = "msa"; tls = "starttls"; auth = true; } );
-domains = [ "localhost" ];
-tls_cert_file = "$SEC/cert.pem";
-tls_key_file = "$SEC/key.pem";
-auth_passwords = "$tmp/passwd";
-${PETREL_EXTRA_CONF:-}
-modules = { maildir = { root = "$tmp/mail/%d/%u"; }; };
-EOF
-  b=$(dirname "$(dirname "$PETRELD")")
-  PETREL_MODULE_PATH="$b/modules/msa:$b/modules/mta:$b/modules/maildir:$b/modules/router" \
-    "$PETRELD" -f -c "$conf" </dev/null >>"$log" 2>&1 &
-  PETREL_PID=$!
-  if ! wait_smtp "$port" 30 "$PETREL_PID"; then
-    R_ERR="petreld did not greet on 127.0.0.1:$port (log: $log)"
-    tail -n 20 "$log" | sed 's/^/  petreld: /' >&2
-    petrel_stop; return 1
-  fi
+  petrel_conf "$conf" "$tmp" "$port" 'stage = "msa"; tls = "starttls"; auth = true;' \
+    "tls_cert_file = \"$SEC/cert.pem\";
+tls_key_file = \"$SEC/key.pem\";
+auth_passwords = \"$tmp/passwd\";" ""
+  petrel_start "$conf" "$log" "$port" msa mta maildir router || return 1
   local ok=0
   measure "$port" "$tmp/mail/localhost/user/new" petrel "$tmp/load.log" cpu_pid "$PETREL_PID" || ok=1
   if ! kill -0 "$PETREL_PID" 2>/dev/null; then
     R_ERR="${R_ERR:+$R_ERR; }petreld died during the run (log: $log)"; ok=1
   fi
-  [ "$ok" = 0 ] || tail -n 20 "$log" | sed 's/^/  petreld: /' >&2
+  [ "$ok" = 0 ] || petrel_log_tail "$log"
   petrel_stop
   return "$ok"
 }
@@ -381,15 +232,12 @@ EOF
 # submission service; SASL from a private Dovecot auth service
 
 bench_postfix() {
-  local tmp port etc log uid gid plimit dv
+  local tmp port etc uid gid dv
   mktmp postfix; tmp=$MKTMP
   port=$(free_port) || { R_ERR="no free port"; return 1; }
-  etc=$tmp/etc; log=$tmp/maillog; dv=$tmp/dovecot
+  etc=$tmp/etc; dv=$tmp/dovecot
   uid=$(id -u "$PF_MAIL_USER"); gid=$(id -g "$PF_MAIL_USER")
-  plimit=$(( SESSIONS + 10 > 100 ? SESSIONS + 10 : 100 ))
-  mkdir -p "$etc" "$tmp/queue" "$tmp/data" "$tmp/mail" "$dv/run" "$dv/state"
-  chown postfix "$tmp/data"
-  chown "$uid:$gid" "$tmp/mail"
+  mkdir -p "$dv/run" "$dv/state"
 
   # Dovecot: auth only (no protocols), its sockets and state in $dv, a
   # passwd-file passdb/userdb with the same user and hash as petrel's.
@@ -434,46 +282,16 @@ EOF
   done
   DV_MASTER_PID=$(tr -dc 0-9 <"$dv/run/master.pid" 2>/dev/null)
   if [ ! -S "$dv/auth-postfix" ] || [ -z "$DV_MASTER_PID" ]; then
-    R_ERR="dovecot made no auth socket (log: $dv/dovecot.log)"; return 1
+    R_ERR="dovecot made no auth socket (log: $dv/dovecot.log)"; dovecot_stop; return 1
   fi
 
-  # bench.sh's confined instance, plus what a submission service sets:
-  # TLS required, AUTH only under TLS, SASL via Dovecot, only logged-in
-  # clients, the sender must belong to the login (as petrel's msa checks).
-  cat >"$etc/main.cf" <<EOF
-compatibility_level = 3.6
-queue_directory = $tmp/queue
-data_directory = $tmp/data
-mail_owner = postfix
-setgid_group = postdrop
-myhostname = bench.localhost
-mydomain = localhost
-myorigin = \$myhostname
-mydestination =
-inet_interfaces = 127.0.0.1
-inet_protocols = ipv4
-mynetworks = 127.0.0.0/8
-relayhost =
-default_transport = error:outbound mail disabled in benchmark
-relay_transport = error:outbound mail disabled in benchmark
-smtp_dns_support_level = disabled
-smtpd_peername_lookup = no
-biff = no
-alias_maps =
-alias_database =
-local_recipient_maps =
-virtual_mailbox_domains = localhost
-virtual_mailbox_base = $tmp/mail
-virtual_mailbox_maps = inline:{user@localhost=localhost/user/}
-virtual_uid_maps = static:$uid
-virtual_gid_maps = static:$gid
-default_process_limit = $plimit
-smtpd_client_connection_count_limit = 0
-smtpd_client_connection_rate_limit = 0
-smtpd_client_message_rate_limit = 0
-smtpd_client_event_limit_exceptions = 127.0.0.0/8
-maillog_file = $log
-maillog_file_prefixes = $tmp
+  # lib.sh's confined instance delivering to the local Maildir (as
+  # bench.sh's), plus what a submission service sets: TLS required, AUTH
+  # only under TLS, SASL via Dovecot, only logged-in clients, the sender
+  # must belong to the login (as petrel's msa checks).
+  pf_config "$etc" "$tmp" "$port" $(( SESSIONS + 10 > 100 ? SESSIONS + 10 : 100 ))
+  pf_local_maildir "$etc" "$tmp" "$uid" "$gid"
+  cat >>"$etc/main.cf" <<EOF
 # submission
 smtpd_tls_security_level = encrypt
 smtpd_tls_cert_file = $SEC/cert.pem
@@ -487,51 +305,16 @@ smtpd_relay_restrictions = permit_sasl_authenticated, reject
 smtpd_sender_login_maps = inline:{$SENDER=$LOGIN}
 smtpd_sender_restrictions = reject_sender_login_mismatch
 EOF
-  cat >"$etc/master.cf" <<EOF
-# service        type  private unpriv chroot wakeup maxproc command
-127.0.0.1:$port  inet  n       -      n      -      -       smtpd
-pickup           unix  n       -      n      60     1       pickup
-cleanup          unix  n       -      n      -      0       cleanup
-qmgr             unix  n       -      n      300    1       qmgr
-tlsmgr           unix  -       -      n      1000?  1       tlsmgr
-rewrite          unix  -       -      n      -      -       trivial-rewrite
-bounce           unix  -       -      n      -      0       bounce
-defer            unix  -       -      n      -      0       bounce
-trace            unix  -       -      n      -      0       bounce
-verify           unix  -       -      n      -      1       verify
-flush            unix  n       -      n      1000?  0       flush
-proxymap         unix  -       -      n      -      -       proxymap
-proxywrite       unix  -       -      n      -      1       proxymap
-showq            unix  n       -      n      -      -       showq
-error            unix  -       -      n      -      -       error
-retry            unix  -       -      n      -      -       error
-discard          unix  -       -      n      -      -       discard
-virtual          unix  -       n      n      -      -       virtual
-anvil            unix  -       -      n      -      1       anvil
-scache           unix  -       -      n      -      1       scache
-postlog          unix-dgram n  -      n      -      1       postlogd
-EOF
-  if ! "$POSTFIX" -c "$etc" check >>"$tmp/postfix.out" 2>&1; then
-    R_ERR="postfix check failed: $(tail -n 3 "$tmp/postfix.out")"; return 1
-  fi
-  PF_CONF=$etc
-  if ! "$POSTFIX" -c "$etc" start >>"$tmp/postfix.out" 2>&1; then
-    R_ERR="postfix start failed: $(tail -n 3 "$tmp/postfix.out")"
-    PF_MASTER_PID=$(tr -dc 0-9 <"$tmp/queue/pid/master.pid" 2>/dev/null)
-    postfix_stop; return 1
-  fi
-  PF_MASTER_PID=$(tr -dc 0-9 <"$tmp/queue/pid/master.pid" 2>/dev/null)
-  if ! wait_smtp "$port" 30 "$PF_MASTER_PID"; then
-    R_ERR="Postfix did not greet on 127.0.0.1:$port (log: $log)"; postfix_stop; return 1
-  fi
+  echo "tlsmgr           unix  -       -      n      1000?  1       tlsmgr" >>"$etc/master.cf"
+  pf_start "$etc" "$tmp" "$port" || { dovecot_stop; return 1; }
   local ok=0
   measure "$port" "$tmp/mail/localhost/user/new" postfix "$tmp/load.log" \
     cpu_sid "$PF_MASTER_PID" cpu_sid "$DV_MASTER_PID" || ok=1
   if [ "$ok" != 0 ]; then
-    grep -E 'warning|fatal|panic|error' "$log" 2>/dev/null | tail -n 10 | sed 's/^/  postfix: /' >&2
+    pf_log_errors "$tmp"
     grep -iE 'error|fatal|warning' "$dv/dovecot.log" 2>/dev/null | tail -n 5 | sed 's/^/  dovecot: /' >&2
   fi
-  postfix_stop
+  pf_stop
   dovecot_stop
   return "$ok"
 }
@@ -576,13 +359,12 @@ echo "submission benchmark: $(date -u '+%Y-%m-%d %H:%M:%SZ')  $(uname -sr)  $(np
 echo "load: $MESSAGES messages x $SIZE bytes, $SESSIONS client processes, one message per connection:"
 echo "  EHLO, STARTTLS, EHLO, AUTH PLAIN ($HASH hash), MAIL, RCPT, DATA, QUIT${TLS_SEEN:+; $TLS_SEEN}"
 echo
-printf '%-5s %-8s %10s %11s %10s %10s %10s %9s %7s %6s %7s\n' \
-  round server accepted/s delivered/s cpu_ms/msg sasl_ms gen_ms/msg gen_cores loadavg files status
+ROW_FMT='%-5s %-8s %10s %11s %10s %10s %10s %9s %7s %6s %7s\n'
+row round server accepted/s delivered/s cpu_ms/msg sasl_ms gen_ms/msg gen_cores loadavg files status
 for r in "${ROWS[@]}"; do
   read -r rd srv acc del cpu sasl gen cores la files st <<<"$r"
   [ "$gen" = - ] || gen=$(awk -v g="$gen" 'BEGIN { printf "%.2f", g * 1000 }')
-  printf '%-5s %-8s %10s %11s %10s %10s %10s %9s %7s %6s %7s\n' \
-    "$rd" "$srv" "$acc" "$del" "$cpu" "$sasl" "$gen" "$cores" "$la" "$files" "$st"
+  row "$rd" "$srv" "$acc" "$del" "$cpu" "$sasl" "$gen" "$cores" "$la" "$files" "$st"
 done
 echo
 for r in "${RATIOS[@]+"${RATIOS[@]}"}"; do echo "petrel/Postfix $r"; done
