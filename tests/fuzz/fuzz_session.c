@@ -39,11 +39,16 @@
  * replies stay within a bound of the input's size; the session's input
  * and output buffers stay bounded; once the input is consumed, no session,
  * commit, delivery or worker job is left and the queue is empty (a
- * message accepted with 250 is delivered, never left deferred); every
+ * message accepted with 250 is delivered, never left deferred), and the
+ * maildirs hold at least one file per message accepted; every
  * 64 inputs, no descriptor more is open than after the first input.
  * Every log line is formatted (the arguments are checked by the
  * sanitizers) and must hold no control octet: client bytes must reach
  * the log escaped.  FUZZ_SESSION_LOG=1 prints the daemon's log.
+ *
+ * The limits are set low (message_size_limit 8192, header_size_limit
+ * 1024, header_count_limit 20, hopcount_limit 5, hard_error_limit 20):
+ * inputs of libFuzzer's default 4096 octets reach each of them.
  *
  * Not covered: STARTTLS and implicit TLS (the handshake needs a TLS
  * client in the harness; tests/blackbox covers it), greet_pause and the
@@ -216,11 +221,11 @@ static void harness_config_write(const char *dir, const char *conf)
 		"auth_failure_limit = 3;\n"
 		"auth_client_failure_limit = 5;\n"
 		"auth_client_concurrency = 1;\n"
-		"message_size_limit = 65536;\n"
+		"message_size_limit = 8192;\n"
 		"recipient_limit = 100;\n"
-		"hopcount_limit = 8;\n"
-		"header_size_limit = 4096;\n"
-		"header_count_limit = 64;\n"
+		"hopcount_limit = 5;\n"
+		"header_size_limit = 1024;\n"
+		"header_count_limit = 20;\n"
 		"soft_error_limit = 10;\n"
 		"hard_error_limit = 20;\n"
 		"error_sleep_time = 0;\n"
@@ -242,7 +247,7 @@ static void harness_config_write(const char *dir, const char *conf)
 		"    local_transport = \"maildir\";\n"
 		"    relay_transport = \"maildir\";\n"     /* no network: relayed mail stays here */
 		"  };\n"
-		"  regex = { rules = \"%s\"; body_size_limit = 8192; };\n"
+		"  regex = { rules = \"%s\"; body_size_limit = 2048; };\n"
 		"};\n", spool, FUZZ_MODULE_PATH, passwd, maildirs, rulesf);
 	write_file(conf, text);
 	free(text);
@@ -514,6 +519,26 @@ static bool daemon_quiet(void)
 	       workers_pending(srv->workers) == 0 && workers_pending(srv->filter_workers) == 0;
 }
 
+static int nnew;
+
+static int count_new(const char *path, const struct stat *st, int flag, struct FTW *f)
+{
+	(void)st;
+	(void)f;
+	const char *slash = strrchr(path, '/');
+	if (flag == FTW_F && slash && slash - path >= 4 && !memcmp(slash - 4, "/new", 4))
+		nnew++;
+	return 0;
+}
+
+/* Messages delivered into the maildirs (files in some new/). */
+static int delivered(void)
+{
+	nnew = 0;
+	nftw(maildirs, count_new, 16, FTW_PHYS);
+	return nnew;
+}
+
 static void check_bounds(const struct petrel_session *s, size_t insize)
 {
 	if (!s)
@@ -604,8 +629,14 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		.lines = data[0] & 16,
 		.limit = 4096 + (size - 3) * 128,
 	};
+	unsigned long long accepted = srv->counter_accepted;
 	session_run(&c, data[0] & 3, size);
 	buf_free(&c.in);
+	/* what was acknowledged is delivered: each accepted message has a
+	 * recipient, and any failure would bounce into the sender's maildir */
+	int nd = delivered();
+	if ((unsigned long long)nd < srv->counter_accepted - accepted)
+		fuzz_fail("%llu messages accepted, %d delivered", srv->counter_accepted - accepted, nd);
 	/* the next input meets the same daemon */
 	auth_throttle_free(&srv->auth_throttle);
 	if (srv->clients.n)
