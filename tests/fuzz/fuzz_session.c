@@ -24,7 +24,9 @@
  * over small socket buffers; bit 3: the client drops the connection as
  * soon as everything is written instead of waiting for the replies;
  * bit 4: the client writes at most a line at a time, as a client that
- * does not pipeline); bytes 1 and 2 are two chunk sizes (0: all at once), used in
+ * does not pipeline; bit 5: the listener offers STARTTLS, and AUTH only
+ * under TLS: after a 220 to STARTTLS the client shakes hands and sends
+ * the rest under TLS); bytes 1 and 2 are two chunk sizes (0: all at once), used in
  * turn, so that the session's reads are split anywhere (a client that is
  * not slow writes the next chunk only once the server has read the
  * previous one and answered); the rest is what the client sends.  The password file has user "fuzz",
@@ -50,8 +52,9 @@
  * 1024, header_count_limit 20, hopcount_limit 5, hard_error_limit 20):
  * inputs of libFuzzer's default 4096 octets reach each of them.
  *
- * Not covered: STARTTLS and implicit TLS (the handshake needs a TLS
- * client in the harness; tests/blackbox covers it), greet_pause and the
+ * Not covered: implicit TLS (the same code as STARTTLS but for the
+ * greeting), a TLS handshake with bytes mutated inside it (the client is
+ * OpenSSL), greet_pause and the
  * tarpit (they are timers of a second or more: error_sleep_time = 0,
  * greet_pause = 0), timeouts.
  */
@@ -66,6 +69,7 @@
 #include "server.h"
 #include "session.h"
 #include "spool.h"
+#include "tls.h"
 #include "worker.h"
 
 #include <crypt.h>
@@ -77,11 +81,17 @@
 #include <sys/socket.h>
 #include <sys/stat.h>
 
+#include <openssl/err.h>
+#include <openssl/evp.h>
+#include <openssl/pem.h>
+#include <openssl/ssl.h>
+#include <openssl/x509.h>
+
 #ifndef FUZZ_MODULE_PATH
 #define FUZZ_MODULE_PATH ""
 #endif
 
-#define NLISTENERS 4
+#define NLISTENERS 8
 #define REPLY_LINE_MAX 512
 #define WAIT_MS_MAX 10000        /* the session must be done within this */
 
@@ -148,6 +158,7 @@ static struct server srv_storage, *srv = &srv_storage;
 static char maildirs[4096];
 static struct ev_timer stop_timer;
 static int fds_baseline = -1;
+static SSL_CTX *client_ctx;
 static unsigned long long ninputs;
 
 static void write_file(const char *path, const char *text)
@@ -184,11 +195,40 @@ static const char rules[] =
 	"mime-type /^message\\/rfc822$/ log attached message\n"
 	"filename /\\.(exe|scr)$/i reject 550 5.7.1 Executable attachments are refused\n";
 
+/* A self-signed P-256 key pair for the STARTTLS listeners (an EC key:
+ * a handshake costs little). */
+static void tls_files(const char *cert, const char *key)
+{
+	EVP_PKEY *pk = EVP_EC_gen("P-256");
+	X509 *x = X509_new();
+	if (!pk || !x) {
+		fprintf(stderr, "fuzz-session: cannot make a key\n");
+		exit(1);
+	}
+	ASN1_INTEGER_set(X509_get_serialNumber(x), 1);
+	X509_gmtime_adj(X509_getm_notBefore(x), -3600);
+	X509_gmtime_adj(X509_getm_notAfter(x), 86400 * 365);
+	X509_set_pubkey(x, pk);
+	X509_NAME *n = X509_get_subject_name(x);
+	X509_NAME_add_entry_by_txt(n, "CN", MBSTRING_ASC, (const unsigned char *)"mx.fuzz.test", -1, -1, 0);
+	X509_set_issuer_name(x, n);
+	FILE *fc = fopen(cert, "w"), *fk = fopen(key, "w");
+	if (!X509_sign(x, pk, EVP_sha256()) || !fc || !fk || !PEM_write_X509(fc, x) ||
+	    !PEM_write_PrivateKey(fk, pk, NULL, NULL, 0, NULL, NULL) || fclose(fc) || fclose(fk)) {
+		fprintf(stderr, "fuzz-session: cannot write the key pair\n");
+		exit(1);
+	}
+	X509_free(x);
+	EVP_PKEY_free(pk);
+}
+
 static void harness_config_write(const char *dir, const char *conf)
 {
 	char *spool = xasprintf("%s/spool", dir);
 	char *passwd = xasprintf("%s/passwd", dir);
 	char *rulesf = xasprintf("%s/regex.rules", dir);
+	char *cert = xasprintf("%s/cert.pem", dir), *key = xasprintf("%s/key.pem", dir);
+	tls_files(cert, key);
 	snprintf(maildirs, sizeof maildirs, "%s/mail", dir);
 	if (mkdir(maildirs, 0700) < 0) {
 		perror(maildirs);
@@ -214,8 +254,14 @@ static void harness_config_write(const char *dir, const char *conf)
 		"  { listen = \"127.0.0.1:1\"; stage = \"mta\"; filters = [ ]; },\n"
 		"  { listen = \"127.0.0.1:2\"; stage = \"mta\"; filters = [ ]; auth = true; auth_cleartext = true; },\n"
 		"  { listen = \"127.0.0.1:3\"; stage = \"mta\"; filters = [ \"regex\" ]; },\n"
-		"  { listen = \"127.0.0.1:4\"; stage = \"mta\"; filters = [ \"regex\" ]; auth = true; auth_cleartext = true; }\n"
+		"  { listen = \"127.0.0.1:4\"; stage = \"mta\"; filters = [ \"regex\" ]; auth = true; auth_cleartext = true; },\n"
+		"  { listen = \"127.0.0.1:5\"; stage = \"mta\"; filters = [ ]; tls = \"starttls\"; },\n"
+		"  { listen = \"127.0.0.1:6\"; stage = \"mta\"; filters = [ ]; tls = \"starttls\"; auth = true; },\n"
+		"  { listen = \"127.0.0.1:7\"; stage = \"mta\"; filters = [ \"regex\" ]; tls = \"starttls\"; },\n"
+		"  { listen = \"127.0.0.1:8\"; stage = \"mta\"; filters = [ \"regex\" ]; tls = \"starttls\"; auth = true; }\n"
 		");\n"
+		"tls_cert_file = \"%s\";\n"
+		"tls_key_file = \"%s\";\n"
 		"filters = [ \"regex\" ];\n"
 		"auth_passwords = \"%s\";\n"
 		"auth_failure_limit = 3;\n"
@@ -248,13 +294,15 @@ static void harness_config_write(const char *dir, const char *conf)
 		"    relay_transport = \"maildir\";\n"     /* no network: relayed mail stays here */
 		"  };\n"
 		"  regex = { rules = \"%s\"; body_size_limit = 2048; };\n"
-		"};\n", spool, FUZZ_MODULE_PATH, passwd, maildirs, rulesf);
+		"};\n", spool, FUZZ_MODULE_PATH, cert, key, passwd, maildirs, rulesf);
 	write_file(conf, text);
 	free(text);
 	free(pw);
 	free(spool);
 	free(passwd);
 	free(rulesf);
+	free(cert);
+	free(key);
 }
 
 /* main.c's load_modules(), for this configuration. */
@@ -363,6 +411,26 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
 		exit(1);
 	}
 	srv->tls = xcalloc((size_t)srv->cfg->nlisteners + 1, sizeof *srv->tls);
+	for (int i = 0; i < srv->cfg->nlisteners; i++) {
+		struct listener_conf *lc = &srv->cfg->listeners[i];
+		char err[512];
+		const char *bad;
+		if (lc->tls == TLS_NONE)
+			continue;
+		if (tls_server_new(lc->tls_cert_file, lc->tls_key_file, &srv->tls[i], &bad, err,
+		                   sizeof err) < 0) {
+			fprintf(stderr, "fuzz-session: %s: %s\n", bad ? bad : "TLS", err);
+			exit(1);
+		}
+		srv->listeners[i].tls = srv->tls[i];
+	}
+	client_ctx = SSL_CTX_new(TLS_client_method());
+	if (!client_ctx) {
+		fprintf(stderr, "fuzz-session: SSL_CTX_new failed\n");
+		exit(1);
+	}
+	SSL_CTX_set_verify(client_ctx, SSL_VERIFY_NONE, NULL);
+	SSL_CTX_set_mode(client_ctx, SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
 	srv->auth_db = auth_db_load(srv->cfg->auth_passwords, &errs);
 	if (!srv->auth_db) {
 		fprintf(stderr, "fuzz-session: passwords: %s\n", errs.data ? errs.data : "?");
@@ -405,6 +473,9 @@ struct client {
 	struct buf in;           /* replies received */
 	size_t checked;          /* ... checked up to here */
 	bool greeted;
+	bool greeted_once;       /* the greeting's last line was seen */
+	int tls;                 /* 0 clear text, 1 a 220 to STARTTLS came, 2 handshake, 3 TLS */
+	SSL *ssl;
 	bool closing;            /* a 221 or 421 was seen */
 	char cont_code[4];       /* the code of an unfinished multi-line reply */
 	size_t limit;            /* bound on the reply octets */
@@ -441,6 +512,9 @@ static void check_line(struct client *c, const char *l, size_t n)
 	c->cont_code[0] = 0;
 	if (!memcmp(l, "221", 3) || !memcmp(l, "421", 3))
 		c->closing = true;
+	else if (!memcmp(l, "220", 3) && c->greeted_once && !c->tls)
+		c->tls = 1;              /* the answer to STARTTLS */
+	c->greeted_once = true;
 }
 
 static void check_replies(struct client *c)
@@ -458,20 +532,57 @@ static void check_replies(struct client *c)
 	}
 }
 
-/* Read what the server sent; false at EOF. */
+/* Read what the server sent, until it has nothing more for now. */
 static void client_read(struct client *c)
 {
-	while (!c->eof) {
+	while (!c->eof && c->tls != 1 && c->tls != 2) {
 		buf_reserve(&c->in, 4096);
-		ssize_t n = read(c->fd, c->in.data + c->in.len, 4096);
-		if (n < 0 && (errno == EAGAIN || errno == EINTR))
-			return;
+		ssize_t n;
+		if (c->ssl) {
+			int r = SSL_read(c->ssl, c->in.data + c->in.len, 4096);
+			int e = r > 0 ? 0 : SSL_get_error(c->ssl, r);
+			if (e == SSL_ERROR_WANT_READ || e == SSL_ERROR_WANT_WRITE)
+				return;
+			ERR_clear_error();
+			n = r > 0 ? r : 0;
+		} else {
+			n = read(c->fd, c->in.data + c->in.len, 4096);
+			if (n < 0 && (errno == EAGAIN || errno == EINTR))
+				return;
+		}
 		if (n <= 0) {            /* closed, or reset */
 			c->eof = true;
 			return;
 		}
 		c->in.len += (size_t)n;
 		check_replies(c);
+	}
+}
+
+/* The server said 220 to STARTTLS: the handshake, one step at a time.
+ * What the client wrote after STARTTLS before the 220 was thrown away by
+ * the server; what it sends from now on goes under TLS. */
+static void client_tls(struct client *c)
+{
+	if (c->tls == 1) {
+		c->ssl = SSL_new(client_ctx);
+		if (!c->ssl || !SSL_set_fd(c->ssl, c->fd))
+			fuzz_fail("SSL_new failed");
+		SSL_set_connect_state(c->ssl);
+		c->tls = 2;
+	}
+	if (c->tls != 2)
+		return;
+	int r = SSL_do_handshake(c->ssl);
+	if (r == 1) {
+		c->tls = 3;
+		return;
+	}
+	int e = SSL_get_error(c->ssl, r);
+	ERR_clear_error();
+	if (e != SSL_ERROR_WANT_READ && e != SSL_ERROR_WANT_WRITE) {
+		c->tls = 3;              /* failed: the server closes, as it should */
+		c->eof = true;
 	}
 }
 
@@ -487,7 +598,21 @@ static ssize_t client_write(struct client *c)
 	}
 	if (want > c->n)
 		want = c->n;
-	ssize_t w = send(c->fd, c->p, want, MSG_NOSIGNAL);
+	ssize_t w;
+	if (c->tls == 1 || c->tls == 2)
+		return -1;               /* nothing goes out during the handshake */
+	if (c->ssl) {
+		int r = SSL_write(c->ssl, c->p, (int)want);
+		int e = r > 0 ? 0 : SSL_get_error(c->ssl, r);
+		ERR_clear_error();
+		if (e == SSL_ERROR_WANT_READ || e == SSL_ERROR_WANT_WRITE)
+			return -1;
+		w = r > 0 ? r : -1;
+		if (w < 0)
+			errno = EPIPE;
+	} else {
+		w = send(c->fd, c->p, want, MSG_NOSIGNAL);
+	}
 	if (w < 0) {
 		if (errno == EAGAIN)
 			return -1;
@@ -567,6 +692,9 @@ static void session_run(struct client *c, int listener, size_t insize)
 		struct petrel_session *s = srv->sessions;
 		check_bounds(s, insize);
 		bool wrote = false, blocked = false;
+		if (!c->slow)
+			client_read(c);
+		client_tls(c);
 		if (c->n && !c->eof && (c->slow || server_idle(s))) {
 			ssize_t w = client_write(c);
 			wrote = w > 0;
@@ -578,7 +706,7 @@ static void session_run(struct client *c, int listener, size_t insize)
 			break;
 		if (!c->n && c->hangup)
 			break;
-		if (!c->n && server_idle(s)) {
+		if (!c->n && server_idle(s) && c->tls != 1 && c->tls != 2) {
 			client_read(c);
 			if (server_idle(srv->sessions))
 				break;           /* all said, all answered: the client leaves */
@@ -587,7 +715,7 @@ static void session_run(struct client *c, int listener, size_t insize)
 			fuzz_fail("the session is not done after %d ms (state %d, %zu octets unsent)",
 			          WAIT_MS_MAX, s ? (int)s->state : -1, c->n);
 		/* no wait while the client has something to do */
-		run_for(wrote || (c->n && !blocked) ? 0 : 1);
+		run_for(wrote || c->tls == 2 || (c->n && !blocked) ? 0 : 1);
 	}
 	if (c->checked != c->in.len && !c->hangup)
 		fuzz_fail("the replies end inside a line: %.*s", (int)(c->in.len - c->checked),
@@ -601,6 +729,9 @@ static void session_run(struct client *c, int listener, size_t insize)
 		if (!c->eof)
 			fuzz_fail("the connection stays open after 221/421");
 	}
+	if (c->ssl)
+		SSL_free(c->ssl);
+	c->ssl = NULL;
 	close(c->fd);
 	c->fd = -1;
 	uint64_t t0 = ev_now_ms();
@@ -630,7 +761,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		.limit = 4096 + (size - 3) * 128,
 	};
 	unsigned long long accepted = srv->counter_accepted;
-	session_run(&c, data[0] & 3, size);
+	session_run(&c, (data[0] & 3) | (data[0] & 32 ? 4 : 0), size);
 	buf_free(&c.in);
 	/* what was acknowledged is delivered: each accepted message has a
 	 * recipient, and any failure would bounce into the sender's maildir */
