@@ -5,7 +5,10 @@
  * smtp_auth.c, filter_chain.c, the spool, the queue) and the real
  * modules loaded from FUZZ_MODULE_PATH: the mta stage, the router (with
  * a mailboxes table and aliases), the regex filter (a rules file with
- * every target and most actions) and the maildir transport.
+ * every target and most actions), the maildir transport, and the test
+ * module "slow" (tests/modules/slow.c), whose rcpt hook suspends the
+ * session for 1 ms on a timer when the recipient is slow@fuzz.test: what
+ * the client pipelines or how it leaves while a hook is pending.
  *
  * One daemon per process, set up once as main.c does (configuration file,
  * modules, password file, spool, workers, queue) in a temporary directory
@@ -93,7 +96,7 @@
 
 #define NLISTENERS 8
 #define REPLY_LINE_MAX 512
-#define WAIT_MS_MAX 10000        /* the session must be done within this */
+#define WAIT_MS_MAX 8000         /* the session must be done within this (libFuzzer -timeout=10) */
 
 /* --- logging: the core's log.c, replaced (the archive member is then not
  * linked): every line is formatted and checked, printed only on request --- */
@@ -253,16 +256,16 @@ static void harness_config_write(const char *dir, const char *conf)
 		"listeners = (\n"
 		"  { listen = \"127.0.0.1:1\"; stage = \"mta\"; filters = [ ]; },\n"
 		"  { listen = \"127.0.0.1:2\"; stage = \"mta\"; filters = [ ]; auth = true; auth_cleartext = true; },\n"
-		"  { listen = \"127.0.0.1:3\"; stage = \"mta\"; filters = [ \"regex\" ]; },\n"
-		"  { listen = \"127.0.0.1:4\"; stage = \"mta\"; filters = [ \"regex\" ]; auth = true; auth_cleartext = true; },\n"
+		"  { listen = \"127.0.0.1:3\"; stage = \"mta\"; filters = [ \"regex\", \"slow\" ]; },\n"
+		"  { listen = \"127.0.0.1:4\"; stage = \"mta\"; filters = [ \"regex\", \"slow\" ]; auth = true; auth_cleartext = true; },\n"
 		"  { listen = \"127.0.0.1:5\"; stage = \"mta\"; filters = [ ]; tls = \"starttls\"; },\n"
 		"  { listen = \"127.0.0.1:6\"; stage = \"mta\"; filters = [ ]; tls = \"starttls\"; auth = true; },\n"
-		"  { listen = \"127.0.0.1:7\"; stage = \"mta\"; filters = [ \"regex\" ]; tls = \"starttls\"; },\n"
-		"  { listen = \"127.0.0.1:8\"; stage = \"mta\"; filters = [ \"regex\" ]; tls = \"starttls\"; auth = true; }\n"
+		"  { listen = \"127.0.0.1:7\"; stage = \"mta\"; filters = [ \"regex\", \"slow\" ]; tls = \"starttls\"; },\n"
+		"  { listen = \"127.0.0.1:8\"; stage = \"mta\"; filters = [ \"regex\", \"slow\" ]; tls = \"starttls\"; auth = true; }\n"
 		");\n"
 		"tls_cert_file = \"%s\";\n"
 		"tls_key_file = \"%s\";\n"
-		"filters = [ \"regex\" ];\n"
+		"filters = [ \"regex\", \"slow\" ];\n"
 		"auth_passwords = \"%s\";\n"
 		"auth_failure_limit = 3;\n"
 		"auth_client_failure_limit = 5;\n"
@@ -286,13 +289,15 @@ static void harness_config_write(const char *dir, const char *conf)
 		"  maildir = { root = \"%s/%%d/%%u\"; };\n"
 		"  router = {\n"
 		"    mailboxes = [ \"alice@fuzz.test\", \"bob@fuzz.test\", \"postmaster@fuzz.test\",\n"
-		"                  \"redirect@fuzz.test\", \"lost@fuzz.test\", \"nobody@fuzz.test\" ];\n"
+		"                  \"redirect@fuzz.test\", \"lost@fuzz.test\", \"nobody@fuzz.test\",\n"
+		"                  \"slow@fuzz.test\" ];\n"
 		"    aliases = [ \"team@fuzz.test: alice@fuzz.test, bob@fuzz.test\",\n"
 		"                \"loop@fuzz.test: loop2@fuzz.test\", \"loop2@fuzz.test: loop@fuzz.test\",\n"
 		"                \"out@fuzz.test: someone@remote.example\" ];\n"
 		"    local_transport = \"maildir\";\n"
 		"    relay_transport = \"maildir\";\n"     /* no network: relayed mail stays here */
 		"  };\n"
+		"  slow = { at = \"rcpt\"; delay_ms = 1; only_rcpt = \"slow@fuzz.test\"; };\n"
 		"  regex = { rules = \"%s\"; body_size_limit = 2048; };\n"
 		"};\n", spool, FUZZ_MODULE_PATH, cert, key, passwd, maildirs, rulesf);
 	write_file(conf, text);
@@ -483,6 +488,8 @@ struct client {
 
 static void check_line(struct client *c, const char *l, size_t n)
 {
+	if (log_print)
+		fprintf(stderr, "fuzz-session: S: %.*s\n", (int)(n > 2 ? n - 2 : n), l);
 	if (c->closing)
 		fuzz_fail("a reply after 221/421: %.*s", (int)n, l);
 	if (n < 6 || l[n - 2] != '\r')
@@ -619,6 +626,8 @@ static ssize_t client_write(struct client *c)
 		c->n = 0;                /* the server is gone: the rest is not sent */
 		return 0;
 	}
+	if (log_print)
+		fprintf(stderr, "fuzz-session: C: %.*s\n", (int)w, (const char *)c->p);
 	c->p += w;
 	c->n -= (size_t)w;
 	c->turn ^= 1;
