@@ -29,7 +29,8 @@
  * bit 4: the client writes at most a line at a time, as a client that
  * does not pipeline; bit 5: the listener offers STARTTLS, and AUTH only
  * under TLS: after a 220 to STARTTLS the client shakes hands and sends
- * the rest under TLS); bytes 1 and 2 are two chunk sizes (0: all at once), used in
+ * the rest under TLS; bit 6: implicit TLS, the handshake before the
+ * greeting); bytes 1 and 2 are two chunk sizes (0: all at once), used in
  * turn, so that the session's reads are split anywhere (a client that is
  * not slow writes the next chunk only once the server has read the
  * previous one and answered); the rest is what the client sends.  The password file has user "fuzz",
@@ -49,15 +50,16 @@
  * 64 inputs, no descriptor more is open than after the first input.
  * Every log line is formatted (the arguments are checked by the
  * sanitizers) and must hold no control octet: client bytes must reach
- * the log escaped.  FUZZ_SESSION_LOG=1 prints the daemon's log.
+ * the log escaped, and none may say "but no destination" (smtp_data.c:
+ * recipients the bookkeeping lost the destinations of, refused with 451
+ * rather than acknowledged and dropped).  FUZZ_SESSION_LOG=1 prints the daemon's log.
  *
  * The limits are set low (message_size_limit 8192, header_size_limit
  * 1024, header_count_limit 20, hopcount_limit 5, hard_error_limit 20):
  * inputs of libFuzzer's default 4096 octets reach each of them.
  *
- * Not covered: implicit TLS (the same code as STARTTLS but for the
- * greeting), a TLS handshake with bytes mutated inside it (the client is
- * OpenSSL), greet_pause and the
+ * Not covered: a TLS handshake with bytes mutated inside it (the client
+ * is OpenSSL), greet_pause and the
  * tarpit (they are timers of a second or more: error_sleep_time = 0,
  * greet_pause = 0), timeouts.
  */
@@ -94,7 +96,7 @@
 #define FUZZ_MODULE_PATH ""
 #endif
 
-#define NLISTENERS 8
+#define NLISTENERS 12
 #define REPLY_LINE_MAX 512
 #define WAIT_MS_MAX 8000         /* the session must be done within this (libFuzzer -timeout=10) */
 
@@ -118,6 +120,9 @@ void log_vmsg(enum log_grade g, const char *fmt, va_list ap)
 	for (const unsigned char *p = (const unsigned char *)line; *p; p++)
 		if ((*p < 0x20 && *p != '\t') || *p == 0x7f)
 			fuzz_fail("control octet 0x%02x in a log line: %s", *p, line);
+	/* the core's own word for a message with recipients and no destination */
+	if (strstr(line, "but no destination"))
+		fuzz_fail("%s", line);
 }
 
 #define LOG_FN(name, grade) \
@@ -261,7 +266,11 @@ static void harness_config_write(const char *dir, const char *conf)
 		"  { listen = \"127.0.0.1:5\"; stage = \"mta\"; filters = [ ]; tls = \"starttls\"; },\n"
 		"  { listen = \"127.0.0.1:6\"; stage = \"mta\"; filters = [ ]; tls = \"starttls\"; auth = true; },\n"
 		"  { listen = \"127.0.0.1:7\"; stage = \"mta\"; filters = [ \"regex\", \"slow\" ]; tls = \"starttls\"; },\n"
-		"  { listen = \"127.0.0.1:8\"; stage = \"mta\"; filters = [ \"regex\", \"slow\" ]; tls = \"starttls\"; auth = true; }\n"
+		"  { listen = \"127.0.0.1:8\"; stage = \"mta\"; filters = [ \"regex\", \"slow\" ]; tls = \"starttls\"; auth = true; },\n"
+		"  { listen = \"127.0.0.1:9\"; stage = \"mta\"; filters = [ ]; tls = \"implicit\"; },\n"
+		"  { listen = \"127.0.0.1:10\"; stage = \"mta\"; filters = [ ]; tls = \"implicit\"; auth = true; },\n"
+		"  { listen = \"127.0.0.1:11\"; stage = \"mta\"; filters = [ \"regex\", \"slow\" ]; tls = \"implicit\"; },\n"
+		"  { listen = \"127.0.0.1:12\"; stage = \"mta\"; filters = [ \"regex\", \"slow\" ]; tls = \"implicit\"; auth = true; }\n"
 		");\n"
 		"tls_cert_file = \"%s\";\n"
 		"tls_key_file = \"%s\";\n"
@@ -404,6 +413,11 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
 	free(conf);
 	if (!srv->cfg) {
 		fprintf(stderr, "fuzz-session: configuration: %s\n", errs.data ? errs.data : "?");
+		exit(1);
+	}
+	if (srv->cfg->nlisteners != NLISTENERS) {
+		fprintf(stderr, "fuzz-session: %d listeners configured, %d expected\n",
+		        srv->cfg->nlisteners, NLISTENERS);
 		exit(1);
 	}
 	srv->loop = ev_loop_new();
@@ -770,7 +784,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		.limit = 4096 + (size - 3) * 128,
 	};
 	unsigned long long accepted = srv->counter_accepted;
-	session_run(&c, (data[0] & 3) | (data[0] & 32 ? 4 : 0), size);
+	/* listeners: 0-3 clear text, 4-7 STARTTLS, 8-11 implicit TLS */
+	c.tls = data[0] & 64 ? 1 : 0;        /* implicit: the handshake first */
+	session_run(&c, (data[0] & 3) + (data[0] & 64 ? 8 : data[0] & 32 ? 4 : 0), size);
 	buf_free(&c.in);
 	/* what was acknowledged is delivered: each accepted message has a
 	 * recipient, and any failure would bounce into the sender's maildir */
