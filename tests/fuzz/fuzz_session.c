@@ -21,48 +21,53 @@
  * delivered what was accepted.  Then the maildirs are emptied, the AUTH
  * throttle forgotten: the next input meets the same daemon state.
  *
- * Input: byte 0 picks the listener (bit 0: AUTH PLAIN/LOGIN offered in
- * clear text, bit 1: the regex filter) and the client's manners (bit 2:
- * a slow reader, which reads its replies only when its own writes block,
- * over small socket buffers; bit 3: the client drops the connection as
- * soon as everything is written instead of waiting for the replies;
- * bit 4: the client writes at most a line at a time, as a client that
- * does not pipeline; bit 5: the listener offers STARTTLS, and AUTH only
- * under TLS: after a 220 to STARTTLS the client shakes hands and sends
- * the rest under TLS; bit 6: implicit TLS, the handshake before the
- * greeting); bytes 1 and 2 are two chunk sizes (0: all at once), used in
- * turn, so that the session's reads are split anywhere (a client that is
- * not slow writes the next chunk only once the server has read the
- * previous one and answered); the rest is what the client sends.  The password file has user "fuzz",
- * password "fuzzpass" (AUTH PLAIN AGZ1enoAZnV6enBhc3M=).
+ * Input: byte 0 picks the listener and the client's manners:
+ *   bit 0  AUTH PLAIN/LOGIN offered (in clear text, or only under TLS
+ *          with bit 5 or 6)
+ *   bit 1  the filter chain regex + slow (else none)
+ *   bit 2  a slow reader: it reads its replies only when its own writes
+ *          block, over small socket buffers (the server's back-pressure)
+ *   bit 3  the client drops the connection as soon as everything is
+ *          written, without waiting for the replies
+ *   bit 4  at most a line per write, as a client that does not pipeline
+ *   bit 5  the listener offers STARTTLS: after a 220 to STARTTLS the
+ *          client (OpenSSL) shakes hands and sends the rest under TLS
+ *   bit 6  implicit TLS: the handshake before the greeting
+ * Bytes 1 and 2 are two chunk sizes (0: all at once), used in turn, so
+ * that the session's reads are split anywhere (a client that is not slow
+ * writes the next chunk only once the server has read the previous one
+ * and answered).  The rest is what the client sends.  The password file
+ * has user "fuzz", password "fuzzpass" (AUTH PLAIN AGZ1enoAZnV6enBhc3M=).
  *
- * Checked, per input: no sanitizer report and no leak (every session,
- * transaction and queued message is freed when the input ends); every
- * reply line is "DDD SP/- text CR LF" with DDD in 2xx..5xx, no control
- * octet inside, at most 512 octets, the lines of one multi-line reply
- * share their code, the first reply is the greeting (220), nothing is
- * sent after a 221 or 421 and the connection is closed after it; the
- * replies stay within a bound of the input's size; the session's input
- * and output buffers stay bounded; once the input is consumed, no session,
- * commit, delivery or worker job is left and the queue is empty (a
- * message accepted with 250 is delivered, never left deferred), and the
- * maildirs hold at least one file per message accepted; every
- * 64 inputs, no descriptor more is open than after the first input.
- * Every log line is formatted (the arguments are checked by the
- * sanitizers) and must hold no control octet: client bytes must reach
- * the log escaped, and none may say "but no destination" (smtp_data.c:
- * recipients the bookkeeping lost the destinations of, refused with 451
- * rather than acknowledged and dropped) or "no recipients left" (no
- * filter configured here removes every recipient).  FUZZ_SESSION_LOG=1 prints the daemon's log.
+ * Checked, per input:
+ *   - no sanitizer report and no leak (every session, transaction and
+ *     queued message is freed when the input ends);
+ *   - every reply line is "DDD SP/- text CR LF", DDD in 2xx..5xx, no
+ *     control octet inside, at most 512 octets; the lines of a multi-line
+ *     reply share their code; the first reply is the greeting; nothing
+ *     comes after a 221 or 421 and the connection is closed after it;
+ *   - the replies stay within a bound of the input's size, the session's
+ *     input and output buffers within theirs;
+ *   - once the client is done: no session, commit, delivery or worker job
+ *     left and the queue empty (a message accepted with 250 is delivered,
+ *     never left deferred), at least one maildir file per message
+ *     accepted, no client counted; every 64 inputs, no more descriptors
+ *     open than after the first input (pipes and /dev/null aside);
+ *   - every log line is formatted (the sanitizers check the arguments)
+ *     and holds no control octet (client bytes reach the log escaped);
+ *     none says "but no destination" (smtp_data.c: recipients whose
+ *     destinations the bookkeeping lost, refused with 451) or "no
+ *     recipients left" (no filter configured here removes every
+ *     recipient: the message was acknowledged and dropped).
+ * FUZZ_SESSION_LOG=1 prints the daemon's log and the dialogue.
  *
  * The limits are set low (message_size_limit 8192, header_size_limit
  * 1024, header_count_limit 20, hopcount_limit 5, hard_error_limit 20):
  * inputs of libFuzzer's default 4096 octets reach each of them.
  *
- * Not covered: a TLS handshake with bytes mutated inside it (the client
- * is OpenSSL), greet_pause and the
- * tarpit (they are timers of a second or more: error_sleep_time = 0,
- * greet_pause = 0), timeouts.
+ * Not covered: a TLS handshake with mutated bytes inside it (the client
+ * is OpenSSL), greet_pause and the tarpit (timers of a second or more:
+ * greet_pause = 0, error_sleep_time = 0), the timeouts.
  */
 #include "fuzz_common.h"
 
