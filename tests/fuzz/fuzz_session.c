@@ -33,6 +33,9 @@
  *   bit 5  the listener offers STARTTLS: after a 220 to STARTTLS the
  *          client (OpenSSL) shakes hands and sends the rest under TLS
  *   bit 6  implicit TLS: the handshake before the greeting
+ *   bit 7  the daemon shuts down (SIGTERM's sessions_shutdown) once the
+ *          server has read all the client wrote: the session gets 421,
+ *          a pending hook is given up, a commit finishes first
  * Bytes 1 and 2 are two chunk sizes (0: all at once), used in turn, so
  * that the session's reads are split anywhere (a client that is not slow
  * writes the next chunk only once the server has read the previous one
@@ -502,6 +505,7 @@ struct client {
 	bool slow;               /* reads only when its writes block */
 	bool hangup;             /* closes once everything is written */
 	bool lines;              /* a chunk is a line: one command, then the reply */
+	bool shutdown;           /* sessions_shutdown() once everything is written */
 	bool eof;                /* the server closed */
 	struct buf in;           /* replies received */
 	size_t checked;          /* ... checked up to here */
@@ -662,6 +666,15 @@ static ssize_t client_write(struct client *c)
 	return w;
 }
 
+/* The server has read everything the client sent. */
+static bool server_read_all(const struct petrel_session *s)
+{
+	int unread = 0;
+	if (s && s->fd >= 0 && ioctl(s->fd, FIONREAD, &unread) < 0)
+		fuzz_fail("FIONREAD: %s", strerror(errno));
+	return unread == 0;
+}
+
 /* The server has nothing to do but wait for the client. */
 static bool server_idle(const struct petrel_session *s)
 {
@@ -737,6 +750,10 @@ static void session_run(struct client *c, int listener, size_t insize)
 			wrote = w > 0;
 			blocked = w < 0;
 		}
+		if (c->shutdown && !c->n && server_read_all(srv->sessions)) {
+			sessions_shutdown(srv);  /* as at SIGTERM, the daemon going on */
+			c->shutdown = false;
+		}
 		if (!c->slow || blocked || !c->n)
 			client_read(c);
 		if (c->eof)
@@ -795,6 +812,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		.slow = data[0] & 4,
 		.hangup = data[0] & 8,
 		.lines = data[0] & 16,
+		.shutdown = data[0] & 128,
 		.limit = 4096 + (size - 3) * 128,
 	};
 	unsigned long long accepted = srv->counter_accepted;
