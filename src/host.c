@@ -601,18 +601,46 @@ static int h_rcpt_add(petrel_txn *t, const char *address)
 	return 0;
 }
 
+/* The destinations the recipients of t route to, in a scratch envelope
+ * (routed again: the router answers the same for the same address). */
+static struct qmsg *rcpts_dests(petrel_txn *t)
+{
+	struct server *srv = t->s->srv;
+	struct module *router = srv->router;
+	struct qmsg *m = qmsg_new(t->qid, "", 0);
+	for (int i = 0; i < t->nrcpt; i++) {
+		struct petrel_route r = { .qm = m, .rcpt = &t->rcpts[i], .srv = srv };
+		(void)router->desc->router->route(router->state, &r, &t->rcpts[i]);
+	}
+	return m;
+}
+
+/* The recipient of t that m (from rcpts_dests) says reaches d, or NULL. */
+static struct petrel_addr *reached_by(petrel_txn *t, const struct qmsg *m, const struct qdest *d)
+{
+	for (int i = 0; i < m->ndests; i++) {
+		const struct qdest *o = &m->dests[i];
+		if (strcmp(o->transport, d->transport) || strcasecmp(o->address, d->address))
+			continue;
+		for (int k = 0; k < t->nrcpt; k++)
+			if (!strcmp(t->rcpts[k].str, o->orig))
+				return &t->rcpts[k];
+	}
+	return NULL;
+}
+
+/*
+ * The recipients first, then the destinations that only they lead to.  A
+ * destination is delivered once however many recipients lead to it
+ * (h_route_add) and is recorded under the first of them: one that a
+ * recipient left still reaches (team@ an alias of bob@, then bob@ or a
+ * redirect to bob@) stays, now under that recipient and with its DSN
+ * parameters.  Dropping it lost the message: acknowledged, then discarded
+ * with "no recipients left" (found by fuzz-session).
+ */
 static int h_rcpt_remove(petrel_txn *t, const char *address)
 {
 	int removed = 0;
-	for (int i = 0; i < t->qm->ndests;) {
-		struct qdest *d = &t->qm->dests[i];
-		if (address && strcasecmp(d->orig, address)) {
-			i++;
-			continue;
-		}
-		qmsg_drop_dest(t->qm, i);
-		removed++;
-	}
 	for (int i = 0; i < t->nrcpt;) {
 		struct petrel_addr *a = &t->rcpts[i];
 		if (address && strcasecmp(a->str, address)) {
@@ -624,6 +652,29 @@ static int h_rcpt_remove(petrel_txn *t, const char *address)
 		t->nrcpt--;
 		removed++;
 	}
+	struct qmsg *left = NULL;
+	for (int i = 0; i < t->qm->ndests;) {
+		struct qdest *d = &t->qm->dests[i];
+		if (address && strcasecmp(d->orig, address)) {
+			i++;
+			continue;
+		}
+		if (address && !left)
+			left = rcpts_dests(t);
+		struct petrel_addr *a = address ? reached_by(t, left, d) : NULL;
+		if (a) {
+			free(d->orig);
+			d->orig = xstrdup(a->str);
+			d->notify = (unsigned char)a->notify;
+			free(d->orcpt);
+			d->orcpt = a->orcpt ? xstrdup(a->orcpt) : NULL;
+			i++;
+			continue;
+		}
+		qmsg_drop_dest(t->qm, i);
+		removed++;
+	}
+	qmsg_free(&left);
 	if (removed && t->fd >= 0)
 		t->env_dirty = true;
 	return removed ? 0 : -1;

@@ -447,6 +447,13 @@ void message_done(struct petrel_session *s, int v)
 	int pending = 0;
 	for (int i = 0; i < t->qm->ndests; i++)
 		pending += t->qm->dests[i].status == Q_PENDING;
+	if (!t->discard && !pending && t->nrcpt) {
+		/* recipients and nowhere to deliver: a bookkeeping bug, never
+		 * a reason to acknowledge and drop the message */
+		log_error("%s: %d recipient(s) but no destination: temporary failure", t->qid, t->nrcpt);
+		refuse(s, "451 4.3.0 Error: no destination for the recipients, try again later");
+		return;
+	}
 	if (t->discard || !pending) {
 		log_info("%s: discard: from %s: %s; from=<%s> size=%llu nrcpt=%d", t->qid, s->peer_name,
 		         t->discard ? "by filter" : "no recipients left", t->sender.str,

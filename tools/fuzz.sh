@@ -1,7 +1,9 @@
 #!/bin/sh
 # fuzz.sh BUILDDIR [SECONDS] [HARNESS...] - run each libFuzzer harness for
 # SECONDS (default 20) on its seed corpus tests/fuzz/corpus/NAME/ and
-# print what it found.
+# print what it found.  A harness gets -dict= when tests/fuzz/NAME.dict
+# exists, or the shared dictionary mapped to it below (session and
+# smtp-parse: smtp.dict).
 #
 # Invariants: the corpus in the tree is only read (new inputs go to a
 # temporary work corpus, removed at the end; crashes are kept in
@@ -16,7 +18,7 @@ top=$(cd "$(dirname "$0")/.." && pwd)
 b=${1:?usage: fuzz.sh BUILDDIR [SECONDS] [HARNESS...]}
 secs=${2:-20}
 [ $# -ge 2 ] && shift 2 || shift $#
-all="smtp-parse mime msg-edit maildir-copy spool-envelope bounce smtp-reply"
+all="smtp-parse mime msg-edit maildir-copy spool-envelope bounce smtp-reply session"
 [ $# -gt 0 ] && all="$*"
 mkdir -p "$b/tests/fuzz"
 trs() { printf ':test-result: %s\n:global-test-result: %s\n:recheck: no\n:copy-in-global-log: no\n' "$2" "$2" > "$b/tests/fuzz/$1.trs"; }
@@ -41,8 +43,13 @@ for h in $all; do
   seeds="$top/tests/fuzz/corpus/$h"
   out="$b/tests/fuzz/findings/$h"
   mkdir -p "$work/$h" "$out"
+  # a dictionary: tests/fuzz/NAME.dict, or a shared one named here
+  case $h in
+    session|smtp-parse) d=smtp ;;
+    *) d=$h ;;
+  esac
   dict=""
-  [ -f "$top/tests/fuzz/$h.dict" ] && dict="-dict=$top/tests/fuzz/$h.dict"
+  [ -f "$top/tests/fuzz/$d.dict" ] && dict="-dict=$top/tests/fuzz/$d.dict"
   log="$b/tests/fuzz/$h.log"
   "$b/tests/fuzz/fuzz-$h" -max_total_time="$secs" -timeout=10 -rss_limit_mb=1024 \
     -print_final_stats=1 -artifact_prefix="$out/" $dict "$work/$h" "$seeds" >"$log" 2>&1

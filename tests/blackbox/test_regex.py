@@ -395,6 +395,35 @@ def test_body_tempfail_add_and_redirect():
         d.assert_nothing_more(2, grace=0.5)
 
 
+def test_redirect_to_an_address_an_alias_already_reaches():
+    """fuzz-session: a redirect to bob@ of a message for team@ (an alias of
+    alice@ and bob@) must reach bob.  The destination bob@ was shared
+    (delivered once, recorded under the first RCPT that led there), so
+    removing team@ dropped it and the message was acknowledged with 250
+    and discarded as having "no recipients left"."""
+    rules = "body /redirectme/ redirect bob@localhost\n"
+    router = {"aliases": ["team@localhost: alice@localhost, bob@localhost"]}
+    with regex_daemon(rules, router=router) as d:
+        # the alias alone, and the alias after a plain recipient
+        for n, rcpts in enumerate((["team@localhost"], ["alice@localhost", "team@localhost"])):
+            qid = petrel.send_one(d.port, "a@localhost", rcpts,
+                                  make_message("r%d" % n, "please redirectme\n"))
+            got = d.wait_delivered("bob", n + 1)
+            assert b"Subject: r%d\n" % n in got[n], got
+            assert not re.search(qid + r": discard", d.log_text()), d.log_text()
+        assert not d.delivered("alice")
+        d.assert_nothing_more(2, grace=0.5)
+    # a filter removing the alias keeps what a remaining RCPT still reaches
+    rules = "recipient /^team@/ log team\nbody /dropteam/ redirect bob@localhost\n"
+    with regex_daemon(rules, router=router) as d:
+        petrel.send_one(d.port, "a@localhost", ["team@localhost", "bob@localhost"],
+                        make_message("kept", "dropteam\n"))
+        got = d.wait_delivered("bob", 1)
+        assert b"Subject: kept\n" in got[0]
+        assert not d.delivered("alice")
+        d.assert_nothing_more(1, grace=0.5)
+
+
 def test_invalid_utf8_in_mail_never_errors():
     rules = "body /ü/ reject\nheader Subject /ü/ reject\n"
     msg = crlf(b"From: <a@localhost>\nSubject: caf\xe9 \xfc\xff\n"

@@ -4,6 +4,7 @@ null MX, SERVFAIL, 451 then 250, 550 for one of three, a close after the
 final dot, and raw peers that misbehave.  Real dnsmasq, real aiosmtpd."""
 
 import os
+import re
 import sys
 import time
 
@@ -59,6 +60,18 @@ def test_550_for_one_of_three():
         assert sorted(msgs[0][1]) == ["a@remote.test", "c@remote.test"], msgs
         d.wait_log(r"to=<b@remote.test>.*dsn=5\.1\.1.*status=bounced")
         assert p.transactions == 1
+        # the refused recipient, and only it, in one report in the local
+        # sender's maildir, with the remote server's words
+        (report,) = d.wait_delivered("a", 1)
+        d.assert_nothing_more(1)
+        text = report.decode("utf-8", "replace")
+        assert "multipart/report" in text and "report-type=delivery-status" in text, text
+        assert re.search(r"Final-Recipient: rfc822; ?b@remote\.test", text), text
+        assert "Action: failed" in text and "Status: 5.1.1" in text, text
+        assert re.search(r"Diagnostic-Code: smtp; ?550 5\.1\.1 no such user", text), text
+        assert "Remote-MTA: dns; mx1.remote.test" in text, text
+        assert "a@remote.test" not in text.split("Final-Recipient", 1)[1], text
+        assert "c@remote.test" not in text.split("Final-Recipient", 1)[1], text
 
 
 def test_close_after_dot_retried():

@@ -30,7 +30,7 @@ CORE_SRCS := $(filter-out $(S)/src/main.c $(S)/src/sendmail.c $(S)/src/petrelctl
 CORE_OBJS := $(patsubst $(S)/src/%.c,$(O)/%.o,$(CORE_SRCS))
 CORE_HDRS := $(wildcard $(S)/src/*.h $(S)/api/petrel/*.h)
 
-HARNESSES := smtp-parse mime msg-edit maildir-copy spool-envelope bounce smtp-reply
+HARNESSES := smtp-parse mime msg-edit maildir-copy spool-envelope bounce smtp-reply session
 BINS := $(patsubst %,tests/fuzz/fuzz-%,$(HARNESSES))
 
 all: $(BINS)

@@ -11,7 +11,11 @@
  * header names and a table of names and values, valid and not); the rest
  * is the message as the queue file holds it.
  *
- * Checked: the accessors agree with the count; after msg_rewrite() the
+ * Checked: the index (names and unfolded values) is the one a simple
+ * line-by-line model of the header section gives (check_index: the
+ * indexer itself is linear, one pass per field, and must not differ from
+ * the obvious reading for any number of fields or continuation lines);
+ * the accessors agree with the count; after msg_rewrite() the
  * new file loads again; with no header edit the rewritten message is the
  * message byte for byte (an envelope change must not touch it); with
  * only valid appended/prepended fields it has exactly that many more
@@ -65,6 +69,68 @@ static int load(struct petrel_txn *t)
 	return n;
 }
 
+/* The model: fields end where the next line does not start with SP or
+ * HT; the section ends at an empty line (CR LF, LF, or a CR and at most
+ * one octet more at the very end), a line
+ * without ':', or a continuation line before any field.  A name is what
+ * precedes the first ':' without trailing SP/HT; a value is every line of
+ * the field from after the ':' without its trailing CRs and LFs, joined,
+ * without surrounding SP/HT.  Names and values are C strings (a NUL ends
+ * them). */
+static void check_index(struct petrel_txn *t, const char *m, size_t len)
+{
+	int n = 0;
+	size_t pos = 0;
+	char *val = malloc(len + 1);
+	while (pos < len) {
+		size_t end = pos;
+		while (end < len && m[end] != '\n')
+			end++;
+		end += end < len;
+		size_t k = end - pos;
+		if (m[pos] == '\n' || (m[pos] == '\r' && k <= 2))
+			break;
+		if (m[pos] == ' ' || m[pos] == '\t' || !memchr(m + pos, ':', k))
+			break;
+		size_t colon = (size_t)((const char *)memchr(m + pos, ':', k) - m);
+		size_t nl = colon - pos;
+		while (nl && (m[pos + nl - 1] == ' ' || m[pos + nl - 1] == '\t'))
+			nl--;
+		size_t vl = 0, from = colon + 1;
+		for (;;) {           /* the field's lines */
+			size_t e = end;
+			while (e > from && (m[e - 1] == '\r' || m[e - 1] == '\n'))
+				e--;
+			memcpy(val + vl, m + from, e - from);
+			vl += e - from;
+			if (end >= len || (m[end] != ' ' && m[end] != '\t'))
+				break;
+			from = end;
+			while (end < len && m[end] != '\n')
+				end++;
+			end += end < len;
+		}
+		size_t a = 0;
+		while (a < vl && (val[a] == ' ' || val[a] == '\t'))
+			a++;
+		while (vl > a && (val[vl - 1] == ' ' || val[vl - 1] == '\t'))
+			vl--;
+		val[vl] = 0;
+		const char *name = msg_header_name(t, n), *value = msg_header_value(t, n);
+		if (!name || !value)
+			fuzz_fail("field %d is not indexed (%d fields)", n, msg_header_count(t));
+		if (strlen(name) != strnlen(m + pos, nl) || memcmp(name, m + pos, strlen(name)))
+			fuzz_fail("field %d: name '%s', the model says '%.*s'", n, name, (int)nl, m + pos);
+		if (strcmp(value, val + a))
+			fuzz_fail("field %d (%s): value '%s', the model says '%s'", n, name, value, val + a);
+		n++;
+		pos = end;
+	}
+	free(val);
+	if (n != msg_header_count(t))
+		fuzz_fail("%d fields indexed, the model says %d", msg_header_count(t), n);
+}
+
 /* The message bytes of t's queue file. */
 static char *read_msg(struct petrel_txn *t, size_t *len)
 {
@@ -98,6 +164,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	buf_free(&file);
 
 	int n = load(&t);
+	check_index(&t, msg, msg_len);
 	bool header_edits = false, only_valid_adds = true;
 	int adds = 0;
 	for (int e = 0; e < nedits; e++) {
