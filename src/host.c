@@ -606,7 +606,7 @@ static int h_rcpt_add(petrel_txn *t, const char *address)
 static struct qmsg *rcpts_dests(petrel_txn *t)
 {
 	struct server *srv = t->s->srv;
-	struct module *router = srv->router;
+	struct module *router = t->s->gen->router;     /* the session's, as at RCPT */
 	struct qmsg *m = qmsg_new(t->qid, "", 0);
 	for (int i = 0; i < t->nrcpt; i++) {
 		struct petrel_route r = { .qm = m, .rcpt = &t->rcpts[i], .srv = srv };

@@ -77,6 +77,7 @@
 #include "auth.h"
 #include "auth_throttle.h"
 #include "config.h"
+#include "generation.h"
 #include "log.h"
 #include "module_load.h"
 #include "queue.h"
@@ -336,38 +337,6 @@ static void harness_config_write(const char *dir, const char *conf)
 	free(key);
 }
 
-/* main.c's load_modules(), for this configuration. */
-static void load_modules(struct config *cfg, struct buf *errs)
-{
-	srv->filters = xcalloc((size_t)cfg->nfilters + 1, sizeof *srv->filters);
-	for (int i = 0; i < cfg->nfilters; i++) {
-		struct module *m = module_get(&srv->mods, cfg, cfg->filters[i], NULL, errs);
-		if (m)
-			srv->filters[srv->nfilters++] = m;
-	}
-	srv->router = module_get(&srv->mods, cfg, cfg->router, NULL, errs);
-	config_setting_t *mods = config_lookup(&cfg->cfg, "modules");
-	for (int i = 0; mods && i < config_setting_length(mods); i++) {
-		config_setting_t *b = config_setting_get_elem(mods, (unsigned)i);
-		(void)module_get(&srv->mods, cfg, config_setting_name(b), b, errs);
-	}
-	srv->listeners = xcalloc((size_t)cfg->nlisteners, sizeof *srv->listeners);
-	srv->nlisteners = cfg->nlisteners;
-	for (int i = 0; i < cfg->nlisteners; i++) {
-		struct listener *l = &srv->listeners[i];
-		struct listener_conf *lc = &cfg->listeners[i];
-		l->srv = srv;
-		l->conf = lc;
-		l->fd = -1;              /* never bound: the harness hands sessions over */
-		ev_timer_init(&l->pause_timer, NULL, l);
-		l->stage = module_get(&srv->mods, cfg, lc->stage, NULL, errs);
-		l->filters = xcalloc((size_t)lc->nfilters + 1, sizeof *l->filters);
-		for (int k = 0; k < lc->nfilters; k++)
-			if ((l->filters[l->nfilters] = module_get(&srv->mods, cfg, lc->filters[k], NULL, errs)))
-				l->nfilters++;
-	}
-}
-
 static void on_stop(struct ev_loop *loop, void *arg)
 {
 	(void)arg;
@@ -438,28 +407,19 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
 		exit(1);
 	}
 	srv->loop = ev_loop_new();
-	srv->mods.srv = srv;
 	host_bind(srv);
-	load_modules(srv->cfg, &errs);
-	if (config_read_credentials(srv->cfg, &errs) < 0 || errs.len) {
-		fprintf(stderr, "fuzz-session: modules (module_path %s):\n%s", FUZZ_MODULE_PATH,
-		        errs.data ? errs.data : "?\n");
+	/* what petreld does at start: one generation (modules, chains, TLS key
+	 * pairs, passwords, listener views); the listeners are never bound,
+	 * the harness hands sessions over */
+	struct config *cfg = srv->cfg;
+	srv->cfg = NULL;
+	srv->gen = gen_build(srv, cfg, NULL, false, &errs);
+	if (!srv->gen || errs.len) {
+		fprintf(stderr, "fuzz-session: modules, key pairs, passwords (module_path %s):\n%s",
+		        FUZZ_MODULE_PATH, errs.data ? errs.data : "?\n");
 		exit(1);
 	}
-	srv->tls = xcalloc((size_t)srv->cfg->nlisteners + 1, sizeof *srv->tls);
-	for (int i = 0; i < srv->cfg->nlisteners; i++) {
-		struct listener_conf *lc = &srv->cfg->listeners[i];
-		char err[512];
-		const char *bad;
-		if (lc->tls == TLS_NONE)
-			continue;
-		if (tls_server_new(lc->tls_cert_file, lc->tls_key_file, &srv->tls[i], &bad, err,
-		                   sizeof err) < 0) {
-			fprintf(stderr, "fuzz-session: %s: %s\n", bad ? bad : "TLS", err);
-			exit(1);
-		}
-		srv->listeners[i].tls = srv->tls[i];
-	}
+	srv->cfg = srv->gen->cfg;
 	client_ctx = SSL_CTX_new(TLS_client_method());
 	if (!client_ctx) {
 		fprintf(stderr, "fuzz-session: SSL_CTX_new failed\n");
@@ -467,18 +427,11 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
 	}
 	SSL_CTX_set_verify(client_ctx, SSL_VERIFY_NONE, NULL);
 	SSL_CTX_set_mode(client_ctx, SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
-	srv->auth_db = auth_db_load(srv->cfg->auth_passwords, &errs);
-	if (!srv->auth_db) {
-		fprintf(stderr, "fuzz-session: passwords: %s\n", errs.data ? errs.data : "?");
-		exit(1);
-	}
 	srv->spool = spool_open(srv->cfg->spool, srv->loop, &errs);
 	if (!srv->spool) {
 		fprintf(stderr, "fuzz-session: spool: %s\n", errs.data ? errs.data : "?");
 		exit(1);
 	}
-	for (int k = 0; k < srv->mods.n; k++)
-		srv->mods.v[k]->conf.srv = srv;
 	srv->workers = workers_start(srv->loop, srv->cfg->delivery_workers);
 	srv->filter_workers = workers_start(srv->loop, srv->cfg->filter_workers);
 	srv->queue = queue_new(srv);
@@ -736,7 +689,7 @@ static void session_run(struct client *c, int listener, size_t insize)
 		(void)setsockopt(sv[1], SOL_SOCKET, SO_SNDBUF, &small, sizeof small);
 	}
 	c->fd = sv[1];
-	session_accept(srv, &srv->listeners[listener], sv[0]);
+	session_accept(srv, &srv->gen->listeners[listener], sv[0]);
 	uint64_t start = ev_now_ms();
 	for (;;) {
 		struct petrel_session *s = srv->sessions;
