@@ -16,10 +16,10 @@ LinePeer, a minimal SMTP server on a raw socket (with STARTTLS by
 Python's ssl), records every command line exactly as it arrived; the
 DSN tests (test_relay_dsn.py) use it too."""
 
+import contextlib
 import os
 import re
 import shutil
-import socket
 import ssl
 import subprocess
 import sys
@@ -150,7 +150,7 @@ class _Lines:
         return False
 
 
-class LinePeer:
+class LinePeer(relaypeers.Listener):
     """A small SMTP server on host:port, one thread per connection.
 
     ehlo:      the EHLO keywords offered in clear ("STARTTLS" is added
@@ -165,8 +165,7 @@ class LinePeer:
 
     def __init__(self, host="127.0.0.1", port=None, ehlo=("PIPELINING", "8BITMIME"),
                  ehlo_tls=None, tls_context=None, name="linepeer.test", inject=b""):
-        self.host = host
-        self.port = port or relaypeers.free_port(host)
+        super().__init__(host, port)
         self.ehlo = list(ehlo)
         self.ehlo_tls = list(ehlo if ehlo_tls is None else ehlo_tls)
         self.ctx = tls_context
@@ -177,25 +176,12 @@ class LinePeer:
         self.commands = []
         self.messages = []
         self.connections = 0
-        self.lock = threading.Lock()
-        self.stopping = False
-        self.socks = []
-        self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        self.sock.bind((host, self.port))
-        self.sock.listen(16)
-        threading.Thread(target=self._accept, daemon=True).start()
+        self.start()
 
-    def _accept(self):
-        while not self.stopping:
-            try:
-                c, _ = self.sock.accept()
-            except OSError:
-                return
-            with self.lock:
-                self.connections += 1
-                self.socks.append(c)
-            threading.Thread(target=self._serve, args=(c,), daemon=True).start()
+    def _accepted(self, c):
+        with self.lock:
+            self.connections += 1
+        threading.Thread(target=self._serve, args=(c,), daemon=True).start()
 
     def _serve(self, sock):
         try:
@@ -314,26 +300,6 @@ class LinePeer:
             time.sleep(0.05)
         raise AssertionError("LinePeer got %d messages, wanted %d; commands %r"
                              % (len(self.messages), n, self.commands))
-
-    def close(self):
-        self.stopping = True
-        try:
-            self.sock.shutdown(socket.SHUT_RDWR)
-        except OSError:
-            pass
-        self.sock.close()
-        with self.lock:
-            for c in self.socks:
-                try:
-                    c.close()
-                except OSError:
-                    pass
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *a):
-        self.close()
 
 
 # ---------------------------------------------------------------------------
@@ -740,43 +706,52 @@ def test_may_retries_in_clear_after_a_failed_handshake():
 # ---------------------------------------------------------------------------
 # nothing from before the handshake counts after it
 
-def test_post_tls_ehlo_decides_size():
-    # In clear the peer says SIZE 100 (our message is larger: it would
-    # bounce with 5.3.4); under TLS it says SIZE 1000000.  Then the other
-    # way round, where the post-TLS SIZE 100 must bounce it.
+@contextlib.contextmanager
+def tls_peer_pair(first, second):
+    """Two LinePeers with STARTTLS (one certificate, for 127.0.0.2) on
+    127.0.0.2 and 127.0.0.3, and client A routing to them with
+    tls = "encrypt".  first, second: (domain routed to that peer, EHLO
+    keywords in clear, EHLO keywords under TLS).  Yields (p1, p2, a)."""
+    (dom1, ehlo1, tls1), (dom2, ehlo2, tls2) = first, second
     with Secrets() as sec:
         cert, key = petrel.make_cert(sec.dir, name="127.0.0.2")
         ctx = server_context(cert, key)
         port = relaypeers.free_port("127.0.0.2")
         port2 = relaypeers.free_port("127.0.0.3")
-        routes = ('routes = ( { domain = "small-first.test"; transport = "smtp"; '
+        routes = ('routes = ( { domain = "%s"; transport = "smtp"; '
                   'nexthop = "[127.0.0.2]:%d"; },\n'
-                  '  { domain = "small-later.test"; transport = "smtp"; '
-                  'nexthop = "[127.0.0.3]:%d"; } );' % (port, port2))
-        with LinePeer("127.0.0.2", port, ehlo=["SIZE 100", "DSN"], ehlo_tls=["SIZE 1000000"],
-                      tls_context=ctx) as p1, \
-                LinePeer("127.0.0.3", port2, ehlo=["SIZE 1000000"], ehlo_tls=["SIZE 100"],
-                         tls_context=ctx) as p2, \
+                  '  { domain = "%s"; transport = "smtp"; '
+                  'nexthop = "[127.0.0.3]:%d"; } );' % (dom1, port, dom2, port2))
+        with LinePeer("127.0.0.2", port, ehlo=ehlo1, ehlo_tls=tls1, tls_context=ctx) as p1, \
+                LinePeer("127.0.0.3", port2, ehlo=ehlo2, ehlo_tls=tls2, tls_context=ctx) as p2, \
                 client_a(smtp='tls = "encrypt";', extra=routes) as a:
-            q1 = petrel.send_one(a.port, "a@localhost", ["u@small-first.test"],
-                                 make_message("big", body="x" * 400 + "\n"),
-                                 params="RET=HDRS")
-            msgs = p1.wait_messages(1)
-            assert msgs[0]["tls"], msgs
-            status_line(a, q1, "u@small-first.test", "sent")
-            # DSN was offered only in clear: no DSN parameter under TLS
-            assert "RET=" not in msgs[0]["mail"] and "SIZE=" in msgs[0]["mail"], msgs[0]
-            assert not any(tls is False and l.upper().startswith(("MAIL", "RCPT"))
-                           for tls, l in p1.commands), p1.commands
-            # EHLO again after the handshake, as RFC 3207 4.2 asks
-            assert [l.split()[0] for tls, l in p1.commands if tls][:1] == ["EHLO"], p1.commands
-            q2 = petrel.send_one(a.port, "a@localhost", ["u@small-later.test"],
-                                 make_message("big", body="x" * 400 + "\n"))
-            m = status_line(a, q2, "u@small-later.test", "bounced")
-            assert m.group(2) == "5.3.4", m.group(0)
-            assert "exceeds the limit 100 of 127.0.0.3" in m.group(3), m.group(0)
-            assert p2.messages == []
+            yield p1, p2, a
 
+
+def test_post_tls_ehlo_decides_size():
+    # In clear the peer says SIZE 100 (our message is larger: it would
+    # bounce with 5.3.4); under TLS it says SIZE 1000000.  Then the other
+    # way round, where the post-TLS SIZE 100 must bounce it.
+    with tls_peer_pair(("small-first.test", ["SIZE 100", "DSN"], ["SIZE 1000000"]),
+                       ("small-later.test", ["SIZE 1000000"], ["SIZE 100"])) as (p1, p2, a):
+        q1 = petrel.send_one(a.port, "a@localhost", ["u@small-first.test"],
+                             make_message("big", body="x" * 400 + "\n"),
+                             params="RET=HDRS")
+        msgs = p1.wait_messages(1)
+        assert msgs[0]["tls"], msgs
+        status_line(a, q1, "u@small-first.test", "sent")
+        # DSN was offered only in clear: no DSN parameter under TLS
+        assert "RET=" not in msgs[0]["mail"] and "SIZE=" in msgs[0]["mail"], msgs[0]
+        assert not any(tls is False and l.upper().startswith(("MAIL", "RCPT"))
+                       for tls, l in p1.commands), p1.commands
+        # EHLO again after the handshake, as RFC 3207 4.2 asks
+        assert [l.split()[0] for tls, l in p1.commands if tls][:1] == ["EHLO"], p1.commands
+        q2 = petrel.send_one(a.port, "a@localhost", ["u@small-later.test"],
+                             make_message("big", body="x" * 400 + "\n"))
+        m = status_line(a, q2, "u@small-later.test", "bounced")
+        assert m.group(2) == "5.3.4", m.group(0)
+        assert "exceeds the limit 100 of 127.0.0.3" in m.group(3), m.group(0)
+        assert p2.messages == []
 
 
 def test_bytes_after_the_starttls_reply_are_dropped():
@@ -829,30 +804,18 @@ def test_post_tls_ehlo_decides_pipelining():
     # each reply.  The control peer offers it only under TLS, and there
     # RCPT and DATA must follow MAIL at once (which shows the peer can
     # tell).
-    with Secrets() as sec:
-        cert, key = petrel.make_cert(sec.dir, name="127.0.0.2")
-        ctx = server_context(cert, key)
-        port = relaypeers.free_port("127.0.0.2")
-        port2 = relaypeers.free_port("127.0.0.3")
-        routes = ('routes = ( { domain = "clear-only.test"; transport = "smtp"; '
-                  'nexthop = "[127.0.0.2]:%d"; },\n'
-                  '  { domain = "tls-only.test"; transport = "smtp"; '
-                  'nexthop = "[127.0.0.3]:%d"; } );' % (port, port2))
-        with LinePeer("127.0.0.2", port, ehlo=["PIPELINING"], ehlo_tls=["8BITMIME"],
-                      tls_context=ctx) as p1, \
-                LinePeer("127.0.0.3", port2, ehlo=["8BITMIME"], ehlo_tls=["PIPELINING"],
-                         tls_context=ctx) as p2, \
-                client_a(smtp='tls = "encrypt";', extra=routes) as a:
-            q1 = petrel.send_one(a.port, "a@localhost", ["u@clear-only.test", "v@clear-only.test"],
-                                 make_message("no pipelining"))
-            q2 = petrel.send_one(a.port, "a@localhost", ["u@tls-only.test", "v@tls-only.test"],
-                                 make_message("pipelining"))
-            p1.wait_messages(1)
-            p2.wait_messages(1)
-            status_line(a, q1, "u@clear-only.test", "sent")
-            status_line(a, q2, "u@tls-only.test", "sent")
-            assert p1.mail_followed == [(True, False)], p1.mail_followed
-            assert p2.mail_followed == [(True, True)], p2.mail_followed
+    with tls_peer_pair(("clear-only.test", ["PIPELINING"], ["8BITMIME"]),
+                       ("tls-only.test", ["8BITMIME"], ["PIPELINING"])) as (p1, p2, a):
+        q1 = petrel.send_one(a.port, "a@localhost", ["u@clear-only.test", "v@clear-only.test"],
+                             make_message("no pipelining"))
+        q2 = petrel.send_one(a.port, "a@localhost", ["u@tls-only.test", "v@tls-only.test"],
+                             make_message("pipelining"))
+        p1.wait_messages(1)
+        p2.wait_messages(1)
+        status_line(a, q1, "u@clear-only.test", "sent")
+        status_line(a, q2, "u@tls-only.test", "sent")
+        assert p1.mail_followed == [(True, False)], p1.mail_followed
+        assert p2.mail_followed == [(True, True)], p2.mail_followed
 
 
 if __name__ == "__main__":
