@@ -305,6 +305,16 @@ class LinePeer(relaypeers.Listener):
 # ---------------------------------------------------------------------------
 # daemons
 
+def smtp_routes(*routes):
+    """The routes setting sending each (domain, nexthop[, tls]) by the
+    smtp transport, in that order; without tls the module's applies."""
+    items = []
+    for r in routes:
+        tls = ' tls = "%s";' % r[2] if len(r) > 2 else ""
+        items.append('{ domain = "%s"; transport = "smtp"; nexthop = "%s";%s }' % (r[0], r[1], tls))
+    return "routes = ( %s );" % ",\n  ".join(items)
+
+
 def smarthost_b(sec, more_listeners=()):
     """petreld B, the smarthost: STARTTLS and AUTH on its first listener
     (plus more_listeners), no relay_networks, so mail for remote.test
@@ -504,8 +514,7 @@ def test_verify_refuses_a_self_signed_certificate():
         port = relaypeers.free_port("127.0.0.2")
         with Peer("127.0.0.2", port, tls_context=server_context(cert, key)) as p, \
                 client_a({"resolver": dns.addr}, smtp='tls = "verify";',
-                         extra='routes = ( { domain = "remote.test"; transport = "smtp"; '
-                               'nexthop = "[relay.test]:%d"; } );' % port) as a:
+                         extra=smtp_routes(("remote.test", "[relay.test]:%d" % port))) as a:
             qid = send(a, "u@remote.test")
             m = status_line(a, qid, "u@remote.test", "deferred")
             assert m.group(1) == "relay.test[127.0.0.2]:%d" % port, m.group(0)
@@ -529,8 +538,7 @@ def test_verify_accepts_a_certificate_from_the_configured_ca():
         with Peer("127.0.0.2", port, tls_context=server_context(cert, key)) as p, \
                 client_a({"resolver": dns.addr},
                          smtp='tls = "verify"; tls_ca_file = "%s"; port = %d;' % (ca[0], port),
-                         extra='routes = ( { domain = "remote.test"; transport = "smtp"; '
-                               'nexthop = "[relay.test]:%d"; } );' % port) as a:
+                         extra=smtp_routes(("remote.test", "[relay.test]:%d" % port))) as a:
             qid = send(a, "u@remote.test", subject="verified")
             p.wait_messages(1)
             m = status_line(a, qid, "u@remote.test", "sent")
@@ -554,8 +562,7 @@ def test_verify_without_tls_ca_file_uses_the_system_store():
         port = relaypeers.free_port("127.0.0.2")
         with Peer("127.0.0.2", port, tls_context=server_context(cert, key)) as p, \
                 client_a({"resolver": dns.addr}, smtp='tls = "verify";',
-                         extra='routes = ( { domain = "remote.test"; transport = "smtp"; '
-                               'nexthop = "[relay.test]:%d"; } );' % port) as a:
+                         extra=smtp_routes(("remote.test", "[relay.test]:%d" % port))) as a:
             qid = send(a, "u@remote.test")
             m = status_line(a, qid, "u@remote.test", "deferred")
             assert re.search(r"certificate verification failed: unable to get local issuer "
@@ -573,8 +580,7 @@ def test_verify_refuses_a_host_name_mismatch():
         with Peer("127.0.0.2", port, tls_context=server_context(cert, key)) as p, \
                 client_a({"resolver": dns.addr},
                          smtp='tls = "verify"; tls_ca_file = "%s";' % ca[0],
-                         extra='routes = ( { domain = "remote.test"; transport = "smtp"; '
-                               'nexthop = "[relay.test]:%d"; } );' % port) as a:
+                         extra=smtp_routes(("remote.test", "[relay.test]:%d" % port))) as a:
             qid = send(a, "u@remote.test")
             m = status_line(a, qid, "u@remote.test", "deferred")
             assert re.search(r"certificate verification failed: [Hh]ostname mismatch", m.group(3)), \
@@ -590,11 +596,9 @@ def test_encrypt_may_and_a_route_over_the_module_default():
     # no server was reached, as Postfix's does.
     port = relaypeers.free_port("127.0.0.2")
     closed = relaypeers.free_port("127.0.0.3")
-    routes = ('routes = ( { domain = "clear.test"; transport = "smtp"; '
-              'nexthop = "[127.0.0.2]:%d"; tls = "may"; },\n'
-              '  { domain = "strict.test"; transport = "smtp"; nexthop = "[127.0.0.2]:%d"; },\n'
-              '  { domain = "closed.test"; transport = "smtp"; nexthop = "[127.0.0.3]:%d"; } );'
-              % (port, port, closed))
+    routes = smtp_routes(("clear.test", "[127.0.0.2]:%d" % port, "may"),
+                         ("strict.test", "[127.0.0.2]:%d" % port),
+                         ("closed.test", "[127.0.0.3]:%d" % closed))
     with Peer("127.0.0.2", port) as p, \
             client_a(smtp='tls = "encrypt";', extra=routes) as a:
         q1 = send(a, "u@strict.test", subject="strict")
@@ -626,10 +630,8 @@ def test_route_verify_over_module_may():
     with Secrets() as sec:
         cert, key = petrel.make_cert(sec.dir, name="127.0.0.2")
         port = relaypeers.free_port("127.0.0.2")
-        routes = ('routes = ( { domain = "strict.test"; transport = "smtp"; '
-                  'nexthop = "[127.0.0.2]:%d"; tls = "verify"; },\n'
-                  '  { domain = "lax.test"; transport = "smtp"; nexthop = "[127.0.0.2]:%d"; } );'
-                  % (port, port))
+        routes = smtp_routes(("strict.test", "[127.0.0.2]:%d" % port, "verify"),
+                             ("lax.test", "[127.0.0.2]:%d" % port))
         with Peer("127.0.0.2", port, tls_context=server_context(cert, key)) as p, \
                 client_a(smtp='tls = "may";', extra=routes) as a:
             q1 = send(a, "u@strict.test")
@@ -647,10 +649,8 @@ def test_none_never_says_starttls():
     with Secrets() as sec:
         cert, key = petrel.make_cert(sec.dir, name="127.0.0.2")
         port = relaypeers.free_port("127.0.0.2")
-        routes = ('routes = ( { domain = "plain.test"; transport = "smtp"; '
-                  'nexthop = "[127.0.0.2]:%d"; },\n'
-                  '  { domain = "tls.test"; transport = "smtp"; nexthop = "[127.0.0.2]:%d"; '
-                  'tls = "may"; } );' % (port, port))
+        routes = smtp_routes(("plain.test", "[127.0.0.2]:%d" % port),
+                             ("tls.test", "[127.0.0.2]:%d" % port, "may"))
         with LinePeer("127.0.0.2", port, tls_context=server_context(cert, key)) as p, \
                 client_a(smtp='tls = "none";', extra=routes) as a:
             q1 = send(a, "u@plain.test", subject="plain")
@@ -680,10 +680,8 @@ def test_may_retries_in_clear_after_a_failed_handshake():
         except (ValueError, ssl.SSLError) as e:
             petrel.skip("cannot make a TLS 1.1 server here: %s" % e)
         port = relaypeers.free_port("127.0.0.2")
-        routes = ('routes = ( { domain = "lax.test"; transport = "smtp"; '
-                  'nexthop = "[127.0.0.2]:%d"; },\n'
-                  '  { domain = "strict.test"; transport = "smtp"; nexthop = "[127.0.0.2]:%d"; '
-                  'tls = "encrypt"; } );' % (port, port))
+        routes = smtp_routes(("lax.test", "[127.0.0.2]:%d" % port),
+                             ("strict.test", "[127.0.0.2]:%d" % port, "encrypt"))
         with LinePeer("127.0.0.2", port, tls_context=ctx) as p, \
                 client_a(smtp='tls = "may";', extra=routes) as a:
             q1 = send(a, "u@lax.test", subject="in clear")
@@ -718,10 +716,7 @@ def tls_peer_pair(first, second):
         ctx = server_context(cert, key)
         port = relaypeers.free_port("127.0.0.2")
         port2 = relaypeers.free_port("127.0.0.3")
-        routes = ('routes = ( { domain = "%s"; transport = "smtp"; '
-                  'nexthop = "[127.0.0.2]:%d"; },\n'
-                  '  { domain = "%s"; transport = "smtp"; '
-                  'nexthop = "[127.0.0.3]:%d"; } );' % (dom1, port, dom2, port2))
+        routes = smtp_routes((dom1, "[127.0.0.2]:%d" % port), (dom2, "[127.0.0.3]:%d" % port2))
         with LinePeer("127.0.0.2", port, ehlo=ehlo1, ehlo_tls=tls1, tls_context=ctx) as p1, \
                 LinePeer("127.0.0.3", port2, ehlo=ehlo2, ehlo_tls=tls2, tls_context=ctx) as p2, \
                 client_a(smtp='tls = "encrypt";', extra=routes) as a:
@@ -764,8 +759,7 @@ def test_bytes_after_the_starttls_reply_are_dropped():
         with LinePeer("127.0.0.2", port, ehlo=["PIPELINING"], tls_context=server_context(cert, key),
                       inject=inject) as p, \
                 client_a(smtp='tls = "encrypt";',
-                         extra='routes = ( { domain = "remote.test"; transport = "smtp"; '
-                               'nexthop = "[127.0.0.2]:%d"; } );' % port) as a:
+                         extra=smtp_routes(("remote.test", "[127.0.0.2]:%d" % port))) as a:
             qid = send(a, "u@remote.test", subject="after injection")
             msgs = p.wait_messages(1)
             assert msgs[0]["tls"] and b"Subject: after injection" in msgs[0]["data"], msgs
