@@ -615,19 +615,11 @@ int main(int argc, char **argv)
 		conn_open(&c, path);
 		buf_addf(&req, "show %s\n", args[0]);
 		rc = request(&c, req.data, json, print_show_line, NULL);
-	} else if ((!strcmp(cmd, "hold") || !strcmp(cmd, "release") || !strcmp(cmd, "delete")) &&
-	           nargs > 0) {
+	} else if (((!strcmp(cmd, "hold") || !strcmp(cmd, "release") || !strcmp(cmd, "delete")) &&
+	            nargs > 0) || !strcmp(cmd, "flush")) {
+		/* "<cmd> id...": flush also goes without ids (all of the queue) */
 		conn_open(&c, path);
 		buf_adds(&req, cmd);
-		for (int k = 0; k < nargs; k++)
-			buf_addf(&req, " %s", args[k]);
-		buf_adds(&req, "\n");
-		if (req.len > 4096)
-			die(EXIT_USAGE, "too many queue ids for one request (4 KiB); split them");
-		rc = request(&c, req.data, json, print_act_line, NULL);
-	} else if (!strcmp(cmd, "flush")) {
-		conn_open(&c, path);
-		buf_adds(&req, "flush");
 		for (int k = 0; k < nargs; k++)
 			buf_addf(&req, " %s", args[k]);
 		buf_adds(&req, "\n");

@@ -1027,6 +1027,17 @@ def assert_delivery(content, sender, rcpt, message, qid=None):
     return d
 
 
+def block_mailbox(d, user):
+    """Put a file where user@localhost's maildir would be in daemon d's
+    mail store, so that local deliveries to that user defer; returns its
+    path (remove it to let them through)."""
+    os.makedirs(os.path.join(d.mail, "localhost"), exist_ok=True)
+    path = os.path.join(d.mail, "localhost", user)
+    with open(path, "w") as f:
+        f.write("not a directory\n")
+    return path
+
+
 def run(argv, timeout=30, **kw):
     """Run a command; return CompletedProcess with bytes output."""
     return subprocess.run(argv, stdin=subprocess.DEVNULL,

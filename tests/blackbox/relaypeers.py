@@ -8,6 +8,8 @@ Peer:     an aiosmtpd SMTP server (Debian's, from /usr/lib/python3/
           dist-packages) on a loopback address and port, recording each
           connection, envelope (with ESMTP parameters) and message, with a
           script of replies per command.
+Listener: the accept loop and close() the raw-socket peers share (here
+          and in the test files' own peers).
 Hostile:  a raw-socket server that answers with one scripted byte string
           (a 10,000-line reply, NUL bytes, bare LF, a 1 MB line, a reply
           that never ends).
@@ -240,33 +242,78 @@ class Peer:
         self.close()
 
 
-class Hostile:
-    """A raw-socket peer: accepts, sends `payload` (bytes, or a callable
-    writing to the socket), and keeps the connection until closed."""
+class Listener:
+    """A TCP listener on loopback host:port (a free one when port is None)
+    for the raw-socket peers: a daemon thread accepts, and each connection
+    goes to self._accepted(conn), which the subclass writes.  With
+    track_conns, accepted sockets are kept in self.conns and closed by
+    close(); the listening socket always is.  A context manager."""
 
-    def __init__(self, payload, host="127.0.0.1", port=None):
-        self.payload = payload
+    track_conns = True
+
+    def __init__(self, host="127.0.0.1", port=None, backlog=16, family=socket.AF_INET):
         self.host = host
         self.port = port or free_port(host)
-        self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        self.sock.bind((host, self.port))
-        self.sock.listen(64)
-        self.connections = 0
+        self.lock = threading.Lock()
         self.stopping = False
         self.conns = []
-        self.thread = threading.Thread(target=self._run, daemon=True)
+        self.sock = socket.socket(family, socket.SOCK_STREAM)
+        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self.sock.bind((host, self.port))
+        self.sock.listen(backlog)
+
+    def start(self):
+        self.thread = threading.Thread(target=self._accept_loop, daemon=True)
         self.thread.start()
 
-    def _run(self):
+    def _accept_loop(self):
         while not self.stopping:
             try:
                 c, _ = self.sock.accept()
             except OSError:
                 return
-            self.connections += 1
-            self.conns.append(c)
-            threading.Thread(target=self._serve, args=(c,), daemon=True).start()
+            if self.track_conns:
+                with self.lock:
+                    self.conns.append(c)
+            self._accepted(c)
+
+    def _accepted(self, conn):
+        raise NotImplementedError
+
+    def close(self):
+        self.stopping = True
+        try:
+            self.sock.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
+        self.sock.close()
+        with self.lock:
+            for c in self.conns:
+                try:
+                    c.close()
+                except OSError:
+                    pass
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *a):
+        self.close()
+
+
+class Hostile(Listener):
+    """A raw-socket peer: accepts, sends `payload` (bytes, or a callable
+    writing to the socket), and keeps the connection until closed."""
+
+    def __init__(self, payload, host="127.0.0.1", port=None):
+        super().__init__(host, port, backlog=64)
+        self.payload = payload
+        self.connections = 0
+        self.start()
+
+    def _accepted(self, c):
+        self.connections += 1
+        threading.Thread(target=self._serve, args=(c,), daemon=True).start()
 
     def _serve(self, c):
         try:
@@ -278,25 +325,6 @@ class Hostile:
                 pass
         except OSError:
             pass
-
-    def close(self):
-        self.stopping = True
-        try:
-            self.sock.shutdown(socket.SHUT_RDWR)
-        except OSError:
-            pass
-        self.sock.close()
-        for c in self.conns:
-            try:
-                c.close()
-            except OSError:
-                pass
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *a):
-        self.close()
 
 
 HOSTILE_PAYLOADS = {

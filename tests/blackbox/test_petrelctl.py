@@ -29,7 +29,7 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import petrel  # noqa: E402
-from petrel import Daemon, make_message  # noqa: E402
+from petrel import Daemon, block_mailbox, make_message  # noqa: E402
 
 PETRELCTL = os.environ.get("PETRELCTL") or os.path.join(petrel.BUILDDIR, "src", "petrelctl")
 
@@ -55,14 +55,6 @@ def ok(d, *args, **kw):
 
 def queue_json(d):
     return [json.loads(line) for line in ok(d, "queue", "--json").splitlines()]
-
-
-def block_mailbox(d, user):
-    os.makedirs(os.path.join(d.mail, "localhost"), exist_ok=True)
-    path = os.path.join(d.mail, "localhost", user)
-    with open(path, "w") as f:
-        f.write("not a directory\n")
-    return path
 
 
 def deferring_daemon(**kw):

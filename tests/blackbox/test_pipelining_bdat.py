@@ -9,6 +9,15 @@ import petrel  # noqa: E402
 from petrel import Daemon, make_message, check, assert_delivery  # noqa: E402
 
 
+def pipeline_to_data(c):
+    """EHLO, then MAIL, RCPT to user@localhost and DATA in one write:
+    250, 250, 354."""
+    c.ehlo()
+    c.send(b"MAIL FROM:<a@localhost>\r\nRCPT TO:<user@localhost>\r\nDATA\r\n")
+    for r, code in zip(c.replies(3), (250, 250, 354)):
+        check(r, code)
+
+
 def test_pipelined_envelope_and_data():
     msg = make_message("pipelined")
     with Daemon() as d, d.client() as c:
@@ -72,10 +81,7 @@ def test_half_close_after_quit_still_gets_every_reply():
     a client that retried would send it twice."""
     import socket as _socket
     with Daemon() as d, d.client() as c:
-        c.ehlo()
-        c.send(b"MAIL FROM:<a@localhost>\r\nRCPT TO:<user@localhost>\r\nDATA\r\n")
-        for r, code in zip(c.replies(3), (250, 250, 354)):
-            check(r, code)
+        pipeline_to_data(c)
         c.send(b"Subject: half\r\n\r\nclosed\r\n.\r\nQUIT\r\n")
         c.sock.shutdown(_socket.SHUT_WR)
         c.expect(250, "2.0.0")
@@ -84,10 +90,7 @@ def test_half_close_after_quit_still_gets_every_reply():
         d.wait_delivered("user", 1)
     with Daemon() as d, d.client() as c:
         # a half-close mid-DATA: nothing is queued, the session ends
-        c.ehlo()
-        c.send(b"MAIL FROM:<a@localhost>\r\nRCPT TO:<user@localhost>\r\nDATA\r\n")
-        for r, code in zip(c.replies(3), (250, 250, 354)):
-            check(r, code)
+        pipeline_to_data(c)
         c.send(b"Subject: cut\r\n\r\npart")
         c.sock.shutdown(_socket.SHUT_WR)
         c.expect_closed()
@@ -100,11 +103,7 @@ def test_next_transaction_pipelined_after_final_dot():
     # in the same packet
     m1, m2 = make_message("first"), make_message("second")
     with Daemon() as d, d.client() as c:
-        c.ehlo()
-        c.send(b"MAIL FROM:<a@localhost>\r\nRCPT TO:<user@localhost>\r\n"
-               b"DATA\r\n")
-        for r, code in zip(c.replies(3), (250, 250, 354)):
-            check(r, code)
+        pipeline_to_data(c)
         c.send(petrel.dot_stuff(m1) + b".\r\n"
                b"MAIL FROM:<b@localhost>\r\nRCPT TO:<other@localhost>\r\n"
                b"DATA\r\n")

@@ -23,6 +23,7 @@ extensions (issue 8, item 3), against real peers on loopback:
 Peers are test_relay_load.Sink (asyncio, recording each transaction) and
 dnsmasq (relaypeers.Dns) for the MX case."""
 
+import contextlib
 import os
 import re
 import sys
@@ -102,6 +103,16 @@ def test_mx_is_my_own_address_loops_back():
         assert len(connects) == 1, connects
 
 
+@contextlib.contextmanager
+def own_port_and_sink(port_dns):
+    """dnsmasq with port_dns, petreld on its own port (own_port_daemon)
+    and a Sink on 127.0.0.2 at that same port.  Yields (daemon, sink)."""
+    with Dns(**port_dns) as dns:
+        d = own_port_daemon(dns)
+        with d, Sink(host="127.0.0.2", port=d.port) as sink:
+            yield d, sink
+
+
 def test_best_mx_is_me_backup_not_tried():
     """RFC 5321 5.1: finding itself among the MX hosts, a client drops
     itself and every MX of the same or a greater preference.  Here it is
@@ -109,13 +120,11 @@ def test_best_mx_is_me_backup_not_tried():
     send it back); the message bounces as a loop."""
     port_dns = {"mx": {"loop2.test": [(10, "self.loop2.test"), (20, "backup.loop2.test")]},
                 "a": {"self.loop2.test": ["127.0.0.1"], "backup.loop2.test": ["127.0.0.2"]}}
-    with Dns(**port_dns) as dns:
-        d = own_port_daemon(dns)
-        with d, Sink(host="127.0.0.2", port=d.port) as backup:
-            qid = send(d, "u@loop2.test", message("best mx is me"))
-            d.wait_log(r"%s: to=<u@loop2.test>.*dsn=5\.4\.6, status=bounced" % qid)
-            assert "mail for loop2.test loops back to myself" in report_for(d, qid)
-            assert backup.snapshot()["connections"] == 0, backup.snapshot()
+    with own_port_and_sink(port_dns) as (d, backup):
+        qid = send(d, "u@loop2.test", message("best mx is me"))
+        d.wait_log(r"%s: to=<u@loop2.test>.*dsn=5\.4\.6, status=bounced" % qid)
+        assert "mail for loop2.test loops back to myself" in report_for(d, qid)
+        assert backup.snapshot()["connections"] == 0, backup.snapshot()
 
 
 def test_backup_mx_is_me_primary_down_deferred():
@@ -138,12 +147,10 @@ def test_backup_mx_is_me_primary_down_deferred():
 def test_backup_mx_is_me_primary_up_delivered():
     port_dns = {"mx": {"loop4.test": [(20, "self.loop4.test"), (10, "primary.loop4.test")]},
                 "a": {"primary.loop4.test": ["127.0.0.2"], "self.loop4.test": ["127.0.0.1"]}}
-    with Dns(**port_dns) as dns:
-        d = own_port_daemon(dns)
-        with d, Sink(host="127.0.0.2", port=d.port) as primary:
-            qid = send(d, "u@loop4.test", message("primary up"))
-            d.wait_log(r"%s: to=<u@loop4.test>.*status=sent" % qid)
-            assert primary.snapshot()["distinct"] == 0 and primary.snapshot()["mails"] == 1
+    with own_port_and_sink(port_dns) as (d, primary):
+        qid = send(d, "u@loop4.test", message("primary up"))
+        d.wait_log(r"%s: to=<u@loop4.test>.*status=sent" % qid)
+        assert primary.snapshot()["distinct"] == 0 and primary.snapshot()["mails"] == 1
 
 
 def test_greeting_names_me_loops_back():

@@ -430,6 +430,22 @@ def test_kill9_during_relay_load_2000():
             assert d.running()
 
 
+def inject_until_deferred(d, n, pattern, poll):
+    """Inject n messages to u@remote.test over 2 connections, then wait (up
+    to 30 s) until d's log holds n matches of pattern, their deferrals.
+    Returns (the re.findall matches, the log text they came from)."""
+    inj = Injector(d.port, n, 2)
+    inj.join(T(60))
+    assert inj.count() == n, inj.errors[:3]
+    deadline = time.monotonic() + T(30)
+    while True:
+        log = d.log_text()
+        found = re.findall(pattern, log)
+        if len(found) >= n or time.monotonic() >= deadline:
+            return found, log
+        time.sleep(poll)
+
+
 def test_backlog_grows_to_destination_concurrency():
     """200 messages deferred while the next hop is down, then all due at
     once (petrelctl flush): the destination's window opens from its
@@ -442,16 +458,8 @@ def test_backlog_grows_to_destination_concurrency():
                              "tls = \"none\"; connect_timeout = 5; dead_time = 1; };" % CONCURRENCY,
                extra=route_to("127.0.0.1", port))
     with d:
-        inj = Injector(d.port, n, 2)
-        inj.join(T(60))
-        assert inj.count() == n, inj.errors[:3]
-        deadline = time.monotonic() + T(30)
-        while time.monotonic() < deadline:
-            deferred = len(re.findall(r"to=<u@remote.test>.*status=deferred", d.log_text()))
-            if deferred >= n:
-                break
-            time.sleep(0.1)
-        assert deferred >= n, deferred
+        deferred, _ = inject_until_deferred(d, n, r"to=<u@remote.test>.*status=deferred", 0.1)
+        assert len(deferred) >= n, len(deferred)
         time.sleep(1.5)                  # dead_time is over
         with Sink(port=port, dot_delay=0.2) as sink:
             ctl = os.environ.get("PETRELCTL") or os.path.join(petrel.BUILDDIR, "src", "petrelctl")
@@ -478,16 +486,8 @@ def test_handshake_stall_parks_the_destination():
                                  "connect_timeout = 5; helo_timeout = 2; dead_time = 60; };",
                    extra=route_to(sink.host, sink.port))
         with d:
-            inj = Injector(d.port, n, 2)
-            inj.join(T(60))
-            assert inj.count() == n, inj.errors[:3]
-            deadline = time.monotonic() + T(30)
-            while time.monotonic() < deadline:
-                log = d.log_text()
-                deferred = re.findall(r"(\w+): to=<u@remote.test>.*status=deferred \((.*)\)", log)
-                if len(deferred) >= n:
-                    break
-                time.sleep(0.2)
+            deferred, log = inject_until_deferred(
+                d, n, r"(\w+): to=<u@remote.test>.*status=deferred \((.*)\)", 0.2)
             snap = sink.snapshot()
             diag("%d deferred over %d connections; reasons: %s"
                  % (len(deferred), snap["connections"], sorted({r for _, r in deferred})[:3]))

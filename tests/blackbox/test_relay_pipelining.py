@@ -17,7 +17,6 @@ read brought, and can refuse RSET once.
 """
 
 import os
-import socket
 import sys
 import threading
 import time
@@ -28,39 +27,29 @@ from petrel import Daemon, make_message  # noqa: E402
 import relaypeers  # noqa: E402
 
 
-class PipePeer:
+class PipePeer(relaypeers.Listener):
     """SMTP on host:port offering PIPELINING.
 
     hold_first_dot: seconds to wait before answering the first final dot
                     (jobs pile up behind the one connection meanwhile).
     refuse_rset:    how many RSETs get 502 (the first ones)."""
 
+    track_conns = False         # each _serve closes its own connection
+
     def __init__(self, host="127.0.0.2", hold_first_dot=0.0, refuse_rset=0):
-        self.host = host
-        self.port = relaypeers.free_port(host)
+        super().__init__(host)
         self.hold = hold_first_dot
         self.refuse_rset = refuse_rset
-        self.lock = threading.Lock()
         self.messages = []          # raw content (dot-stuffing undone)
         self.connections = []       # per connection: list of reads, each a list of verbs
         self.dots = 0
-        self.sock = socket.socket()
-        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        self.sock.bind((host, self.port))
-        self.sock.listen(16)
-        self.stopping = False
-        threading.Thread(target=self._accept, daemon=True).start()
+        self.start()
 
-    def _accept(self):
-        while not self.stopping:
-            try:
-                c, _ = self.sock.accept()
-            except OSError:
-                return
-            reads = []
-            with self.lock:
-                self.connections.append(reads)
-            threading.Thread(target=self._serve, args=(c, reads), daemon=True).start()
+    def _accepted(self, c):
+        reads = []
+        with self.lock:
+            self.connections.append(reads)
+        threading.Thread(target=self._serve, args=(c, reads), daemon=True).start()
 
     def _serve(self, c, reads):
         buf = b""
@@ -130,20 +119,6 @@ class PipePeer:
                     return list(self.messages)
             time.sleep(0.05)
         raise AssertionError("peer got %d messages, wanted %d" % (len(self.messages), n))
-
-    def close(self):
-        self.stopping = True
-        try:
-            self.sock.shutdown(socket.SHUT_RDWR)
-        except OSError:
-            pass
-        self.sock.close()
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *a):
-        self.close()
 
 
 def relay_daemon(peer, **settings):

@@ -16,10 +16,10 @@ LinePeer, a minimal SMTP server on a raw socket (with STARTTLS by
 Python's ssl), records every command line exactly as it arrived; the
 DSN tests (test_relay_dsn.py) use it too."""
 
+import contextlib
 import os
 import re
 import shutil
-import socket
 import ssl
 import subprocess
 import sys
@@ -150,7 +150,7 @@ class _Lines:
         return False
 
 
-class LinePeer:
+class LinePeer(relaypeers.Listener):
     """A small SMTP server on host:port, one thread per connection.
 
     ehlo:      the EHLO keywords offered in clear ("STARTTLS" is added
@@ -165,8 +165,7 @@ class LinePeer:
 
     def __init__(self, host="127.0.0.1", port=None, ehlo=("PIPELINING", "8BITMIME"),
                  ehlo_tls=None, tls_context=None, name="linepeer.test", inject=b""):
-        self.host = host
-        self.port = port or relaypeers.free_port(host)
+        super().__init__(host, port)
         self.ehlo = list(ehlo)
         self.ehlo_tls = list(ehlo if ehlo_tls is None else ehlo_tls)
         self.ctx = tls_context
@@ -177,25 +176,12 @@ class LinePeer:
         self.commands = []
         self.messages = []
         self.connections = 0
-        self.lock = threading.Lock()
-        self.stopping = False
-        self.socks = []
-        self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        self.sock.bind((host, self.port))
-        self.sock.listen(16)
-        threading.Thread(target=self._accept, daemon=True).start()
+        self.start()
 
-    def _accept(self):
-        while not self.stopping:
-            try:
-                c, _ = self.sock.accept()
-            except OSError:
-                return
-            with self.lock:
-                self.connections += 1
-                self.socks.append(c)
-            threading.Thread(target=self._serve, args=(c,), daemon=True).start()
+    def _accepted(self, c):
+        with self.lock:
+            self.connections += 1
+        threading.Thread(target=self._serve, args=(c,), daemon=True).start()
 
     def _serve(self, sock):
         try:
@@ -315,29 +301,19 @@ class LinePeer:
         raise AssertionError("LinePeer got %d messages, wanted %d; commands %r"
                              % (len(self.messages), n, self.commands))
 
-    def close(self):
-        self.stopping = True
-        try:
-            self.sock.shutdown(socket.SHUT_RDWR)
-        except OSError:
-            pass
-        self.sock.close()
-        with self.lock:
-            for c in self.socks:
-                try:
-                    c.close()
-                except OSError:
-                    pass
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *a):
-        self.close()
-
 
 # ---------------------------------------------------------------------------
 # daemons
+
+def smtp_routes(*routes):
+    """The routes setting sending each (domain, nexthop[, tls]) by the
+    smtp transport, in that order; without tls the module's applies."""
+    items = []
+    for r in routes:
+        tls = ' tls = "%s";' % r[2] if len(r) > 2 else ""
+        items.append('{ domain = "%s"; transport = "smtp"; nexthop = "%s";%s }' % (r[0], r[1], tls))
+    return "routes = ( %s );" % ",\n  ".join(items)
+
 
 def smarthost_b(sec, more_listeners=()):
     """petreld B, the smarthost: STARTTLS and AUTH on its first listener
@@ -538,8 +514,7 @@ def test_verify_refuses_a_self_signed_certificate():
         port = relaypeers.free_port("127.0.0.2")
         with Peer("127.0.0.2", port, tls_context=server_context(cert, key)) as p, \
                 client_a({"resolver": dns.addr}, smtp='tls = "verify";',
-                         extra='routes = ( { domain = "remote.test"; transport = "smtp"; '
-                               'nexthop = "[relay.test]:%d"; } );' % port) as a:
+                         extra=smtp_routes(("remote.test", "[relay.test]:%d" % port))) as a:
             qid = send(a, "u@remote.test")
             m = status_line(a, qid, "u@remote.test", "deferred")
             assert m.group(1) == "relay.test[127.0.0.2]:%d" % port, m.group(0)
@@ -563,8 +538,7 @@ def test_verify_accepts_a_certificate_from_the_configured_ca():
         with Peer("127.0.0.2", port, tls_context=server_context(cert, key)) as p, \
                 client_a({"resolver": dns.addr},
                          smtp='tls = "verify"; tls_ca_file = "%s"; port = %d;' % (ca[0], port),
-                         extra='routes = ( { domain = "remote.test"; transport = "smtp"; '
-                               'nexthop = "[relay.test]:%d"; } );' % port) as a:
+                         extra=smtp_routes(("remote.test", "[relay.test]:%d" % port))) as a:
             qid = send(a, "u@remote.test", subject="verified")
             p.wait_messages(1)
             m = status_line(a, qid, "u@remote.test", "sent")
@@ -588,8 +562,7 @@ def test_verify_without_tls_ca_file_uses_the_system_store():
         port = relaypeers.free_port("127.0.0.2")
         with Peer("127.0.0.2", port, tls_context=server_context(cert, key)) as p, \
                 client_a({"resolver": dns.addr}, smtp='tls = "verify";',
-                         extra='routes = ( { domain = "remote.test"; transport = "smtp"; '
-                               'nexthop = "[relay.test]:%d"; } );' % port) as a:
+                         extra=smtp_routes(("remote.test", "[relay.test]:%d" % port))) as a:
             qid = send(a, "u@remote.test")
             m = status_line(a, qid, "u@remote.test", "deferred")
             assert re.search(r"certificate verification failed: unable to get local issuer "
@@ -607,8 +580,7 @@ def test_verify_refuses_a_host_name_mismatch():
         with Peer("127.0.0.2", port, tls_context=server_context(cert, key)) as p, \
                 client_a({"resolver": dns.addr},
                          smtp='tls = "verify"; tls_ca_file = "%s";' % ca[0],
-                         extra='routes = ( { domain = "remote.test"; transport = "smtp"; '
-                               'nexthop = "[relay.test]:%d"; } );' % port) as a:
+                         extra=smtp_routes(("remote.test", "[relay.test]:%d" % port))) as a:
             qid = send(a, "u@remote.test")
             m = status_line(a, qid, "u@remote.test", "deferred")
             assert re.search(r"certificate verification failed: [Hh]ostname mismatch", m.group(3)), \
@@ -624,11 +596,9 @@ def test_encrypt_may_and_a_route_over_the_module_default():
     # no server was reached, as Postfix's does.
     port = relaypeers.free_port("127.0.0.2")
     closed = relaypeers.free_port("127.0.0.3")
-    routes = ('routes = ( { domain = "clear.test"; transport = "smtp"; '
-              'nexthop = "[127.0.0.2]:%d"; tls = "may"; },\n'
-              '  { domain = "strict.test"; transport = "smtp"; nexthop = "[127.0.0.2]:%d"; },\n'
-              '  { domain = "closed.test"; transport = "smtp"; nexthop = "[127.0.0.3]:%d"; } );'
-              % (port, port, closed))
+    routes = smtp_routes(("clear.test", "[127.0.0.2]:%d" % port, "may"),
+                         ("strict.test", "[127.0.0.2]:%d" % port),
+                         ("closed.test", "[127.0.0.3]:%d" % closed))
     with Peer("127.0.0.2", port) as p, \
             client_a(smtp='tls = "encrypt";', extra=routes) as a:
         q1 = send(a, "u@strict.test", subject="strict")
@@ -660,10 +630,8 @@ def test_route_verify_over_module_may():
     with Secrets() as sec:
         cert, key = petrel.make_cert(sec.dir, name="127.0.0.2")
         port = relaypeers.free_port("127.0.0.2")
-        routes = ('routes = ( { domain = "strict.test"; transport = "smtp"; '
-                  'nexthop = "[127.0.0.2]:%d"; tls = "verify"; },\n'
-                  '  { domain = "lax.test"; transport = "smtp"; nexthop = "[127.0.0.2]:%d"; } );'
-                  % (port, port))
+        routes = smtp_routes(("strict.test", "[127.0.0.2]:%d" % port, "verify"),
+                             ("lax.test", "[127.0.0.2]:%d" % port))
         with Peer("127.0.0.2", port, tls_context=server_context(cert, key)) as p, \
                 client_a(smtp='tls = "may";', extra=routes) as a:
             q1 = send(a, "u@strict.test")
@@ -681,10 +649,8 @@ def test_none_never_says_starttls():
     with Secrets() as sec:
         cert, key = petrel.make_cert(sec.dir, name="127.0.0.2")
         port = relaypeers.free_port("127.0.0.2")
-        routes = ('routes = ( { domain = "plain.test"; transport = "smtp"; '
-                  'nexthop = "[127.0.0.2]:%d"; },\n'
-                  '  { domain = "tls.test"; transport = "smtp"; nexthop = "[127.0.0.2]:%d"; '
-                  'tls = "may"; } );' % (port, port))
+        routes = smtp_routes(("plain.test", "[127.0.0.2]:%d" % port),
+                             ("tls.test", "[127.0.0.2]:%d" % port, "may"))
         with LinePeer("127.0.0.2", port, tls_context=server_context(cert, key)) as p, \
                 client_a(smtp='tls = "none";', extra=routes) as a:
             q1 = send(a, "u@plain.test", subject="plain")
@@ -714,10 +680,8 @@ def test_may_retries_in_clear_after_a_failed_handshake():
         except (ValueError, ssl.SSLError) as e:
             petrel.skip("cannot make a TLS 1.1 server here: %s" % e)
         port = relaypeers.free_port("127.0.0.2")
-        routes = ('routes = ( { domain = "lax.test"; transport = "smtp"; '
-                  'nexthop = "[127.0.0.2]:%d"; },\n'
-                  '  { domain = "strict.test"; transport = "smtp"; nexthop = "[127.0.0.2]:%d"; '
-                  'tls = "encrypt"; } );' % (port, port))
+        routes = smtp_routes(("lax.test", "[127.0.0.2]:%d" % port),
+                             ("strict.test", "[127.0.0.2]:%d" % port, "encrypt"))
         with LinePeer("127.0.0.2", port, tls_context=ctx) as p, \
                 client_a(smtp='tls = "may";', extra=routes) as a:
             q1 = send(a, "u@lax.test", subject="in clear")
@@ -740,43 +704,49 @@ def test_may_retries_in_clear_after_a_failed_handshake():
 # ---------------------------------------------------------------------------
 # nothing from before the handshake counts after it
 
-def test_post_tls_ehlo_decides_size():
-    # In clear the peer says SIZE 100 (our message is larger: it would
-    # bounce with 5.3.4); under TLS it says SIZE 1000000.  Then the other
-    # way round, where the post-TLS SIZE 100 must bounce it.
+@contextlib.contextmanager
+def tls_peer_pair(first, second):
+    """Two LinePeers with STARTTLS (one certificate, for 127.0.0.2) on
+    127.0.0.2 and 127.0.0.3, and client A routing to them with
+    tls = "encrypt".  first, second: (domain routed to that peer, EHLO
+    keywords in clear, EHLO keywords under TLS).  Yields (p1, p2, a)."""
+    (dom1, ehlo1, tls1), (dom2, ehlo2, tls2) = first, second
     with Secrets() as sec:
         cert, key = petrel.make_cert(sec.dir, name="127.0.0.2")
         ctx = server_context(cert, key)
         port = relaypeers.free_port("127.0.0.2")
         port2 = relaypeers.free_port("127.0.0.3")
-        routes = ('routes = ( { domain = "small-first.test"; transport = "smtp"; '
-                  'nexthop = "[127.0.0.2]:%d"; },\n'
-                  '  { domain = "small-later.test"; transport = "smtp"; '
-                  'nexthop = "[127.0.0.3]:%d"; } );' % (port, port2))
-        with LinePeer("127.0.0.2", port, ehlo=["SIZE 100", "DSN"], ehlo_tls=["SIZE 1000000"],
-                      tls_context=ctx) as p1, \
-                LinePeer("127.0.0.3", port2, ehlo=["SIZE 1000000"], ehlo_tls=["SIZE 100"],
-                         tls_context=ctx) as p2, \
+        routes = smtp_routes((dom1, "[127.0.0.2]:%d" % port), (dom2, "[127.0.0.3]:%d" % port2))
+        with LinePeer("127.0.0.2", port, ehlo=ehlo1, ehlo_tls=tls1, tls_context=ctx) as p1, \
+                LinePeer("127.0.0.3", port2, ehlo=ehlo2, ehlo_tls=tls2, tls_context=ctx) as p2, \
                 client_a(smtp='tls = "encrypt";', extra=routes) as a:
-            q1 = petrel.send_one(a.port, "a@localhost", ["u@small-first.test"],
-                                 make_message("big", body="x" * 400 + "\n"),
-                                 params="RET=HDRS")
-            msgs = p1.wait_messages(1)
-            assert msgs[0]["tls"], msgs
-            status_line(a, q1, "u@small-first.test", "sent")
-            # DSN was offered only in clear: no DSN parameter under TLS
-            assert "RET=" not in msgs[0]["mail"] and "SIZE=" in msgs[0]["mail"], msgs[0]
-            assert not any(tls is False and l.upper().startswith(("MAIL", "RCPT"))
-                           for tls, l in p1.commands), p1.commands
-            # EHLO again after the handshake, as RFC 3207 4.2 asks
-            assert [l.split()[0] for tls, l in p1.commands if tls][:1] == ["EHLO"], p1.commands
-            q2 = petrel.send_one(a.port, "a@localhost", ["u@small-later.test"],
-                                 make_message("big", body="x" * 400 + "\n"))
-            m = status_line(a, q2, "u@small-later.test", "bounced")
-            assert m.group(2) == "5.3.4", m.group(0)
-            assert "exceeds the limit 100 of 127.0.0.3" in m.group(3), m.group(0)
-            assert p2.messages == []
+            yield p1, p2, a
 
+
+def test_post_tls_ehlo_decides_size():
+    # In clear the peer says SIZE 100 (our message is larger: it would
+    # bounce with 5.3.4); under TLS it says SIZE 1000000.  Then the other
+    # way round, where the post-TLS SIZE 100 must bounce it.
+    with tls_peer_pair(("small-first.test", ["SIZE 100", "DSN"], ["SIZE 1000000"]),
+                       ("small-later.test", ["SIZE 1000000"], ["SIZE 100"])) as (p1, p2, a):
+        q1 = petrel.send_one(a.port, "a@localhost", ["u@small-first.test"],
+                             make_message("big", body="x" * 400 + "\n"),
+                             params="RET=HDRS")
+        msgs = p1.wait_messages(1)
+        assert msgs[0]["tls"], msgs
+        status_line(a, q1, "u@small-first.test", "sent")
+        # DSN was offered only in clear: no DSN parameter under TLS
+        assert "RET=" not in msgs[0]["mail"] and "SIZE=" in msgs[0]["mail"], msgs[0]
+        assert not any(tls is False and l.upper().startswith(("MAIL", "RCPT"))
+                       for tls, l in p1.commands), p1.commands
+        # EHLO again after the handshake, as RFC 3207 4.2 asks
+        assert [l.split()[0] for tls, l in p1.commands if tls][:1] == ["EHLO"], p1.commands
+        q2 = petrel.send_one(a.port, "a@localhost", ["u@small-later.test"],
+                             make_message("big", body="x" * 400 + "\n"))
+        m = status_line(a, q2, "u@small-later.test", "bounced")
+        assert m.group(2) == "5.3.4", m.group(0)
+        assert "exceeds the limit 100 of 127.0.0.3" in m.group(3), m.group(0)
+        assert p2.messages == []
 
 
 def test_bytes_after_the_starttls_reply_are_dropped():
@@ -789,8 +759,7 @@ def test_bytes_after_the_starttls_reply_are_dropped():
         with LinePeer("127.0.0.2", port, ehlo=["PIPELINING"], tls_context=server_context(cert, key),
                       inject=inject) as p, \
                 client_a(smtp='tls = "encrypt";',
-                         extra='routes = ( { domain = "remote.test"; transport = "smtp"; '
-                               'nexthop = "[127.0.0.2]:%d"; } );' % port) as a:
+                         extra=smtp_routes(("remote.test", "[127.0.0.2]:%d" % port))) as a:
             qid = send(a, "u@remote.test", subject="after injection")
             msgs = p.wait_messages(1)
             assert msgs[0]["tls"] and b"Subject: after injection" in msgs[0]["data"], msgs
@@ -829,30 +798,18 @@ def test_post_tls_ehlo_decides_pipelining():
     # each reply.  The control peer offers it only under TLS, and there
     # RCPT and DATA must follow MAIL at once (which shows the peer can
     # tell).
-    with Secrets() as sec:
-        cert, key = petrel.make_cert(sec.dir, name="127.0.0.2")
-        ctx = server_context(cert, key)
-        port = relaypeers.free_port("127.0.0.2")
-        port2 = relaypeers.free_port("127.0.0.3")
-        routes = ('routes = ( { domain = "clear-only.test"; transport = "smtp"; '
-                  'nexthop = "[127.0.0.2]:%d"; },\n'
-                  '  { domain = "tls-only.test"; transport = "smtp"; '
-                  'nexthop = "[127.0.0.3]:%d"; } );' % (port, port2))
-        with LinePeer("127.0.0.2", port, ehlo=["PIPELINING"], ehlo_tls=["8BITMIME"],
-                      tls_context=ctx) as p1, \
-                LinePeer("127.0.0.3", port2, ehlo=["8BITMIME"], ehlo_tls=["PIPELINING"],
-                         tls_context=ctx) as p2, \
-                client_a(smtp='tls = "encrypt";', extra=routes) as a:
-            q1 = petrel.send_one(a.port, "a@localhost", ["u@clear-only.test", "v@clear-only.test"],
-                                 make_message("no pipelining"))
-            q2 = petrel.send_one(a.port, "a@localhost", ["u@tls-only.test", "v@tls-only.test"],
-                                 make_message("pipelining"))
-            p1.wait_messages(1)
-            p2.wait_messages(1)
-            status_line(a, q1, "u@clear-only.test", "sent")
-            status_line(a, q2, "u@tls-only.test", "sent")
-            assert p1.mail_followed == [(True, False)], p1.mail_followed
-            assert p2.mail_followed == [(True, True)], p2.mail_followed
+    with tls_peer_pair(("clear-only.test", ["PIPELINING"], ["8BITMIME"]),
+                       ("tls-only.test", ["8BITMIME"], ["PIPELINING"])) as (p1, p2, a):
+        q1 = petrel.send_one(a.port, "a@localhost", ["u@clear-only.test", "v@clear-only.test"],
+                             make_message("no pipelining"))
+        q2 = petrel.send_one(a.port, "a@localhost", ["u@tls-only.test", "v@tls-only.test"],
+                             make_message("pipelining"))
+        p1.wait_messages(1)
+        p2.wait_messages(1)
+        status_line(a, q1, "u@clear-only.test", "sent")
+        status_line(a, q2, "u@tls-only.test", "sent")
+        assert p1.mail_followed == [(True, False)], p1.mail_followed
+        assert p2.mail_followed == [(True, True)], p2.mail_followed
 
 
 if __name__ == "__main__":
