@@ -387,10 +387,27 @@ class Daemon:
                 raise DaemonError("petreld exited with code %s during start-up"
                                   % self.proc.returncode)
             if all(_listening(p) for p in self.ports):
+                self._wait_started(deadline)
                 return self
             time.sleep(0.02)
         raise DaemonError("petreld did not listen on %s:%d within %ss"
                           % (HOST, self.port, T(timeout)))
+
+    def _wait_started(self, deadline):
+        """The TCP listeners are bound first; the spool's recovery, the
+        control and pickup sockets and the descriptor budget come after,
+        and "petreld V started" is logged when they are done.  Wait for
+        this start's line, so that a test does not act (prlimit, a
+        sendmail, a petrelctl) in between.  A daemon that exits meanwhile
+        is an error; one that never logs the line (a test's own logging)
+        is taken as started at the deadline, as before."""
+        while time.monotonic() < deadline:
+            if len(re.findall(r"petreld \S+ started", self.log_text())) >= self.starts:
+                return
+            if self.proc.poll() is not None:
+                raise DaemonError("petreld exited with code %s during start-up"
+                                  % self.proc.returncode)
+            time.sleep(0.02)
 
     def _preexec(self):
         _pdeathsig()
