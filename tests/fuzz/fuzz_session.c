@@ -706,6 +706,7 @@ static void session_run(struct client *c, int listener, size_t insize)
 		if (c->shutdown && !c->n && server_read_all(srv->sessions)) {
 			sessions_shutdown(srv);  /* as at SIGTERM, the daemon going on */
 			c->shutdown = false;
+			s = srv->sessions;       /* it may have closed (freed) the session */
 		}
 		if (!c->slow || blocked || !c->n)
 			client_read(c);
