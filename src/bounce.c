@@ -17,6 +17,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/random.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -131,6 +132,26 @@ static void compose(struct server *srv, const struct qmsg *m, const char *qid,
 	}
 	rfc5322_date(date, sizeof date, time(NULL));
 	rfc5322_date(arrival, sizeof arrival, m->arrival);
+	/* The boundary must not occur in what is returned (RFC 2046 5.1.1):
+	 * the returned message is the sender's, who could otherwise add
+	 * parts to the report.  "QID/host", else "QID/host/" and 128 random
+	 * bits, which the content cannot have guessed (a few tries at most,
+	 * each one linear search: no attacker-driven loop). */
+	char bnd[320];
+	snprintf(bnd, sizeof bnd, "%s/%s", qid, host);
+	for (int k = 0; content->len && k < 4; k++) {
+		char dash[324];
+		int dn = snprintf(dash, sizeof dash, "--%s", bnd);
+		if (dn < 0 || !memmem(content->data, content->len, dash, (size_t)dn))
+			break;
+		unsigned char r[16];
+		if (getrandom(r, sizeof r, 0) != (ssize_t)sizeof r)
+			for (size_t i = 0; i < sizeof r; i++)
+				r[i] = (unsigned char)(rand() ^ (int)(i * 131 + (unsigned)k));
+		int o = snprintf(bnd, sizeof bnd, "%s/%s/", qid, host);
+		for (size_t i = 0; i < sizeof r && o > 0 && (size_t)o + 3 < sizeof bnd; i++)
+			o += snprintf(bnd + o, sizeof bnd - (size_t)o, "%02x", r[i]);
+	}
 	buf_addf(b, "Received: by %s (petrel) id %s; %s\r\n", host, qid, date);
 	buf_addf(b, "From: MAILER-DAEMON@%s (Mail Delivery System)\r\n", host);
 	buf_adds(b, "To: <");
@@ -142,10 +163,10 @@ static void compose(struct server *srv, const struct qmsg *m, const char *qid,
 	buf_addf(b, "Date: %s\r\nMessage-ID: <%s.bounce@%s>\r\n", date, qid, host);
 	buf_adds(b, "Auto-Submitted: auto-replied\r\nMIME-Version: 1.0\r\n");
 	buf_addf(b, "Content-Type: multipart/report; report-type=delivery-status;\r\n"
-	            "\tboundary=\"%s/%s\"\r\n\r\n", qid, host);
+	            "\tboundary=\"%s\"\r\n\r\n", bnd);
 	buf_adds(b, "This is a MIME-encapsulated message.\r\n\r\n");
-	buf_addf(b, "--%s/%s\r\nContent-Description: Notification\r\n"
-	            "Content-Type: text/plain; charset=utf-8\r\n\r\n", qid, host);
+	buf_addf(b, "--%s\r\nContent-Description: Notification\r\n"
+	            "Content-Type: text/plain; charset=utf-8\r\n\r\n", bnd);
 	buf_addf(b, "This is the mail system at host %s.\r\n\r\n", host);
 	if (nf)
 		buf_addf(b, "Your message (queue id %s) could not be delivered to one or more\r\n"
@@ -168,8 +189,8 @@ static void compose(struct server *srv, const struct qmsg *m, const char *qid,
 			buf_adds(b, "\r\n");
 		}
 	}
-	buf_addf(b, "\r\n--%s/%s\r\nContent-Description: Delivery report\r\n"
-	            "Content-Type: message/delivery-status\r\n\r\n", qid, host);
+	buf_addf(b, "\r\n--%s\r\nContent-Description: Delivery report\r\n"
+	            "Content-Type: message/delivery-status\r\n\r\n", bnd);
 	buf_addf(b, "Reporting-MTA: dns; %s\r\nX-Petrel-Queue-ID: %s\r\n", host, m->qid);
 	xtext_line(b, "Original-Envelope-Id: ", m->envid);
 	buf_addf(b, "Arrival-Date: %s\r\n", arrival);
@@ -214,18 +235,18 @@ static void compose(struct server *srv, const struct qmsg *m, const char *qid,
 		}
 	}
 	if (full) {
-		buf_addf(b, "\r\n--%s/%s\r\nContent-Description: Undelivered Message\r\n"
-		            "Content-Type: message/rfc822\r\n\r\n", qid, host);
+		buf_addf(b, "\r\n--%s\r\nContent-Description: Undelivered Message\r\n"
+		            "Content-Type: message/rfc822\r\n\r\n", bnd);
 	} else {
-		buf_addf(b, "\r\n--%s/%s\r\nContent-Description: %s\r\n"
-		            "Content-Type: text/rfc822-headers\r\n\r\n", qid, host,
+		buf_addf(b, "\r\n--%s\r\nContent-Description: %s\r\n"
+		            "Content-Type: text/rfc822-headers\r\n\r\n", bnd,
 		         nf ? "Undelivered Message Headers" : "Message Headers");
 	}
 	if (content->len)
 		buf_add(b, content->data, content->len);
 	if (content->len < 2 || memcmp(content->data + content->len - 2, "\r\n", 2))
 		buf_adds(b, "\r\n");
-	buf_addf(b, "\r\n--%s/%s--\r\n", qid, host);
+	buf_addf(b, "\r\n--%s--\r\n", bnd);
 }
 
 /* The original's queue file goes once its report is durable, not before:
