@@ -216,12 +216,6 @@ struct msg {
 	bool has_from, has_date, has_msgid;
 };
 
-/* One line of input (with its LF, if any) in *line; 0 at the end. */
-static ssize_t read_line(FILE *in, char **line, size_t *cap)
-{
-	return getline(line, cap, in);
-}
-
 static void body_write(int fd, const char *p, size_t n)
 {
 	while (n) {
@@ -267,7 +261,7 @@ static void read_message(const struct opts *o, uint64_t limit, struct msg *m)
 	bool in_head = true, first = true;
 	memset(m, 0, sizeof *m);
 	m->body_fd = tmp_open();
-	while ((n = read_line(stdin, &line, &cap)) > 0) {
+	while ((n = getline(&line, &cap, stdin)) > 0) {
 		size_t len = (size_t)n;
 		bool nl = line[len - 1] == '\n';
 		if (nl)
@@ -684,9 +678,15 @@ static int submit(const struct config *cfg, const struct opts *o, struct msg *m,
 		sendf(&c, "DATA\r\n");
 		if ((code = read_reply(&c, NULL)) != 354)
 			goto refused;
-		struct buf stuffed = {0};
 		/* the head, then the body, each line dot-stuffed (RFC 5321 4.5.2) */
 		FILE *body = fdopen(dup(m->body_fd), "r");
+		if (!body) {
+			/* never send the header alone: the 250 would take a cut message */
+			say("temporary file: %s; not sent", strerror(errno));
+			free(chunk);
+			quit(&c);
+			return EX_OSERR;
+		}
 		const char *h = m->head.data ? m->head.data : "";
 		for (size_t i = 0; i < m->head.len;) {
 			const char *nl = memchr(h + i, '\n', m->head.len - i);
@@ -699,15 +699,13 @@ static int submit(const struct config *cfg, const struct opts *o, struct msg *m,
 		char *line = NULL;
 		size_t cap = 0;
 		ssize_t n;
-		while (body && (n = getline(&line, &cap, body)) > 0) {
+		while ((n = getline(&line, &cap, body)) > 0) {
 			if (line[0] == '.')
 				send_all(&c, ".", 1);
 			send_all(&c, line, (size_t)n);
 		}
 		free(line);
-		if (body)
-			fclose(body);
-		buf_free(&stuffed);
+		fclose(body);
 		send_all(&c, ".\r\n", 3);
 		if ((code = read_reply(&c, NULL)) != 250)
 			goto refused;
