@@ -597,6 +597,14 @@ static int submit(const struct config *cfg, const struct opts *o, struct msg *m,
 		quit(&c);
 		return refusal(code, false);
 	}
+	/* the pickup socket is petreld's own and always offers CHUNKING: BDAT
+	 * sends the file as it is, with no dot-stuffing and no line to split,
+	 * and there is no DATA path to get wrong */
+	if (!(c.caps & CAP_CHUNKING)) {
+		say("the pickup socket does not offer CHUNKING (not petreld?); not sent");
+		quit(&c);
+		return EX_PROTOCOL;
+	}
 	struct stat bst;
 	uint64_t total = m->head.len + (fstat(m->body_fd, &bst) == 0 ? (uint64_t)bst.st_size : m->size);
 	if ((c.caps & CAP_SIZE) && c.size_limit && total > c.size_limit) {
@@ -646,69 +654,31 @@ static int submit(const struct config *cfg, const struct opts *o, struct msg *m,
 		quit(&c);
 		return worst;
 	}
-	/* BDAT when offered: no dot-stuffing, no line length to mind */
 	if (lseek(m->body_fd, 0, SEEK_SET) < 0) {
 		say("temporary file: %s", strerror(errno));
 		return EX_IOERR;
 	}
 	char *chunk = xmalloc(CHUNK);
-	if (c.caps & CAP_CHUNKING) {
-		sendf(&c, "BDAT %zu\r\n", m->head.len);
-		send_all(&c, m->head.data ? m->head.data : "", m->head.len);
-		if ((code = read_reply(&c, NULL)) != 250)
-			goto refused;
-		for (;;) {
-			ssize_t n = read(m->body_fd, chunk, CHUNK);
-			if (n < 0) {
-				say("temporary file: %s", strerror(errno));
-				free(chunk);
-				return EX_IOERR;
-			}
-			off_t here = lseek(m->body_fd, 0, SEEK_CUR);
-			struct stat st;
-			bool last = n == 0 || (fstat(m->body_fd, &st) == 0 && here >= st.st_size);
-			sendf(&c, "BDAT %zd%s\r\n", n, last ? " LAST" : "");
-			send_all(&c, chunk, (size_t)n);
-			if ((code = read_reply(&c, NULL)) != 250)
-				goto refused;
-			if (last)
-				break;
-		}
-	} else {
-		sendf(&c, "DATA\r\n");
-		if ((code = read_reply(&c, NULL)) != 354)
-			goto refused;
-		/* the head, then the body, each line dot-stuffed (RFC 5321 4.5.2) */
-		FILE *body = fdopen(dup(m->body_fd), "r");
-		if (!body) {
-			/* never send the header alone: the 250 would take a cut message */
-			say("temporary file: %s; not sent", strerror(errno));
+	sendf(&c, "BDAT %zu\r\n", m->head.len);
+	send_all(&c, m->head.data ? m->head.data : "", m->head.len);
+	if ((code = read_reply(&c, NULL)) != 250)
+		goto refused;
+	for (;;) {
+		ssize_t n = read(m->body_fd, chunk, CHUNK);
+		if (n < 0) {
+			say("temporary file: %s", strerror(errno));
 			free(chunk);
-			quit(&c);
-			return EX_OSERR;
+			return EX_IOERR;
 		}
-		const char *h = m->head.data ? m->head.data : "";
-		for (size_t i = 0; i < m->head.len;) {
-			const char *nl = memchr(h + i, '\n', m->head.len - i);
-			size_t k = nl ? (size_t)(nl - (h + i)) + 1 : m->head.len - i;
-			if (h[i] == '.')
-				send_all(&c, ".", 1);
-			send_all(&c, h + i, k);
-			i += k;
-		}
-		char *line = NULL;
-		size_t cap = 0;
-		ssize_t n;
-		while ((n = getline(&line, &cap, body)) > 0) {
-			if (line[0] == '.')
-				send_all(&c, ".", 1);
-			send_all(&c, line, (size_t)n);
-		}
-		free(line);
-		fclose(body);
-		send_all(&c, ".\r\n", 3);
+		off_t here = lseek(m->body_fd, 0, SEEK_CUR);
+		struct stat st;
+		bool last = n == 0 || (fstat(m->body_fd, &st) == 0 && here >= st.st_size);
+		sendf(&c, "BDAT %zd%s\r\n", n, last ? " LAST" : "");
+		send_all(&c, chunk, (size_t)n);
 		if ((code = read_reply(&c, NULL)) != 250)
 			goto refused;
+		if (last)
+			break;
 	}
 	free(chunk);
 	quit(&c);
