@@ -224,8 +224,10 @@ def test_counts_match_what_was_sent():
 
 def test_each_refusal_counts_under_its_reason():
     port = petrel._free_port()
-    d = Daemon(start=False, router=ROUTER,
-               settings={"metrics_listen": "%s:%d" % (HOST, port), "message_size_limit": 100000},
+    many = ["r%d@localhost" % i for i in range(101)]
+    d = Daemon(start=False, router={"mailboxes": ROUTER["mailboxes"] + many},
+               settings={"metrics_listen": "%s:%d" % (HOST, port), "message_size_limit": 100000,
+                         "recipient_limit": 100},
                extra='filters = [ "regex" ];',
                modules_extra='  regex = { rules = "@RULES@"; };')
     d.mport = port
@@ -240,6 +242,7 @@ def test_each_refusal_counts_under_its_reason():
         c.cmd("MAIL FROM:<s@example.test>", 250)
         c.cmd("RCPT TO:<nobody@localhost>", 550, "5.1.1")               # recipient
         c.cmd("RCPT TO:<alice@localhost>", 250)
+        c.cmd("RCPT TO:<jösé@localhost>", 553, "5.6.7")                  # recipient
         c.cmd("DATA", 354)                                               # filter
         c.send(make_message(body="win a prize\n") + b".\r\n")
         c.expect(554, "5.7.1")
@@ -248,12 +251,19 @@ def test_each_refusal_counts_under_its_reason():
         c.cmd("MAIL FROM:<s@example.test>", 250)
         c.cmd("RCPT TO:<bob@localhost>", 250)
         c.data(make_message())
+        c.cmd("MAIL FROM:<s@example.test>", 250)
+        c.send("".join("RCPT TO:<%s>\r\n" % r for r in many))
+        rs = c.replies(101)
+        for i, r in enumerate(rs[:100]):
+            petrel.check(r, 250, what="RCPT %d" % (i + 1))
+        petrel.check(rs[100], 452, "4.5.3", "RCPT 101")                 # recipient
+        c.cmd("RSET", 250)
         c.cmd("QUIT", 221)
         s = wait_for(d, lambda s: total(s, "petrel_messages_delivered_total") == 1)
         listener = "%s:%d" % (HOST, d.port)
         got = {r: value(s, "petrel_messages_rejected_total", listener=listener, reason=r)
                for r in ("recipient", "filter", "size", "protocol", "policy", "other")}
-        assert got == {"recipient": 1, "filter": 1, "size": 1, "protocol": 1,
+        assert got == {"recipient": 3, "filter": 1, "size": 1, "protocol": 1,
                        "policy": 0, "other": 0}, got
         assert value(s, "petrel_messages_received_total", listener=listener) == 1
 

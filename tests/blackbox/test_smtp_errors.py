@@ -2,6 +2,7 @@
 """Sequence errors, syntax errors, limits, timeouts."""
 
 import os
+import re
 import sys
 import time
 
@@ -148,6 +149,9 @@ def test_too_many_recipients():
         files = d.wait_all_delivered(100, timeout=20)
         assert len(files) == 100, len(files)
         assert not d.delivered("r100"), "101st recipient got the message"
+        # the refusal is logged with the queue id and the address, as others are
+        assert re.search(r"[0-9A-F]{16}: reject: RCPT from \S+: 452 4\.5\.3 .*to=<r100@localhost>",
+                         d.log_text()), d.log_text()[-2000:]
 
 
 def test_size_parameter_over_limit():
