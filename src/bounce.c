@@ -33,8 +33,10 @@ size_t bounce_header_end(const char *data, size_t len)
 }
 
 /* The content of m from fd into out: all of it, or (headers_only) its
- * header section, at most HEADERS_MAX bytes.  A read error ends it early. */
-static void capture(int fd, const struct qmsg *m, bool headers_only, struct buf *out)
+ * header section, at most HEADERS_MAX bytes.  A read error or a file
+ * shorter than the record says ends it early: -1 with errno set (0 for a
+ * short file), out holding what was read. */
+static int capture(int fd, const struct qmsg *m, bool headers_only, struct buf *out)
 {
 	char chunk[65536];
 	off_t pos = m->msg_off;
@@ -42,8 +44,13 @@ static void capture(int fd, const struct qmsg *m, bool headers_only, struct buf 
 		size_t want = m->end - (uint64_t)pos < sizeof chunk ? (size_t)(m->end - (uint64_t)pos)
 		                                                    : sizeof chunk;
 		ssize_t n = pread(fd, chunk, want, pos);
-		if (n <= 0)
-			break;
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0) {
+			if (n == 0)
+				errno = 0;      /* the file ends before the record says */
+			return -1;
+		}
 		buf_add(out, chunk, (size_t)n);
 		pos += n;
 		if (!headers_only)
@@ -54,23 +61,24 @@ static void capture(int fd, const struct qmsg *m, bool headers_only, struct buf 
 		if (end != SIZE_MAX) {
 			out->len = end;
 			out->data[out->len] = 0;
-			return;
+			return 0;
 		}
 	}
 	if (headers_only && out->len > HEADERS_MAX) {
 		out->len = HEADERS_MAX;
 		out->data[out->len] = 0;
 	}
+	return 0;
 }
 
-void bounce_capture_headers(int fd, const struct qmsg *m, struct buf *out)
+int bounce_capture_headers(int fd, const struct qmsg *m, struct buf *out)
 {
-	capture(fd, m, true, out);
+	return capture(fd, m, true, out);
 }
 
-void bounce_capture_message(int fd, const struct qmsg *m, struct buf *out)
+int bounce_capture_message(int fd, const struct qmsg *m, struct buf *out)
 {
-	capture(fd, m, false, out);
+	return capture(fd, m, false, out);
 }
 
 static void rfc5322_date(char *buf, size_t size, time_t t)

@@ -27,11 +27,12 @@ struct server;
  * no blank line ends it within len.  Pure: no daemon needed. */
 size_t bounce_header_end(const char *data, size_t len);
 
-/* Read the header section of a queued message (for the report); fd is
- * the queue file.  Returns a new buffer (possibly empty). */
-void bounce_capture_headers(int fd, const struct qmsg *m, struct buf *out);
-/* The whole content of m from fd into out (RET=FULL); a read error ends it early. */
-void bounce_capture_message(int fd, const struct qmsg *m, struct buf *out);
+/* Read the header section of a queued message (for the report) into out;
+ * fd is the queue file.  0, or -1 when a read failed (errno) or the file
+ * ended early (errno 0); out then holds what was read. */
+int bounce_capture_headers(int fd, const struct qmsg *m, struct buf *out);
+/* The whole content of m from fd into out (RET=FULL); the same results. */
+int bounce_capture_message(int fd, const struct qmsg *m, struct buf *out);
 
 /* Send the sender one report about m's destinations: bounced ones not
  * reported yet (Action: failed), with warn the pending ones (delayed),

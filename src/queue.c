@@ -320,10 +320,22 @@ static bool report(struct queue *q, struct qmsg *m, bool retire, bool warn)
 		for (int i = 0; i < m->ndests; i++)
 			failed |= m->dests[i].status == Q_BOUNCED && !m->dests[i].reported;
 		full = failed && (m->flags & QMSG_RET_FULL) && m->size <= srv->cfg->message_size_limit;
-		if (full)
-			bounce_capture_message(m->fd, m, &content);
-		else
-			bounce_capture_headers(m->fd, m, &content);
+		int r = full ? bounce_capture_message(m->fd, m, &content)
+		             : bounce_capture_headers(m->fd, m, &content);
+		if (r < 0) {
+			const char *why = errno ? strerror(errno) : "the file ends before the message";
+			/* a cut message is no message/rfc822: its header section
+			 * alone, when that was read whole */
+			size_t end = full ? bounce_header_end(content.data, content.len) : SIZE_MAX;
+			if (end != SIZE_MAX) {
+				content.len = end;
+				content.data[end] = 0;
+				full = false;
+			}
+			log_warn("%s: queue file read error (%s): the report returns %s", m->qid, why,
+			         end != SIZE_MAX ? "the message's header section only"
+			                         : "what could be read of the message");
+		}
 	}
 	bool ok = bounce_send(srv, m, &content, retire, warn, full);
 	buf_free(&content);

@@ -178,6 +178,32 @@ def test_bounce_of_a_message_with_nul_in_its_headers():
         assert b"more body" not in files[0]
 
 
+def test_report_of_a_message_its_queue_file_lost():
+    """The queue file of a deferred RET=FULL message is cut short under the
+    daemon (a disk or an operator): the report still goes, with the
+    header section alone instead of a cut message/rfc822, and the log says
+    why with the queue id."""
+    with Daemon(settings={"retry_initial": 1, "retry_max": 1, "queue_lifetime": 3}) as d:
+        block_mailbox(d, "user")
+        msg = make_message(subject="cut short", body="BODY-MARKER\n" + "B" * 100000 + "\n")
+        with d.client() as c:
+            c.ehlo()
+            c.cmd("MAIL FROM:<a@localhost> RET=FULL", 250)
+            c.cmd("RCPT TO:<user@localhost> NOTIFY=FAILURE", 250)
+            qid = c.data(msg)
+        d.wait_log(r"%s: to=<user@localhost>.*status=deferred" % qid)
+        qdir = os.path.join(d.spool, "queue")
+        cut = [p for p in (os.path.join(qdir, f) for f in os.listdir(qdir))
+               if os.path.getsize(p) > 100000]
+        assert len(cut) == 1, os.listdir(qdir)
+        os.truncate(cut[0], os.path.getsize(cut[0]) - 60000)
+        files = d.wait_delivered("a", 1, timeout=20)
+        assert_dsn(files[0], qid, "user@localhost", "4.4.7", "cut short")
+        assert b"BODY-MARKER" not in files[0], files[0][-500:]
+        d.wait_log(r"warning: %s: queue file read error \(the file ends before the message\): "
+                   r"the report returns the message's header section only" % qid)
+
+
 def test_no_bounce_to_null_sender():
     with bouncing_daemon() as d:
         with d.client() as c:
