@@ -73,6 +73,33 @@ static void block_text(const struct config *c, const char *name, struct buf *o)
 		config_render(b, 0, o);
 }
 
+/* A fingerprint of the files a module block names: every string in it
+ * (in lists and groups too) that is the path of a regular file, with its
+ * identity, size and times.  A module reads such files (rules, tables,
+ * sender lists) at init; an instance must not be kept across a reload
+ * when one of them was edited, replaced, created or removed, though the
+ * block reads the same.  The times are stat's nanoseconds, so an edit
+ * within the same second is seen (and ctime catches a file put back with
+ * its old mtime). */
+static void files_stamp(const config_setting_t *s, struct buf *o)
+{
+	if (!s)
+		return;
+	if (config_setting_type(s) == CONFIG_TYPE_STRING) {
+		const char *path = config_setting_get_string(s);
+		struct stat st;
+		if (path && path[0] && stat(path, &st) == 0 && S_ISREG(st.st_mode))
+			buf_addf(o, "%s\t%llu %llu %lld %lld.%09ld %lld.%09ld\n", path,
+			         (unsigned long long)st.st_dev, (unsigned long long)st.st_ino,
+			         (long long)st.st_size, (long long)st.st_mtim.tv_sec, st.st_mtim.tv_nsec,
+			         (long long)st.st_ctim.tv_sec, st.st_ctim.tv_nsec);
+		return;
+	}
+	int n = config_setting_is_aggregate(s) ? config_setting_length(s) : 0;
+	for (int i = 0; i < n; i++)
+		files_stamp(config_setting_get_elem(s, (unsigned)i), o);
+}
+
 /* May the new configuration use instance mod of the old one?  Its block
  * and every global setting a module can read (host.c h_global_string)
  * must be the same, and it must come from the same module_path. */
@@ -82,12 +109,19 @@ static bool shareable(const struct module *mod, const struct config *nc, const s
 	    !same_str(nc->relayhost, oc->relayhost) || !same_str(nc->relayhost_tls, oc->relayhost_tls) ||
 	    !same_str(nc->spool, oc->spool) || !same_str(nc->module_path, oc->module_path))
 		return false;
-	struct buf a = {0}, b = {0};
+	struct buf a = {0}, b = {0}, f = {0};
 	block_text(nc, mod->desc->name, &a);
 	block_text(oc, mod->desc->name, &b);
 	bool same = a.len == b.len && (!a.len || !memcmp(a.data, b.data, a.len));
+	if (same) {
+		char *bpath = xasprintf("modules.%s", mod->desc->name);
+		files_stamp(config_lookup(&nc->cfg, bpath), &f);
+		free(bpath);
+		same = f.len == mod->files.len && (!f.len || !memcmp(f.data, mod->files.data, f.len));
+	}
 	buf_free(&a);
 	buf_free(&b);
+	buf_free(&f);
 	return same;
 }
 
@@ -386,6 +420,7 @@ struct module *module_get(struct modules *m, struct config *cfg, const char *nam
 	m->v[m->n++] = mod;
 	if (check_block(mod, cfg, errs) < 0)
 		return NULL;
+	files_stamp(mod->conf.block, &mod->files);    /* before init reads them */
 	mod->inited = true;
 	if (d->init && (d->init(&petrel_host_v1, &mod->conf, &mod->state) < 0 || mod->conf.failed)) {
 		if (!mod->conf.failed)
@@ -408,6 +443,7 @@ void modules_free(struct modules *m)
 		lt_dlclose(mod->handle);
 		slot_give(m->srv, mod);
 		config_free(&mod->cfg_ref);
+		buf_free(&mod->files);
 		free(mod->path);
 		free(mod);
 		nlive--;

@@ -14,8 +14,9 @@
  *
  * Each configuration generation has its own registry.  A module instance
  * may be in several (counted: refs): a reload shares the previous
- * generation's instance when the module's block and the global settings
- * a module can read (host->global_string) are unchanged, and loads and
+ * generation's instance when the module's block, the global settings a
+ * module can read (host->global_string) and the files the block names
+ * (files_stamp) are unchanged, and loads and
  * initialises a new one otherwise.  An instance holds a reference to the
  * configuration it was initialised from; its fini() runs when the last
  * registry holding it is freed.  Slot numbers (session and transaction
@@ -49,6 +50,7 @@ struct module {
 	int refs;                  /* registries holding it */
 	bool stopped;              /* transport stop() called (queue_stop) */
 	struct config *cfg_ref;    /* the configuration conf.cfg / conf.block point into */
+	struct buf files;          /* the files its block names, as they were at init */
 };
 
 struct modules {

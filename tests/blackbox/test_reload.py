@@ -132,6 +132,54 @@ def test_new_listener_and_filter_old_session_keeps_old_rules():
         d.wait_delivered("user", 2)
 
 
+def test_edited_rules_file_is_read_again_other_modules_kept():
+    """The configuration file unchanged, the regex rules file edited (in
+    place, as `echo >>` does, and then replaced, as an editor does): a
+    reload reads the rules again, as `postfix reload` re-reads its tables,
+    while the modules whose block names no changed file keep their
+    instance.  A rules file broken by an edit is refused with its line."""
+    with Daemon(start=False) as d:
+        d.config_text = with_regex(d, d.config_text, "body /OLD-WORD/ reject 554 5.7.1 Old rule\n")
+        write_conf(d, d.config_text)
+        d.start()
+        rules = os.path.join(d.dir, "regex.rules")
+
+        def reply_for(word):
+            with Client(d.port) as c:
+                c.ehlo()
+                c.mail_rcpt("a@localhost", ["user@localhost"])
+                r = data_reply(c, make_message(word, body="%s in the body\n" % word))
+                c.cmd("QUIT", 221)
+                return r
+        check(reply_for("NEW-WORD"), 250, "2.0.0")
+        with open(rules, "a") as f:           # the same inode, a longer file
+            f.write("body /NEW-WORD/ reject 554 5.7.1 New rule\n")
+        assert reload_ok(d) == 2
+        d.wait_log(r"reloaded: generation 2 .*\((\d+) kept from generation 1\)")
+        r = reply_for("NEW-WORD")
+        check(r, 554, "5.7.1")
+        assert "New rule" in r.text, r
+        check(reply_for("OLD-WORD"), 554, "5.7.1")
+        # replaced by rename, the new file no longer has the old rule
+        tmp = rules + ".new"
+        with open(tmp, "w") as f:
+            f.write("body /NEW-WORD/ reject 554 5.7.1 New rule\n")
+        os.rename(tmp, rules)
+        assert reload_ok(d) == 3
+        check(reply_for("OLD-WORD"), 250, "2.0.0")
+        # a reload with nothing changed keeps every instance
+        assert reload_ok(d) == 4
+        d.wait_log(r"reloaded: generation 4 .* (\d+) module\(s\) \(\1 kept from generation 3\)")
+        # a broken edit: refused with the file's line, the rules in force stay
+        with open(rules, "a") as f:
+            f.write("body /unclosed( reject\n")
+        r = ctl(d, "reload")
+        assert r.returncode == 78, (r.returncode, r.stdout, r.stderr)
+        assert "regex.rules:2" in r.stdout + r.stderr, (r.stdout, r.stderr)
+        check(reply_for("NEW-WORD"), 554, "5.7.1")
+        check(reply_for("OLD-WORD"), 250, "2.0.0")
+
+
 def test_changed_limit_applies_to_new_sessions_only():
     with Daemon() as d:
         old = Client(d.port)
