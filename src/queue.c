@@ -434,6 +434,8 @@ static void finish(struct queue *q, struct qmsg *m)
 				first = m->dests[i].next_try;
 		if (m->fd >= 0 && spool_write_retry(m->fd, m->attempts, first, m->delay_warned) < 0)
 			log_error("%s: cannot record the retry time: %m", m->qid);
+		if (m->fd >= 0 && spool_write_notes(m->fd, m) < 0)
+			log_warn("%s: cannot record the last errors: %m", m->qid);
 	}
 	if (m->fd >= 0) {
 		close(m->fd);

@@ -396,6 +396,40 @@ static void add_field(struct buf *b, const char *s)
 	}
 }
 
+int spool_write_notes(int fd, const struct qmsg *m)
+{
+	/* never past the end of a file cut short under us: the hole would
+	 * read as zeros where the message was */
+	struct stat st;
+	if (fstat(fd, &st) < 0)
+		return -1;
+	if ((uint64_t)st.st_size < m->end) {
+		errno = EIO;
+		return -1;
+	}
+	struct buf b = {0};
+	buf_addf(&b, "PETREL-NOTES %s\n", m->qid);
+	for (int i = 0; i < m->ndests; i++) {
+		const struct qdest *d = &m->dests[i];
+		if (d->status != Q_PENDING || !d->last_error)
+			continue;
+		char cut[SPOOL_NOTE_MAX + 1];
+		snprintf(cut, sizeof cut, "%s", d->last_error);
+		buf_addf(&b, "%X\t", (unsigned)i);
+		add_field(&b, cut);
+		buf_add(&b, "\n", 1);
+	}
+	struct spool_crc c = {0};
+	spool_crc_feed(&c, b.data, b.len);
+	buf_addf(&b, "END %08X\n", (unsigned)c.crc);
+	ssize_t n = pwrite(fd, b.data, b.len, (off_t)m->end);
+	int ok = n == (ssize_t)b.len ? 0 : -1;
+	if (n >= 0 && !ok)
+		errno = ENOSPC;
+	buf_free(&b);
+	return ok;
+}
+
 void spool_envelope(struct buf *b, struct qmsg *m)
 {
 	char line[SPOOL_HDR_LEN];

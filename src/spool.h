@@ -64,6 +64,18 @@
  * without a sync (a crash loses at most the last update: the message is
  * tried a little early, or warned about twice).  It is outside the CRC.
  *
+ * Notes (the last error of each pending destination, for petrelctl
+ * queue/show after a restart and for held messages): written past the
+ * file's valid <length>, where a reader of the message never looks, by
+ * spool_write_notes after each attempt that left destinations pending,
+ * with a pwrite and no sync (they are advice, not mail):
+ *   PETREL-NOTES <qid>\n
+ *   <destination index, hex>\t<last error, escaped as fields are>\n   (each)
+ *   END <crc32c of the lines above, 8 hex>\n
+ * spool_read_envelope reads them back when the qid and the CRC match; a
+ * slot reused by another message, a torn write or old bytes past a
+ * shorter message never match.  Each error is cut at SPOOL_NOTE_MAX bytes.
+ *
  * Versions: 3 escapes the fields (above), adds M and N lines (DSN,
  * RFC 3461), <retry> and the attempt marks.  A
  * version 2 file (no M/N lines; the padding where <retry> goes) is still
@@ -148,6 +160,14 @@ int spool_sync_queue_dir(const struct spool *sp);
 /* Record the retry state of an open queue file (see <retry>); no sync. */
 int spool_write_retry(int fd, int attempts, time_t next_try, bool warned)
 	__attribute__((warn_unused_result));
+
+/* Record the last error of m's pending destinations past its valid
+ * bytes (see Notes above); no sync.  0, or -1 with errno. */
+int spool_write_notes(int fd, const struct qmsg *m) __attribute__((warn_unused_result));
+#define SPOOL_NOTE_MAX 400
+/* The notes of m read from fd into its destinations' last_error (those
+ * found; nothing when there are none or they do not match). */
+void spool_read_notes(int fd, struct qmsg *m);
 
 /* Serialise the envelope of m (unsealed seal line first) into b, recording
  * each status byte offset and the message offset. */

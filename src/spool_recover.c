@@ -165,6 +165,53 @@ static int unescape(char *s)
 	return 0;
 }
 
+void spool_read_notes(int fd, struct qmsg *m)
+{
+	/* at most every destination's line at its longest, escaped */
+	size_t max = 64 + QID_MAX + (size_t)m->ndests * (12 + 4 * SPOOL_NOTE_MAX) + 16;
+	char *p = xmalloc(max + 1);
+	ssize_t n = pread(fd, p, max, (off_t)m->end);
+	if (n <= 0) {
+		free(p);
+		return;
+	}
+	p[n] = 0;
+	char head[16 + QID_MAX];
+	snprintf(head, sizeof head, "PETREL-NOTES %s\n", m->qid);
+	size_t hl = strlen(head);
+	char *end = (size_t)n > hl && !memcmp(p, head, hl) ? memmem(p, (size_t)n, "\nEND ", 5) : NULL;
+	if (!end || (size_t)(end + 1 - p) + 13 > (size_t)n || end[13] != '\n') {
+		free(p);
+		return;
+	}
+	end++;                          /* "END XXXXXXXX\n" */
+	struct spool_crc c = {0};
+	spool_crc_feed(&c, p, (size_t)(end - p));
+	char want[9];
+	snprintf(want, sizeof want, "%08X", (unsigned)c.crc);
+	if (memcmp(end + 4, want, 8)) {
+		free(p);
+		return;
+	}
+	*end = 0;
+	for (char *l = p + hl, *nl; *l; l = nl + 1) {
+		nl = strchr(l, '\n');
+		if (!nl)
+			break;
+		*nl = 0;
+		char *tab;
+		unsigned long i = strtoul(l, &tab, 16);
+		if (tab == l || *tab != '\t' || i >= (unsigned long)m->ndests || unescape(tab + 1) < 0)
+			continue;
+		struct qdest *d = &m->dests[i];
+		if (d->status != Q_PENDING)
+			continue;
+		free(d->last_error);
+		d->last_error = xstrdup(tab + 1);
+	}
+	free(p);
+}
+
 struct qmsg *spool_read_envelope(int fd, const char *qid, const char **why)
 {
 	struct seal sl;
@@ -287,6 +334,7 @@ struct qmsg *spool_read_envelope(int fd, const char *qid, const char **why)
 			m->size = len - (uint64_t)off;
 			free(line);
 			fclose(f);
+			spool_read_notes(fd, m);
 			return m;
 		default:
 			*why = "unknown envelope record";

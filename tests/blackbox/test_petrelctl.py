@@ -118,6 +118,36 @@ def test_queue_show_and_stats():
         assert "queue.deferred: 2" in ok(d, "stats")
 
 
+def test_last_error_survives_restart_and_hold():
+    """The last error of a deferred recipient is in the queue file (past
+    the message): `petrelctl queue` gives it after a restart, and for a
+    held message, as Postfix's mailq gives the defer reason; a recipient
+    delivered meanwhile has none."""
+    with deferring_daemon() as d:
+        block_mailbox(d, "user")
+        qid = send(d, ["user@localhost", "other@localhost"], "keep my reason")
+        deferred(d, qid)
+        d.wait_delivered("other", 1)
+
+        def reasons():
+            (m,) = queue_json(d)
+            assert m["qid"] == qid, m
+            return m["state"], {r["address"]: (r["state"], r.get("last_error")) for r in m["recipients"]}
+        state, before = reasons()
+        assert state == "deferred" and before["user@localhost"][0] == "deferred", before
+        assert "Not a directory" in before["user@localhost"][1], before
+        d.restart()
+        d.wait_log(r"spool: recovered 1 queued messages")
+        state, after = reasons()
+        assert after["user@localhost"] == before["user@localhost"], (before, after)
+        assert state == "deferred", state
+        assert "other@localhost" not in after or after["other@localhost"][1] is None, after
+        ok(d, "hold", qid)
+        state, held = reasons()
+        assert state == "held" and held["user@localhost"][1] == before["user@localhost"][1], held
+        assert "cannot create maildir" in ok(d, "show", qid)
+
+
 def test_hold_survives_restart_release_delivers():
     with deferring_daemon() as d:
         blocker = block_mailbox(d, "user")

@@ -455,6 +455,130 @@ static void test_escaped_fields(void)
 	free(p);
 }
 
+/* Notes past the valid bytes: hand-made text with its CRC line. */
+static void notes_text(struct buf *b, const char *body)
+{
+	buf_adds(b, body);
+	struct spool_crc c = {0};
+	spool_crc_feed(&c, b->data, b->len);
+	buf_addf(b, "END %08X\n", (unsigned)c.crc);
+}
+
+/* The file "N": message m, then 'tail' past its valid bytes; read back,
+ * the last errors found (NULL where none), as a joined string. */
+static char *read_notes_of(struct qmsg *m, const char *tail, size_t tail_len)
+{
+	struct buf b = {0};
+	make_file(&b, m, NULL, 'Q');
+	buf_add(&b, tail, tail_len);
+	put("N", b.data, b.len);
+	buf_free(&b);
+	int fd = open_q("N");
+	const char *why = NULL;
+	struct qmsg *r = spool_read_envelope(fd, NULL, &why);
+	close(fd);
+	struct buf o = {0};
+	for (int i = 0; r && i < r->ndests; i++)
+		buf_addf(&o, "%s%s", i ? "|" : "", r->dests[i].last_error ? r->dests[i].last_error : "-");
+	if (!r)
+		buf_addf(&o, "unreadable: %s", why);
+	qmsg_free(&r);
+	char *out = xstrdup(o.data ? o.data : "");
+	buf_free(&o);
+	return out;
+}
+
+static void test_notes(void)
+{
+	struct qmsg *m = sample("AAN1");
+	(void)qmsg_add_dest(m, "maildir", "carol@example.org", "carol@example.org");
+	struct buf f = {0};
+	make_file(&f, m, NULL, 'Q');
+	m->end = f.len;
+	buf_free(&f);
+	m->dests[0].last_error = xstrdup("451 4.3.0 odd\r\nbytes\t\\x41 here");
+	m->dests[1].last_error = xstrdup("250 delivered");
+	m->dests[1].status = Q_DELIVERED;       /* not pending: no note */
+	char long_err[1000];
+	memset(long_err, 'y', sizeof long_err - 1);
+	long_err[sizeof long_err - 1] = 0;
+	m->dests[2].last_error = xstrdup(long_err);
+	/* what spool_write_notes writes, taken from a file */
+	put("N", "", 0);
+	char *p = xasprintf("%s/queue/N", dir);
+	int fd = open(p, O_RDWR);
+	tap_ok(fd >= 0 && spool_write_notes(fd, m) == 0, "notes written past the valid bytes");
+	struct stat st;
+	size_t nlen = fd >= 0 && fstat(fd, &st) == 0 ? (size_t)st.st_size - (size_t)m->end : 0;
+	char *notes = xmalloc(nlen + 1);
+	tap_ok(fd >= 0 && pread(fd, notes, nlen, (off_t)m->end) == (ssize_t)nlen, "and read as bytes");
+	notes[nlen] = 0;
+	if (fd >= 0)
+		close(fd);
+	free(p);
+	char want_long[SPOOL_NOTE_MAX + 1];
+	memcpy(want_long, long_err, SPOOL_NOTE_MAX);
+	want_long[SPOOL_NOTE_MAX] = 0;
+	char *want = xasprintf("451 4.3.0 odd\r\nbytes\t\\x41 here|-|%s", want_long);
+
+	struct buf crafted = {0}, wrong_idx = {0}, no_tab = {0}, bad_esc = {0};
+	notes_text(&crafted, "PETREL-NOTES AAN1\n0\tfirst\n2\tthird\n");
+	notes_text(&wrong_idx, "PETREL-NOTES AAN1\n9\tnine\n1\tsecond\n0\tfirst\n");
+	notes_text(&no_tab, "PETREL-NOTES AAN1\n0 first\nzz\tx\n2\tthird\n");
+	notes_text(&bad_esc, "PETREL-NOTES AAN1\n0\tbad \\q escape\n2\tthird\n");
+	struct buf other = {0}, garbage = {0};
+	notes_text(&other, "PETREL-NOTES AAN2\n0\tanother message's\n");
+	buf_add(&garbage, notes, nlen);
+	buf_adds(&garbage, "PETREL-NOTES AAN1\n0\tolder, longer tail\n");
+	char *flipped = xstrdup(notes);
+	flipped[strlen("PETREL-NOTES AAN1\n0\t") + 2] ^= 0x20;
+	const struct {
+		const char *label, *tail;
+		size_t len;
+		const char *want;
+	} cases[] = {
+		{ "what spool_write_notes wrote reads back (escapes, a cut error)", notes, nlen, want },
+		{ "none: nothing past the message", "", 0, "-|-|-" },
+		{ "hand-made notes", crafted.data, crafted.len, "first|-|third" },
+		{ "an index past the destinations and a delivered one are ignored", wrong_idx.data,
+		  wrong_idx.len, "first|-|-" },
+		{ "a line without a tab or with a bad index is skipped", no_tab.data, no_tab.len, "-|-|third" },
+		{ "a bad escape drops its line", bad_esc.data, bad_esc.len, "-|-|third" },
+		{ "another message's notes (a reused slot) are not taken", other.data, other.len, "-|-|-" },
+		{ "bytes past END (an older tail) do not matter", garbage.data, garbage.len, want },
+		{ "one changed byte fails the CRC", flipped, nlen, "-|-|-" },
+		{ "no END line", notes, nlen - 14, "-|-|-" },
+	};
+	for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+		char *got = read_notes_of(m, cases[i].tail, cases[i].len);
+		tap_ok(!strcmp(got, cases[i].want), "notes: %s", cases[i].label);
+		if (strcmp(got, cases[i].want))
+			tap_diag("got '%s', want '%s'", got, cases[i].want);
+		free(got);
+	}
+	/* a write torn anywhere reads as no notes, never as other text */
+	int torn_ok = 0;
+	for (size_t cut = 0; cut < nlen; cut++) {
+		char *got = read_notes_of(m, notes, cut);
+		torn_ok += !strcmp(got, "-|-|-");
+		free(got);
+	}
+	tap_ok(torn_ok == (int)nlen, "notes cut at each of %zu bytes read as none (%d)", nlen, torn_ok);
+	buf_free(&crafted);
+	buf_free(&wrong_idx);
+	buf_free(&no_tab);
+	buf_free(&bad_esc);
+	buf_free(&other);
+	buf_free(&garbage);
+	free(flipped);
+	free(notes);
+	free(want);
+	qmsg_free(&m);
+	p = xasprintf("%s/queue/N", dir);
+	unlink(p);
+	free(p);
+}
+
 int main(void)
 {
 	if (!mkdtemp(dir))
@@ -487,6 +611,7 @@ int main(void)
 
 	test_crc();
 	test_round_trip();
+	test_notes();
 	test_recover(sp);
 	test_commit(sp, loop);
 
