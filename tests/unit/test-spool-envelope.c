@@ -504,17 +504,25 @@ static void test_notes(void)
 	long_err[sizeof long_err - 1] = 0;
 	m->dests[2].last_error = xstrdup(long_err);
 	/* what spool_write_notes writes, taken from a file */
-	put("N", "", 0);
+	put_msg("N", m, NULL, 'Q');
 	char *p = xasprintf("%s/queue/N", dir);
 	int fd = open(p, O_RDWR);
 	tap_ok(fd >= 0 && spool_write_notes(fd, m) == 0, "notes written past the valid bytes");
 	struct stat st;
-	size_t nlen = fd >= 0 && fstat(fd, &st) == 0 ? (size_t)st.st_size - (size_t)m->end : 0;
+	size_t nlen = fd >= 0 && fstat(fd, &st) == 0 && (uint64_t)st.st_size > m->end
+	                  ? (size_t)st.st_size - (size_t)m->end : 0;
 	char *notes = xmalloc(nlen + 1);
 	tap_ok(fd >= 0 && pread(fd, notes, nlen, (off_t)m->end) == (ssize_t)nlen, "and read as bytes");
 	notes[nlen] = 0;
 	if (fd >= 0)
 		close(fd);
+	/* never onto a file cut short: the hole would read as zeros */
+	int tfd = open(p, O_RDWR);
+	tap_ok(tfd >= 0 && ftruncate(tfd, (off_t)m->end - 10) == 0 && spool_write_notes(tfd, m) < 0 &&
+	       fstat(tfd, &st) == 0 && (uint64_t)st.st_size == m->end - 10,
+	       "no notes onto a file shorter than its message");
+	if (tfd >= 0)
+		close(tfd);
 	free(p);
 	char want_long[SPOOL_NOTE_MAX + 1];
 	memcpy(want_long, long_err, SPOOL_NOTE_MAX);
