@@ -64,11 +64,18 @@ static bool same_str(const char *a, const char *b)
 	return (!a && !b) || (a && b && !strcmp(a, b));
 }
 
-static void block_text(const struct config *c, const char *name, struct buf *o)
+/* The block modules.NAME of c, or NULL. */
+static config_setting_t *block_of(const struct config *c, const char *name)
 {
 	char *bpath = xasprintf("modules.%s", name);
 	config_setting_t *b = config_lookup(&c->cfg, bpath);
 	free(bpath);
+	return b;
+}
+
+static void block_text(const struct config *c, const char *name, struct buf *o)
+{
+	config_setting_t *b = block_of(c, name);
 	if (b)
 		config_render(b, 0, o);
 }
@@ -114,9 +121,7 @@ static bool shareable(const struct module *mod, const struct config *nc, const s
 	block_text(oc, mod->desc->name, &b);
 	bool same = a.len == b.len && (!a.len || !memcmp(a.data, b.data, a.len));
 	if (same) {
-		char *bpath = xasprintf("modules.%s", mod->desc->name);
-		files_stamp(config_lookup(&nc->cfg, bpath), &f);
-		free(bpath);
+		files_stamp(block_of(nc, mod->desc->name), &f);
 		same = f.len == mod->files.len && (!f.len || !memcmp(f.data, mod->files.data, f.len));
 	}
 	buf_free(&a);

@@ -377,15 +377,17 @@ static void do_rcpt(struct petrel_session *s, const struct smtp_cmd *c)
 		session_reply(s, "503 5.5.1 Error: RCPT after BDAT");
 		return;
 	}
-	char to[sizeof c->addr.local + sizeof c->addr.domain + 1];
-	if (smtp_addr_format(&c->addr, to, sizeof to) < 0)
-		to[0] = '\0';
-	if (t->nrcpt >= s->gen->cfg->recipient_limit) {
-		reject(s, "RCPT", to, "452 4.5.3 Error: too many recipients");
-		return;
-	}
-	if (c->addr.utf8 && !t->smtputf8) {
-		reject(s, "RCPT", to, "553 5.6.7 Error: UTF-8 address requires the SMTPUTF8 parameter on MAIL");
+	const char *refuse = t->nrcpt >= s->gen->cfg->recipient_limit
+	                     ? "452 4.5.3 Error: too many recipients"
+	                     : c->addr.utf8 && !t->smtputf8
+	                     ? "553 5.6.7 Error: UTF-8 address requires the SMTPUTF8 parameter on MAIL"
+	                     : NULL;
+	if (refuse) {
+		/* the address only for the log line, as the other refusals */
+		char to[sizeof c->addr.local + sizeof c->addr.domain + 1];
+		if (smtp_addr_format(&c->addr, to, sizeof to) < 0)
+			to[0] = '\0';
+		reject(s, "RCPT", to, "%s", refuse);
 		return;
 	}
 	struct petrel_addr *a = &t->cur_rcpt;

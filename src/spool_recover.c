@@ -167,8 +167,14 @@ static int unescape(char *s)
 
 void spool_read_notes(int fd, struct qmsg *m)
 {
+	char head[16 + QID_MAX], got[sizeof head];
+	snprintf(head, sizeof head, "PETREL-NOTES %s\n", m->qid);
+	size_t hl = strlen(head);
+	/* most files have none: their first bytes past the end say so */
+	if (pread(fd, got, hl, (off_t)m->end) != (ssize_t)hl || memcmp(got, head, hl))
+		return;
 	/* at most every destination's line at its longest, escaped */
-	size_t max = 64 + QID_MAX + (size_t)m->ndests * (12 + 4 * SPOOL_NOTE_MAX) + 16;
+	size_t max = hl + (size_t)m->ndests * (12 + 4 * SPOOL_NOTE_MAX) + 16;
 	char *p = xmalloc(max + 1);
 	ssize_t n = pread(fd, p, max, (off_t)m->end);
 	if (n <= 0) {
@@ -176,9 +182,6 @@ void spool_read_notes(int fd, struct qmsg *m)
 		return;
 	}
 	p[n] = 0;
-	char head[16 + QID_MAX];
-	snprintf(head, sizeof head, "PETREL-NOTES %s\n", m->qid);
-	size_t hl = strlen(head);
 	char *end = (size_t)n > hl && !memcmp(p, head, hl) ? memmem(p, (size_t)n, "\nEND ", 5) : NULL;
 	if (!end || (size_t)(end + 1 - p) + 13 > (size_t)n || end[13] != '\n') {
 		free(p);

@@ -185,7 +185,8 @@ def test_counts_match_what_was_sent():
         stop.set()
         scr.join(T(10))
         assert not errors, errors
-        assert len(seen) >= 2, "the scraper read %d times during the load" % len(seen)
+        # each of the 3 senders scraped once between its sessions
+        assert len(seen) >= 3, "%d scrapes during the load" % len(seen)
         # counters never go back between scrapes
         for name in ("petrel_messages_received_total", "petrel_messages_delivered_total",
                      "petrel_messages_rejected_total", "petrel_connections_total"):
