@@ -9,7 +9,13 @@ for b in "$@"; do
     s=$(grep -c '^:test-result: SKIP' "$t")
     pass=$((pass + p)); fail=$((fail + f)); skip=$((skip + s))
     if [ "$f" -gt 0 ]; then
-      echo "FAILED in ${t%.trs}.log:"; grep -E '^(not ok|ERROR)' "${t%.trs}.log" | head -20
+      # each failed case with the diagnostics that follow it (the
+      # traceback, the daemon's last log lines), so that a CI log that
+      # keeps only its head and tail still says why
+      echo "FAILED in ${t%.trs}.log:"
+      awk '/^(not ok|ERROR)/ { on = 1; print; next }
+           on && /^# / { print; next }
+           { on = 0 }' "${t%.trs}.log" | head -80
     fi
   done
 done

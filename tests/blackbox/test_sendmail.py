@@ -59,7 +59,7 @@ def sendmail(d, args, data, user=None, conf=True, env=None):
             os.setgroups([])
             os.setgid(user.pw_gid)
             os.setuid(user.pw_uid)
-    return subprocess.run(argv, input=data, capture_output=True, preexec_fn=pre, timeout=60,
+    return subprocess.run(argv, input=data, capture_output=True, preexec_fn=pre, timeout=petrel.T(60),
                           env=env)
 
 
