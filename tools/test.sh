@@ -14,7 +14,9 @@ if [ "$1" = "--sanitizers" ]; then
   # Leaks are checked; a module's dlclose would hide its symbols in reports.
   ASAN_OPTIONS="detect_leaks=1:abort_on_error=0:fast_unwind_on_malloc=0"
   UBSAN_OPTIONS="print_stacktrace=1:halt_on_error=1"
-  export ASAN_OPTIONS UBSAN_OPTIONS
+  # leaks in the C library and the sanitizer runtime, not ours (see the file)
+  LSAN_OPTIONS="suppressions=$top/tools/lsan.supp:print_suppressions=0"
+  export ASAN_OPTIONS UBSAN_OPTIONS LSAN_OPTIONS
 fi
 sh "$top/tools/install-deps.sh"
 [ -x "$top/configure" ] && [ "$top/configure" -nt "$top/configure.ac" ] || "$top/autogen.sh"
