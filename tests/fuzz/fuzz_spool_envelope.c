@@ -18,11 +18,26 @@
  * (transport, address, original, status, and the offset of each status
  * byte, which the queue rewrites in place), the message offset and
  * size; and the status byte at each recorded offset is that status.
+ *
+ * Then the notes (the last error of each pending destination, written
+ * past the valid bytes by spool_write_notes): each pending destination
+ * gets its original-recipient field as its error, every other one with
+ * the message's bytes after it (so errors longer than SPOOL_NOTE_MAX
+ * occur); written onto the file and read back with the envelope.
+ * Checked: each pending destination has exactly its error cut at
+ * SPOOL_NOTE_MAX bytes, the others none.  Last, the message's bytes
+ * themselves are put past the end as the notes' lines, with a header for
+ * this queue id and the right CRC (so that the line parser is reached,
+ * not only the CRC check): the envelope reads back the same, and an
+ * error taken from those lines is never longer than the line it came
+ * from nor given to a destination that is not pending.
  */
 #include "fuzz_common.h"
 #include "spool.h"
 
+#include <errno.h>
 #include <fcntl.h>
+#include <unistd.h>
 
 static const char QID[] = "0000000000ABCDEF0000";
 
@@ -38,6 +53,78 @@ static char *field(const char **p, const char *end)
 	s[n] = 0;
 	*p += n + (z ? 1 : 0);
 	return s;
+}
+
+static void check_notes(int fd, struct qmsg *m, const char *msg, size_t msg_len)
+{
+	for (int i = 0; i < m->ndests; i++) {
+		struct qdest *d = &m->dests[i];
+		if (d->status != Q_PENDING)
+			continue;
+		struct buf e = {0};
+		buf_add(&e, d->orig, strlen(d->orig));
+		if (i % 2) {
+			const char *z = memchr(msg, 0, msg_len);
+			buf_add(&e, msg, z ? (size_t)(z - msg) : msg_len);
+		}
+		buf_add(&e, "", 1);
+		free(d->last_error);
+		d->last_error = e.data;
+	}
+	if (spool_write_notes(fd, m) < 0)
+		fuzz_fail("spool_write_notes failed: %s", strerror(errno));
+	const char *why = NULL;
+	struct qmsg *r = spool_read_envelope(fd, QID, &why);
+	if (!r)
+		fuzz_fail("the envelope is refused once notes follow it: %s", why);
+	for (int i = 0; i < m->ndests; i++) {
+		const struct qdest *a = &m->dests[i], *b = &r->dests[i];
+		if (a->status != Q_PENDING) {
+			if (b->last_error)
+				fuzz_fail("destination %d (%c) got a note: '%s'", i, a->status, b->last_error);
+			continue;
+		}
+		size_t want = strlen(a->last_error);
+		if (want > SPOOL_NOTE_MAX)
+			want = SPOOL_NOTE_MAX;
+		if (!b->last_error || strlen(b->last_error) != want ||
+		    memcmp(b->last_error, a->last_error, want))
+			fuzz_fail("destination %d: note '%.*s' read back as '%s'", i, (int)want,
+			          a->last_error, b->last_error ? b->last_error : "(none)");
+	}
+	qmsg_free(&r);
+}
+
+static void forged_notes(int fd, const struct qmsg *m, const char *msg, size_t msg_len)
+{
+	struct buf n = {0};
+	buf_addf(&n, "PETREL-NOTES %s\n", m->qid);
+	buf_add(&n, msg, msg_len);
+	if (!n.len || n.data[n.len - 1] != '\n')
+		buf_add(&n, "\n", 1);
+	struct spool_crc c = {0};
+	spool_crc_feed(&c, n.data, n.len);
+	buf_addf(&n, "END %08X\n", (unsigned)c.crc);
+	if (ftruncate(fd, (off_t)m->end) < 0 ||
+	    pwrite(fd, n.data, n.len, (off_t)m->end) != (ssize_t)n.len)
+		fuzz_fail("cannot write the forged notes");
+	const char *why = NULL;
+	struct qmsg *r = spool_read_envelope(fd, QID, &why);
+	if (!r)
+		fuzz_fail("the envelope is refused once forged notes follow it: %s", why);
+	if (r->ndests != m->ndests || r->end != m->end)
+		fuzz_fail("forged notes changed the envelope");
+	for (int i = 0; i < r->ndests; i++) {
+		const struct qdest *b = &r->dests[i];
+		if (!b->last_error)
+			continue;
+		if (b->status != Q_PENDING)
+			fuzz_fail("destination %d (%c) got a forged note", i, b->status);
+		if (strlen(b->last_error) > msg_len)
+			fuzz_fail("destination %d: a note longer than its lines", i);
+	}
+	qmsg_free(&r);
+	buf_free(&n);
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
@@ -107,6 +194,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	if (r->msg_off != m->msg_off || r->size != msg_len || r->end != file.len)
 		fuzz_fail("message offset or size changed");
 	qmsg_free(&r);
+
+	m->end = file.len;              /* the notes go where the valid bytes end */
+	check_notes(fd, m, msg, msg_len);
+	forged_notes(fd, m, msg, msg_len);
 	qmsg_free(&m);
 	close(fd);
 	buf_free(&file);
