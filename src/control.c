@@ -442,6 +442,8 @@ static void do_act(struct client *cl, enum act a, char **argv, int argc)
 			return;
 		}
 	}
+	if (a == ACT_FLUSH)
+		queue_transports_flush(ctl->srv->queue);
 	const char *first = NULL;
 	int nfailed = 0;
 	bool *done = xcalloc((size_t)argc, sizeof *done);

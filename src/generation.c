@@ -91,6 +91,24 @@ static int load_modules(struct generation *g, struct buf *errs)
 		config_setting_t *b = config_setting_get_elem(mb, (unsigned)i);
 		bad |= !module_get(mods, cfg, config_setting_name(b), b, errs);
 	}
+	/* the transports routes name, so that a misspelt one is an error
+	 * here and not a deferral of every message it routes */
+	config_setting_t *rl = config_lookup(&cfg->cfg, "routes");
+	for (int i = 0; i < cfg->nroutes; i++) {
+		const char *t = cfg->routes[i].transport;
+		if (!t)
+			continue;
+		config_setting_t *r = rl ? config_setting_get_elem(rl, (unsigned)i) : NULL;
+		config_setting_t *where = r ? config_setting_get_member(r, "transport") : NULL;
+		struct module *m = module_find(mods, t);
+		if (!m)
+			m = module_get(mods, cfg, t, where, errs);
+		if (m && !m->desc->transport) {
+			config_error_at(cfg, where, errs, "module '%s' is not a transport", t);
+			m = NULL;
+		}
+		bad |= !m;
+	}
 	/* The default local transport, unless a block above already tried it. */
 	if (!config_lookup(&cfg->cfg, "modules.maildir") && !module_find(mods, "maildir"))
 		bad |= !module_get(mods, cfg, "maildir", NULL, errs);

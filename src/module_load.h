@@ -84,6 +84,11 @@ static inline bool module_has_transport_1_2(const struct module *mod)
 	return mod->desc->transport && mod->desc->api_minor >= 2;
 }
 
+static inline bool module_has_transport_1_3(const struct module *mod)
+{
+	return mod->desc->transport && mod->desc->api_minor >= 3;
+}
+
 extern const struct petrel_host petrel_host_v1;
 
 #endif

@@ -713,8 +713,20 @@ static struct qmsg *take_in(int dfd, const char *name)
 	return m;
 }
 
+void queue_transports_flush(struct queue *q)
+{
+	struct server *srv = q->srv;
+	for (struct generation *g = srv->live_gens; g; g = g->next_live)
+		for (int i = 0; i < g->mods.n; i++) {
+			struct module *mod = g->mods.v[i];
+			if (module_has_transport_1_3(mod) && mod->desc->transport->flush && !mod->stopped)
+				mod->desc->transport->flush(mod->state);
+		}
+}
+
 void queue_rescan(struct queue *q)
 {
+	queue_transports_flush(q);
 	struct server *srv = q->srv;
 	char **known = xcalloc((size_t)q->nall + 1, sizeof *known);
 	for (int i = 0; i < q->nall; i++)

@@ -109,8 +109,12 @@ struct queue *queue_new(struct server *srv);
 void queue_add(struct queue *q, struct qmsg *m);    /* takes ownership; runs soon */
 int queue_active(const struct queue *q);            /* deliveries in flight */
 /* SIGUSR1 (petrelctl release/flush): take in queue files the queue does
- * not hold yet (released from hold/), and retry every deferred message now. */
+ * not hold yet (released from hold/), and retry every deferred message now
+ * (queue_transports_flush first). */
 void queue_rescan(struct queue *q);
+/* Tell every transport (API 1.3 flush()) that the operator wants the
+ * queue retried now: dead destinations are revived. */
+void queue_transports_flush(struct queue *q);
 int queue_size(const struct queue *q);              /* messages held */
 /* For the metrics endpoint (loop thread): messages in an attempt or due
  * now, messages waiting for a retry, and the earliest arrival of any

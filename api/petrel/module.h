@@ -186,6 +186,13 @@ struct petrel_transport_ops {
 	 * delivery now (report what is known, done() for each) without
 	 * waiting on the network.  NULL for a transport without start(). */
 	void (*stop)(void *state);
+
+	/* 1.3: an operator asked for the queue to be retried now (petrelctl
+	 * flush, sendmail -q), just before the daemon starts the deliveries
+	 * again: forget what would defer them without trying (a destination
+	 * marked dead after failed connections), as Postfix's flush revives
+	 * dead queues.  On the loop; must not block.  NULL: nothing to forget. */
+	void (*flush)(void *state);
 };
 
 struct petrel_module {

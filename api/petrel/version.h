@@ -20,6 +20,8 @@
  *   core may change its structs freely.
  *
  * HISTORY (newest first; every bump gets a dated line)
+ *   1.3  2026-12-03  transports: flush(), called when an operator asks
+ *                    for the queue to be retried now.
  *   1.2  2026-12-02  transports: check() at RCPT time; asynchronous
  *                    start()/stop() on the loop with every recipient of
  *                    one message for one next hop; host: delivery_rcpt_*
@@ -47,6 +49,6 @@
 #define PETREL_VERSION_H
 
 #define PETREL_API_MAJOR 1
-#define PETREL_API_MINOR 2
+#define PETREL_API_MINOR 3
 
 #endif

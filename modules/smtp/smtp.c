@@ -1,6 +1,11 @@
 /*
- * smtp.c - the "smtp" transport (MTA stage): relays mail to the
- * recipient domain's MX hosts or to a relay host.
+ * smtp.c - what the "smtp" and "lmtp" transports share: settings,
+ * init/fini, start()/stop(), the tick.  The smtp transport (MTA stage)
+ * relays mail to the recipient domain's MX hosts or to a relay host; the
+ * lmtp transport (MDA stage) hands it to an LMTP server (RFC 2033) such
+ * as Dovecot's, over TCP or a Unix socket.  Each is one shared object
+ * built from these sources and its own descriptor (smtp_module.c,
+ * modules/lmtp/lmtp.c), so each has its own settings and state.
  *
  * It runs asynchronously on the event loop (module API 1.2 start/stop):
  * start() queues the message, with every recipient for one next hop, on
@@ -17,6 +22,7 @@
  * timeouts default to RFC 5321 4.5.3.2.
  */
 #include "smtp_int.h"
+#include "smtp_syntax.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -91,7 +97,7 @@ void smtp_tick_arm(struct smtp *m)
 
 /* --- the transport --- */
 
-static int smtp_start(void *state, petrel_delivery *d)
+static int transport_start(void *state, petrel_delivery *d)
 {
 	struct smtp *m = state;
 	char err[500];
@@ -106,7 +112,7 @@ static int smtp_start(void *state, petrel_delivery *d)
 	return 0;
 }
 
-static void smtp_stop(void *state)
+static void transport_stop(void *state)
 {
 	struct smtp *m = state;
 	if (m->stopping)
@@ -130,7 +136,7 @@ struct tsetting {
 static const struct tsetting timeouts[] = {
 	{ .name = "connect_timeout", .def = 30, .off = TO(connect) },
 	{ .name = "greeting_timeout", .def = 300, .off = TO(greeting) },
-	{ .name = "helo_timeout", .def = 300, .off = TO(helo) },
+	{ .name = "helo_timeout", .def = 300, .off = TO(helo) },   /* lmtp: lhlo_timeout */
 	{ .name = "starttls_timeout", .def = 300, .off = TO(starttls) },
 	{ .name = "auth_timeout", .def = 300, .off = TO(auth) },
 	{ .name = "mail_timeout", .def = 300, .off = TO(mail) },
@@ -175,12 +181,13 @@ static int tls_init(struct smtp *m, petrel_conf *conf)
 			m->host->conf_error(conf, "tls_ca_file", "cannot load '%s': %s", m->tls_ca_file, buf);
 			return -1;
 		}
-		m->host->log(PETREL_LOG_WARN, "smtp: the system's CA store could not be loaded: %s", buf);
+		m->host->log(PETREL_LOG_WARN, "%s: the system's CA store could not be loaded: %s", m->name, buf);
 	}
 	return 0;
 }
 
-static int smtp_init(const struct petrel_host *host, petrel_conf *conf, void **state)
+int smtp_setup(const struct petrel_host *host, petrel_conf *conf, void **state,
+               const struct smtp_flavor *f)
 {
 	struct smtp *m = calloc(1, sizeof *m);
 	if (!m)
@@ -188,12 +195,14 @@ static int smtp_init(const struct petrel_host *host, petrel_conf *conf, void **s
 	*state = m;
 	m->host = host;
 	m->self = conf;
+	m->name = f->name;
+	m->lmtp = f->lmtp;
 	if (!PETREL_HOST_HAS(host, 2)) {
-		host->conf_error(conf, "port", "the smtp transport needs module API 1.2");
+		host->conf_error(conf, "port", "the %s transport needs module API 1.2", f->name);
 		return -1;
 	}
 	long long v;
-	if (get_int(m, conf, "port", 25, 1, 65535, &v) < 0)
+	if (get_int(m, conf, "port", f->port, 1, 65535, &v) < 0)
 		return -1;
 	m->port = (int)v;
 	if (get_int(m, conf, "destination_concurrency", 20, 1, 10000, &v) < 0)
@@ -212,11 +221,28 @@ static int smtp_init(const struct petrel_host *host, petrel_conf *conf, void **s
 		return -1;
 	m->dead_ms = (unsigned long long)v * 1000;
 	for (size_t i = 0; i < sizeof timeouts / sizeof timeouts[0]; i++) {
-		if (get_int(m, conf, timeouts[i].name, timeouts[i].def, 1, 86400, &v) < 0)
+		const char *name = timeouts[i].name;
+		if (f->lmtp && timeouts[i].off == TO(helo))
+			name = "lhlo_timeout";
+		if (get_int(m, conf, name, timeouts[i].def, 1, 86400, &v) < 0)
 			return -1;
 		*(unsigned long long *)((char *)&m->to + timeouts[i].off) = (unsigned long long)v * 1000;
 	}
-	const char *tls = "may";
+	if (f->lmtp) {
+		host->conf_string(conf, "nexthop", &m->nexthop);
+		char hop[300];
+		int port, is_unix;
+		if (m->nexthop && *m->nexthop &&
+		    smtp_parse_lmtp_nexthop(m->nexthop, hop, sizeof hop, &port, &is_unix) < 0) {
+			host->conf_error(conf, "nexthop", "'%s': must be \"unix:/path\", \"[host]:port\" or "
+			                 "\"host:port\"", m->nexthop);
+			return -1;
+		}
+		if (!m->nexthop || !*m->nexthop)
+			host->log(PETREL_LOG_WARN, "lmtp: no nexthop is set: only routes that name one can "
+			          "deliver (modules.lmtp.nexthop = \"unix:/run/dovecot/lmtp\", for one)");
+	}
+	const char *tls = f->tls;
 	host->conf_string(conf, "tls", &tls);
 	if (!strcmp(tls, "none"))
 		m->tls = TLS_NONE;
@@ -250,12 +276,12 @@ static int smtp_init(const struct petrel_host *host, petrel_conf *conf, void **s
 	return 0;
 }
 
-static void smtp_fini(void *state)
+void smtp_teardown(void *state)
 {
 	struct smtp *m = state;
 	if (!m)
 		return;
-	smtp_stop(m);
+	transport_stop(m);
 	smtp_dns_free(&m->dns);
 	if (m->ssl_ctx)
 		SSL_CTX_free(m->ssl_ctx);
@@ -263,52 +289,14 @@ static void smtp_fini(void *state)
 	free(m);
 }
 
-static const struct petrel_setting smtp_settings[] = {
-	{ .name = "port", .type = PETREL_SET_INT,
-	  .help = "TCP port of the MX hosts (default 25; a next hop's own port wins)" },
-	{ .name = "destination_concurrency", .type = PETREL_SET_INT,
-	  .help = "most connections to one destination (default 20)" },
-	{ .name = "total_concurrency", .type = PETREL_SET_INT,
-	  .help = "most outbound connections in all (default 100)" },
-	{ .name = "connection_reuse_time", .type = PETREL_SET_INT,
-	  .help = "seconds an idle connection is kept for the destination's next message (default 5, 0: none)" },
-	{ .name = "connection_reuse_count", .type = PETREL_SET_INT,
-	  .help = "most messages per connection (default 0: no cap)" },
-	{ .name = "dead_time", .type = PETREL_SET_INT,
-	  .help = "seconds a destination that no connection reaches is deferred at once (default 60)" },
-	{ .name = "tls", .type = PETREL_SET_STRING,
-	  .help = "\"none\", \"may\" (STARTTLS when offered, default), \"encrypt\" or \"verify\" (chain and name)" },
-	{ .name = "tls_ca_file", .type = PETREL_SET_STRING,
-	  .help = "CA certificates (PEM) for tls = \"verify\" instead of the system's store" },
-	{ .name = "connect_timeout", .type = PETREL_SET_INT, .help = "seconds to connect (default 30)" },
-	{ .name = "greeting_timeout", .type = PETREL_SET_INT, .help = "seconds to wait for the greeting (default 300)" },
-	{ .name = "helo_timeout", .type = PETREL_SET_INT, .help = "seconds for the EHLO/HELO reply (default 300)" },
-	{ .name = "starttls_timeout", .type = PETREL_SET_INT,
-	  .help = "seconds for the STARTTLS reply and the TLS handshake (default 300)" },
-	{ .name = "auth_timeout", .type = PETREL_SET_INT, .help = "seconds for each AUTH reply (default 300)" },
-	{ .name = "mail_timeout", .type = PETREL_SET_INT, .help = "seconds for the MAIL reply (default 300)" },
-	{ .name = "rcpt_timeout", .type = PETREL_SET_INT, .help = "seconds for each RCPT reply (default 300)" },
-	{ .name = "data_timeout", .type = PETREL_SET_INT, .help = "seconds for the DATA (354) reply (default 120)" },
-	{ .name = "data_block_timeout", .type = PETREL_SET_INT,
-	  .help = "seconds the peer may take to accept each block of the message (default 180)" },
-	{ .name = "data_done_timeout", .type = PETREL_SET_INT,
-	  .help = "seconds for the reply to the final dot (default 600)" },
-	{ .name = "rset_timeout", .type = PETREL_SET_INT, .help = "seconds for the RSET reply (default 20)" },
-	{ .name = "quit_timeout", .type = PETREL_SET_INT, .help = "seconds for the QUIT reply (default 20)" },
-	{ .type = PETREL_SET_END },
+static void transport_flush(void *state)
+{
+	smtp_dest_flush(state);
+}
+
+const struct petrel_transport_ops smtp_transport_ops = {
+	.start = transport_start,
+	.stop = transport_stop,
+	.flush = transport_flush,
 };
 
-static const struct petrel_transport_ops smtp_ops = {
-	.start = smtp_start,
-	.stop = smtp_stop,
-};
-
-PETREL_MODULE(
-	.name = "smtp",
-	.version = "1.0",
-	.summary = "relays mail to MX hosts or a relay host (SMTP client, STARTTLS, on the event loop)",
-	.settings = smtp_settings,
-	.init = smtp_init,
-	.fini = smtp_fini,
-	.transport = &smtp_ops,
-);

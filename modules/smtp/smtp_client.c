@@ -98,6 +98,8 @@ struct smtp_conn {
 	int mail_failed;                    /* reply class of a refused MAIL */
 	char mail_reply[420];
 	int abort_data;                     /* 354 with no recipient: send "." */
+	int dot_next;                       /* LMTP: the recipient the next reply to
+	                                     * the dot is for (after the accepted) */
 	int bol, body_eof;
 	int rset_due;                       /* RSET before the next MAIL (pipelined) */
 	int rset_reply;                     /* the next reply in S_TXN is RSET's */
@@ -174,7 +176,7 @@ static void watch(struct smtp_conn *c)
 	if (c->st == S_CONNECT || c->outoff < c->outlen || c->ssl_want_write)
 		ev |= PETREL_FD_WRITE;
 	if (c->m->host->fd_watch(c->m->self, c->fd, ev, conn_io, c) < 0)
-		c->m->host->log(PETREL_LOG_WARN, "smtp: cannot watch the socket to %s", c->peer);
+		c->m->host->log(PETREL_LOG_WARN, "%s: cannot watch the socket to %s", c->m->name, c->peer);
 }
 
 /* --- closing --- */
@@ -229,8 +231,8 @@ static void conn_drop(struct smtp_conn *c, const char *why)
 	const struct petrel_host *h = c->m->host;
 	if (c->job) {
 		if (c->st == S_DOT && !c->abort_data) {
-			h->log(PETREL_LOG_WARN, "smtp: %s: %s after the end of data; the message may have "
-			       "been delivered and will be sent again (duplicate risk)",
+			h->log(PETREL_LOG_WARN, "%s: %s: %s after the end of data; the message may have "
+			       "been delivered and will be sent again (duplicate risk)", c->m->name,
 			       h->delivery_qid(c->job->d), c->peer);
 		}
 		char r[512];
@@ -276,7 +278,7 @@ static int target_fail(struct smtp_conn *c, const char *fmt, ...)
 		conn_drop(c, c->lasterr);
 		return -1;
 	}
-	c->m->host->log(PETREL_LOG_INFO, "smtp: %s", c->lasterr + (strlen(c->lasterr) > 10 ? 10 : 0));
+	c->m->host->log(PETREL_LOG_INFO, "%s: %s", c->m->name, c->lasterr + (strlen(c->lasterr) > 10 ? 10 : 0));
 	quit_nowait(c);
 	close_fd(c);
 	c->ti++;
@@ -296,7 +298,7 @@ static int session_error(struct smtp_conn *c, const char *fmt, ...)
 	if (!c->up && !c->job)
 		return target_fail(c, "%s", why);
 	if (c->st != S_QUIT && c->st != S_IDLE)
-		c->m->host->log(PETREL_LOG_INFO, "smtp: %s%s%s", c->job ? c->m->host->delivery_qid(c->job->d) : "",
+		c->m->host->log(PETREL_LOG_INFO, "%s: %s%s%s", c->m->name, c->job ? c->m->host->delivery_qid(c->job->d) : "",
 		                c->job ? ": " : "", why + (strlen(why) > 10 ? 10 : 0));
 	conn_drop(c, why);
 	return -1;
@@ -314,7 +316,10 @@ static int conn_try(struct smtp_conn *c)
 	const struct petrel_host *h = c->m->host;
 	for (; c->ti < c->ntry; c->ti++) {
 		const struct smtp_target *t = target(c);
-		snprintf(c->peer, sizeof c->peer, "%s[%s]:%d", t->name, t->ip, t->port);
+		if (t->sa.ss_family == AF_UNIX)
+			snprintf(c->peer, sizeof c->peer, "unix:%s", t->name);
+		else
+			snprintf(c->peer, sizeof c->peer, "%s[%s]:%d", t->name, t->ip, t->port);
 		c->fd = socket(t->sa.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
 		if (c->fd < 0) {
 			c->lastat[0] = 0;
@@ -326,7 +331,7 @@ static int conn_try(struct smtp_conn *c)
 			c->lastat[0] = 0;
 			snprintf(c->lasterr, sizeof c->lasterr, "451 4.4.1 connect to %s: %s", c->peer,
 			         strerror(errno));
-			h->log(PETREL_LOG_INFO, "smtp: %s", c->lasterr + 10);
+			h->log(PETREL_LOG_INFO, "%s: %s", c->m->name, c->lasterr + 10);
 			close(c->fd);
 			c->fd = -1;
 			continue;
@@ -404,6 +409,15 @@ void smtp_conn_go(struct smtp_conn *c)
 	conn_try(c);
 }
 
+/* EHLO, or LHLO for LMTP (RFC 2033 4.1).  Returns 0. */
+static int send_ehlo(struct smtp_conn *c)
+{
+	c->st = S_EHLO;
+	cmd(c, "%s %s", c->m->lmtp ? "LHLO" : "EHLO", c->m->hostname);
+	set_deadline(c, c->m->to.helo);
+	return 0;
+}
+
 /* --- TLS --- */
 
 static int tls_start(struct smtp_conn *c)
@@ -433,8 +447,8 @@ static int tls_start(struct smtp_conn *c)
  * Returns -1 (c is connecting anew, or gone). */
 static int tls_retry_clear(struct smtp_conn *c, const char *why)
 {
-	c->m->host->log(PETREL_LOG_INFO, "smtp: TLS handshake with %s failed: %s; trying again "
-	                "without TLS (tls = \"may\")", c->peer, why);
+	c->m->host->log(PETREL_LOG_INFO, "%s: TLS handshake with %s failed: %s; trying again "
+	                "without TLS (tls = \"may\")", c->m->name, c->peer, why);
 	close_fd(c);
 	c->clear_ti = c->ti;
 	conn_try(c);
@@ -475,7 +489,7 @@ static int tls_step(struct smtp_conn *c)
 			                   c->peer, X509_verify_cert_error_string(vr));
 	}
 	c->tls_on = 1;
-	c->m->host->log(PETREL_LOG_INFO, "smtp: TLS with %s: %s %s%s", c->peer, SSL_get_version(c->ssl),
+	c->m->host->log(PETREL_LOG_INFO, "%s: TLS with %s: %s %s%s", c->m->name, c->peer, SSL_get_version(c->ssl),
 	                SSL_get_cipher_name(c->ssl), c->p.tls == TLS_VERIFY ? ", verified" : "");
 	if (c->p.implicit_tls) {
 		c->st = S_GREETING;
@@ -485,10 +499,7 @@ static int tls_step(struct smtp_conn *c)
 	/* RFC 3207 4.2: forget what the server said before; ask again */
 	c->caps = 0;
 	c->helo_done_tls = 1;
-	c->st = S_EHLO;
-	cmd(c, "EHLO %s", c->m->hostname);
-	set_deadline(c, c->m->to.helo);
-	return 0;
+	return send_ehlo(c);
 }
 
 /* --- transactions --- */
@@ -676,7 +687,7 @@ static int txn_begin(struct smtp_conn *c)
 	for (int i = 0; i < j->nrcpt; i++)
 		j->accepted[i] = 0;
 	c->ncmd = j->nrcpt + 2;
-	c->sent = c->got = c->naccepted = 0;
+	c->sent = c->got = c->naccepted = c->dot_next = 0;
 	c->mail_failed = 0;
 	c->abort_data = 0;
 	c->st = S_TXN;
@@ -773,7 +784,7 @@ static void fill_body(struct smtp_conn *c)
 		if (r < 0) {
 			/* cannot read our own queue file: close without the dot so
 			 * the peer never takes a truncated message */
-			h->log(PETREL_LOG_ERROR, "smtp: %s: reading the queued message: %s",
+			h->log(PETREL_LOG_ERROR, "%s: %s: reading the queued message: %s", c->m->name,
 			       h->delivery_qid(c->job->d), strerror(errno));
 			c->body_eof = -1;
 			return;
@@ -842,6 +853,10 @@ static int txn_reply(struct smtp_conn *c)
 		if (c->mail_failed || !c->naccepted) {
 			if (c->mail_failed)
 				smtp_job_result_all(c->m, j, c->mail_failed, c->mail_reply);
+			if (c->rcode == 354 && c->m->lmtp)
+				/* RFC 2033 4.2: DATA must fail when no RCPT succeeded;
+				 * after a "." we could not tell how many replies follow */
+				return session_error(c, "451 4.5.0 %s accepted DATA with no recipient", c->peer);
 			if (c->rcode == 354) {
 				c->abort_data = 1;
 				c->st = S_DOT;
@@ -880,11 +895,38 @@ static int txn_reply(struct smtp_conn *c)
 	return 0;
 }
 
-/* The reply to the final dot. */
+/* The next accepted recipient from i on, or nrcpt. */
+static int next_accepted(const struct smtp_job *j, int i)
+{
+	while (i < j->nrcpt && !j->accepted[i])
+		i++;
+	return i;
+}
+
+/* The reply to the final dot: one for the message, or with LMTP one per
+ * recipient that RCPT accepted, in their order (RFC 2033 4.2), each
+ * deciding its recipient; a connection lost in between defers the ones
+ * not yet answered, as job_end does for every recipient left. */
 static int dot_reply(struct smtp_conn *c)
 {
 	struct smtp_job *j = c->job;
 	const struct petrel_host *h = c->m->host;
+	if (c->m->lmtp && !c->abort_data) {
+		int i = next_accepted(j, c->dot_next);
+		if (i < j->nrcpt) {
+			int r = result_of(c->rcode);
+			if (r == PETREL_DELIVERED && !(c->caps & CAP_DSN) &&
+			    (h->delivery_rcpt_notify(j->d, i) & PETREL_NOTIFY_SUCCESS))
+				r = PETREL_RELAYED;
+			smtp_job_result(c->m, j, i, r, c->rtext);
+		}
+		c->dot_next = next_accepted(j, i + 1);
+		if (c->dot_next < j->nrcpt) {
+			set_deadline(c, c->m->to.data_done);
+			return 0;
+		}
+		return txn_over(c);
+	}
 	if (!c->abort_data) {
 		int res = result_of(c->rcode);
 		for (int i = 0; i < j->nrcpt; i++) {
@@ -972,18 +1014,19 @@ static int on_reply(struct smtp_conn *c)
 	case S_GREETING:
 		if (cls != 2)
 			return target_fail(c, "451 4.4.2 %s greeted us with: %s", c->peer, c->rtext);
-		if (names_me(c, c->rtext + 4)) {
+		/* an LMTP server is usually this host, by name too: the loop
+		 * check by name is for SMTP's MX hosts */
+		if (!c->m->lmtp && names_me(c, c->rtext + 4)) {
 			close_fd(c);
 			c->ops->failed(c, c->peer, 1, c->arg);
 			conn_free(c);
 			return -1;
 		}
-		c->st = S_EHLO;
-		cmd(c, "EHLO %s", c->m->hostname);
-		set_deadline(c, c->m->to.helo);
-		return 0;
+		return send_ehlo(c);
 	case S_EHLO:
 		if (cls != 2) {
+			if (c->m->lmtp)     /* LMTP has no HELO to fall back on */
+				return target_fail(c, "451 4.4.2 %s refused LHLO: %s", c->peer, c->rtext);
 			if (c->helo_done_tls)
 				return target_fail(c, "451 4.4.2 %s refused EHLO after STARTTLS: %s", c->peer, c->rtext);
 			c->st = S_HELO;
@@ -992,7 +1035,7 @@ static int on_reply(struct smtp_conn *c)
 			set_deadline(c, c->m->to.helo);
 			return 0;
 		}
-		if (names_me(c, c->rtext + 4)) {
+		if (!c->m->lmtp && names_me(c, c->rtext + 4)) {
 			close_fd(c);
 			c->ops->failed(c, c->peer, 1, c->arg);
 			conn_free(c);
@@ -1027,7 +1070,7 @@ static int on_reply(struct smtp_conn *c)
 	case S_AUTH:
 		if (cls != 2)
 			return target_fail(c, "451 4.7.8 authentication to %s failed: %s", c->peer, c->rtext);
-		h->log(PETREL_LOG_INFO, "smtp: authenticated to %s as %s", c->peer, c->p.auth_user);
+		h->log(PETREL_LOG_INFO, "%s: authenticated to %s as %s", c->m->name, c->peer, c->p.auth_user);
 		return session_up(c);
 	case S_RSET:
 		if (cls != 2) {
@@ -1111,8 +1154,8 @@ static int process_input(struct smtp_conn *c)
 		if (before == S_STARTTLS && c->st == S_TLS_HS) {
 			/* bytes after the 220 came before the handshake: never trusted */
 			if (start < c->inlen)
-				c->m->host->log(PETREL_LOG_WARN, "smtp: %s sent %zu bytes after its STARTTLS reply; "
-				                "dropped", c->peer, c->inlen - start);
+				c->m->host->log(PETREL_LOG_WARN, "%s: %s sent %zu bytes after its STARTTLS reply; "
+				                "dropped", c->m->name, c->peer, c->inlen - start);
 			c->inlen = 0;
 			return 0;
 		}

@@ -39,6 +39,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/un.h>
 
 #define INITIAL_WINDOW 5
 #define RESOLVE_TTL_MS 60000
@@ -63,6 +64,7 @@ struct smtp_dest {
 	char key[700];
 	char name[300];                   /* domain or relay host */
 	int mx, port;
+	int is_unix;                      /* lmtp: name is a Unix socket's path */
 	enum smtp_tls_policy tls;
 	int implicit;
 	char *auth_user, *auth_password;
@@ -240,7 +242,7 @@ static void conn_failed(struct smtp_conn *c, const char *reason, int loop, void 
 	if (loop) {
 		char why[500];
 		snprintf(why, sizeof why, "550 5.4.6 mail for %s loops back to myself", dd->name);
-		h->log(PETREL_LOG_WARN, "smtp: %s (%s)", why + 10, reason);
+		h->log(PETREL_LOG_WARN, "%s: %s (%s)", m->name, why + 10, reason);
 		flush_queue(dd, PETREL_BOUNCE, why, NULL);
 	} else {
 		dd->window = dd->window > 1 ? dd->window / 2 : 1;
@@ -251,7 +253,7 @@ static void conn_failed(struct smtp_conn *c, const char *reason, int loop, void 
 				dd->dead_until = smtp_now() + m->dead_ms;
 				snprintf(dd->dead_reason, sizeof dd->dead_reason, "%s", reason);
 				snprintf(dd->dead_relay, sizeof dd->dead_relay, "%s", at);
-				h->log(PETREL_LOG_INFO, "smtp: destination %s is dead for %llu s: %s", dd->name,
+				h->log(PETREL_LOG_INFO, "%s: destination %s is dead for %llu s: %s", m->name, dd->name,
 				       m->dead_ms / 1000, reason + (strlen(reason) > 10 ? 10 : 0));
 			}
 			flush_queue(dd, PETREL_DEFER, reason, at);
@@ -287,7 +289,7 @@ static void resolved(void *arg, struct smtp_resolved *res)
 	dd->resolving = 0;
 	dd->dns_token = 0;
 	if (res->status != PETREL_DELIVERED) {
-		m->host->log(PETREL_LOG_INFO, "smtp: %s: %s", dd->name, res->reason + 4);
+		m->host->log(PETREL_LOG_INFO, "%s: %s: %s", m->name, dd->name, res->reason + 4);
 		flush_queue(dd, res->status, res->reason, NULL);
 		return;
 	}
@@ -304,6 +306,27 @@ static void resolved(void *arg, struct smtp_resolved *res)
 	dd->ts = ts;
 	dd->resolved_at = smtp_now();
 	pump(dd);
+}
+
+/* An LMTP server on a Unix socket: its one target, no lookup. */
+static void unix_target(struct smtp_dest *dd)
+{
+	struct smtp_resolved res = { .status = PETREL_DELIVERED, .ntargets = 1 };
+	res.targets = calloc(1, sizeof *res.targets);
+	if (!res.targets) {
+		flush_queue(dd, PETREL_DEFER, "451 4.3.0 out of memory", NULL);
+		return;
+	}
+	struct smtp_target *t = res.targets;
+	struct sockaddr_un *sun = (struct sockaddr_un *)&t->sa;
+	sun->sun_family = AF_UNIX;
+	/* the path was checked shorter than SMTP_UNIX_PATH_MAX, which both hold */
+	size_t n = strnlen(dd->name, sizeof sun->sun_path - 1);
+	memcpy(sun->sun_path, dd->name, n);
+	memcpy(t->name, dd->name, n);
+	t->salen = (socklen_t)sizeof *sun;
+	snprintf(t->ip, sizeof t->ip, "unix");
+	resolved(dd, &res);
 }
 
 static int open_one(struct smtp_dest *dd)
@@ -353,6 +376,10 @@ static void pump(struct smtp_dest *dd)
 		return;
 	}
 	if (!dd->ts || (dd->nconn == 0 && now - dd->resolved_at > RESOLVE_TTL_MS)) {
+		if (dd->nconn == 0 && dd->is_unix) {
+			unix_target(dd);   /* calls resolved(), which pumps */
+			return;
+		}
 		if (dd->nconn == 0) {
 			dd->resolving = 1;
 			dd->dns_token = smtp_dns_resolve(m->dns, dd->name, dd->mx, dd->port, resolved, dd);
@@ -415,13 +442,13 @@ static enum smtp_tls_policy tls_of(struct smtp *m, const char *v, const char *mo
 	else if (!strcmp(v, "implicit"))
 		mode = "implicit";
 	else
-		m->host->log(PETREL_LOG_WARN, "smtp: route option tls = \"%s\" is unknown; using the default", v);
+		m->host->log(PETREL_LOG_WARN, "%s: route option tls = \"%s\" is unknown; using the default", m->name, v);
 	if (mode && !strcmp(mode, "implicit")) {
 		*implicit = 1;
 		if (p < TLS_ENCRYPT)
 			p = m->tls == TLS_VERIFY ? TLS_VERIFY : TLS_ENCRYPT;
 	} else if (mode && *mode && strcmp(mode, "starttls")) {
-		m->host->log(PETREL_LOG_WARN, "smtp: route option tls_mode = \"%s\" is unknown; ignored", mode);
+		m->host->log(PETREL_LOG_WARN, "%s: route option tls_mode = \"%s\" is unknown; ignored", m->name, mode);
 	}
 	return p;
 }
@@ -436,8 +463,22 @@ int smtp_dest_start(struct smtp *m, petrel_delivery *d, char *err, size_t errsiz
 	}
 	const char *nh = h->delivery_nexthop(d);
 	char name[300];
-	int mx = 1, port = m->port;
-	if (nh && *nh) {
+	int mx = 1, port = m->port, is_unix = 0;
+	if (m->lmtp) {
+		/* LMTP goes to a named server, never by MX (RFC 2033 4) */
+		if (!nh || !*nh)
+			nh = m->nexthop;
+		if (!nh || !*nh) {
+			snprintf(err, errsize, "451 4.3.5 no LMTP server: set modules.lmtp.nexthop or the "
+			         "route's nexthop");
+			return -1;
+		}
+		if (smtp_parse_lmtp_nexthop(nh, name, sizeof name, &port, &is_unix) < 0) {
+			snprintf(err, errsize, "451 4.3.5 bad LMTP next hop '%s'", nh);
+			return -1;
+		}
+		mx = 0;
+	} else if (nh && *nh) {
 		if (smtp_parse_nexthop(nh, name, sizeof name, &mx, &port) < 0) {
 			snprintf(err, errsize, "451 4.3.5 bad next hop '%s'", nh);
 			return -1;
@@ -473,8 +514,8 @@ int smtp_dest_start(struct smtp *m, petrel_delivery *d, char *err, size_t errsiz
 	if (!au || !ap)
 		au = ap = NULL;
 	char key[700];
-	snprintf(key, sizeof key, "%s|%d|%s|%d|%d|%s", mx ? "mx" : "host", port, name, (int)tls, implicit,
-	         au ? au : "");
+	snprintf(key, sizeof key, "%s|%d|%s|%d|%d|%s", mx ? "mx" : is_unix ? "unix" : "host", port, name,
+	         (int)tls, implicit, au ? au : "");
 	struct smtp_dest *dd = lookup(m, key);
 	if (dd && dd->dead_until && smtp_now() < dd->dead_until) {
 		snprintf(err, errsize, "%s", dd->dead_reason);
@@ -501,6 +542,7 @@ int smtp_dest_start(struct smtp *m, petrel_delivery *d, char *err, size_t errsiz
 		snprintf(dd->key, sizeof dd->key, "%s", key);
 		snprintf(dd->name, sizeof dd->name, "%s", name);
 		dd->mx = mx;
+		dd->is_unix = is_unix;
 		dd->port = port;
 		dd->tls = tls;
 		dd->implicit = implicit;
@@ -528,6 +570,20 @@ int smtp_dest_start(struct smtp *m, petrel_delivery *d, char *err, size_t errsiz
 	smtp_tick_arm(m);
 	pump(dd);
 	return 0;
+}
+
+void smtp_dest_flush(struct smtp *m)
+{
+	int n = 0;
+	for (size_t i = 0; i < m->dtab_size; i++)
+		for (struct smtp_dest *dd = m->dtab[i]; dd; dd = dd->hnext)
+			if (dd->dead_until) {
+				dd->dead_until = 0;
+				n++;
+			}
+	if (n)
+		m->host->log(PETREL_LOG_INFO, "%s: flush: %d dead destination%s revived", m->name, n,
+		             n == 1 ? "" : "s");
 }
 
 int smtp_dest_busy(const struct smtp *m)

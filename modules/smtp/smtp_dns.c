@@ -82,7 +82,7 @@ static void sock_state(void *data, ares_socket_t s, int readable, int writable)
 	const struct petrel_host *h = dns->m->host;
 	int ev = (readable ? PETREL_FD_READ : 0) | (writable ? PETREL_FD_WRITE : 0);
 	if (h->fd_watch(dns->m->self, s, ev, ev ? sock_cb : NULL, dns) < 0 && ev)
-		h->log(PETREL_LOG_WARN, "smtp: cannot watch the DNS socket %d", (int)s);
+		h->log(PETREL_LOG_WARN, "%s: cannot watch the DNS socket %d", dns->m->name, (int)s);
 }
 
 int smtp_dns_new(struct smtp *m, const char *server, struct smtp_dns **out, char *err, size_t errsize)

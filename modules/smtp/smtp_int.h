@@ -2,7 +2,9 @@
  * smtp_int.h - the smtp transport's internal interfaces, shared by its
  * files and by nothing else (modules include only the api/ headers).
  *
- *   smtp.c        module glue: settings, init/fini, start()/stop(), the tick
+ *   smtp.c        shared glue: settings, init/fini, start()/stop(), the tick
+ *   smtp_module.c the "smtp" module's descriptor and settings table
+ *                 (modules/lmtp/lmtp.c is the "lmtp" one's, same sources)
  *   smtp_dns.c    c-ares on the event loop: next hop -> ordered addresses
  *   smtp_dest.c   per-destination queues, concurrency, dead state, reuse
  *   smtp_client.c one outbound connection: the SMTP client state machine
@@ -97,10 +99,23 @@ struct smtp_conn_params {
 	int reuse_count;                     /* 0: no cap on messages */
 };
 
+/* What tells the two transports built from these sources apart. */
+struct smtp_flavor {
+	const char *name;               /* "smtp" or "lmtp": logs, errors */
+	int lmtp;                       /* RFC 2033: LHLO, a reply per recipient
+	                                 * after the dot, no MX, no loop check by
+	                                 * greeting name, next hop from "nexthop" */
+	int port;                       /* default port */
+	const char *tls;                /* default policy */
+};
+
 /* The module. */
 struct smtp {
 	const struct petrel_host *host;
 	petrel_conf *self;
+	const char *name;
+	int lmtp;
+	const char *nexthop;            /* lmtp: the server when no route names one */
 	const char *hostname;
 	int port;
 	int dest_concurrency, total_concurrency;
@@ -122,6 +137,11 @@ struct smtp {
 };
 
 /* smtp.c */
+/* init() and fini() of a module built from these sources. */
+int smtp_setup(const struct petrel_host *host, petrel_conf *conf, void **state,
+               const struct smtp_flavor *f);
+void smtp_teardown(void *state);
+extern const struct petrel_transport_ops smtp_transport_ops;
 void smtp_tick_arm(struct smtp *m);
 unsigned long long smtp_now(void);
 /* Report recipient i (once) and count it; "CODE X.Y.Z text" reply. */
@@ -169,6 +189,8 @@ int smtp_dest_start(struct smtp *m, petrel_delivery *d, char *err, size_t errsiz
 	__attribute__((warn_unused_result));
 void smtp_dest_tick(struct smtp *m, unsigned long long now);
 void smtp_dest_stop(struct smtp *m);
+/* The operator flushes the queue: no destination is dead any more. */
+void smtp_dest_flush(struct smtp *m);
 int smtp_dest_busy(const struct smtp *m);
 
 #endif

@@ -174,3 +174,24 @@ int smtp_parse_nexthop(const char *nh, char *host, size_t size, int *mx, int *po
 		return parse_port(end + 1, port);
 	return *end ? -1 : 0;
 }
+
+int smtp_parse_lmtp_nexthop(const char *nh, char *host, size_t size, int *port, int *is_unix)
+{
+	*is_unix = 0;
+	if (!strncmp(nh, "unix:", 5) || nh[0] == '/') {
+		const char *path = nh[0] == '/' ? nh : nh + 5;
+		size_t n = strlen(path);
+		if (path[0] != '/' || n >= SMTP_UNIX_PATH_MAX || n >= size)
+			return -1;
+		for (const char *h = path; *h; h++)
+			if (iscntrl((unsigned char)*h))
+				return -1;
+		memcpy(host, path, n + 1);
+		*is_unix = 1;
+		return 0;
+	}
+	if (!strncmp(nh, "inet:", 5))
+		nh += 5;
+	int mx;
+	return smtp_parse_nexthop(nh, host, size, &mx, port);
+}

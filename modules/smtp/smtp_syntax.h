@@ -81,4 +81,16 @@ void smtp_ehlo_keyword(const char *kw, unsigned *caps, unsigned long long *size_
 int smtp_parse_nexthop(const char *nh, char *host, size_t size, int *mx, int *port)
 	__attribute__((warn_unused_result));
 
+/* The longest Unix socket path, NUL included (sockaddr_un.sun_path). */
+#define SMTP_UNIX_PATH_MAX 108
+
+/* Split an LMTP next hop, which is never looked up by MX (RFC 2033 is
+ * for a known server): "unix:/path" or "/path" (a Unix socket: *is_unix
+ * = 1, host = the absolute path, shorter than SMTP_UNIX_PATH_MAX, no
+ * control bytes), else "inet:" optionally, then the forms of
+ * smtp_parse_nexthop ("[host]:port", "host:port", "[host]", "host":
+ * *is_unix = 0, *port set only when named).  Returns 0 or -1. */
+int smtp_parse_lmtp_nexthop(const char *nh, char *host, size_t size, int *port, int *is_unix)
+	__attribute__((warn_unused_result));
+
 #endif

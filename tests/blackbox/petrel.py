@@ -45,7 +45,7 @@ PETRELD = os.environ.get("PETRELD") or os.path.join(TOP, "_build", "default", "s
 BUILDDIR = os.path.dirname(os.path.dirname(os.path.abspath(PETRELD)))
 MODULE_PATH = os.environ.get("PETREL_MODULE_PATH") or ":".join(
     [os.path.join(BUILDDIR, "modules", m)
-     for m in ("mta", "msa", "maildir", "router", "regex", "ratelimit", "smtp")]
+     for m in ("mta", "msa", "maildir", "router", "regex", "ratelimit", "smtp", "lmtp")]
     + [os.path.join(BUILDDIR, "tests", "modules")])
 SCALE = float(os.environ.get("PETREL_TIMEOUT_SCALE") or "1")
 HOSTNAME = "mx.test"

@@ -329,11 +329,71 @@ static void test_nexthop(void)
 	       "nexthop: a 298-byte host fits");
 }
 
+/* --- LMTP next hops --- */
+
+struct lmtp_case {
+	const char *label;
+	const char *in;
+	int ok;
+	const char *host;
+	int is_unix, port;           /* port 24 is the preset default */
+};
+
+static const struct lmtp_case lmtp_cases[] = {
+	{ .label = "unix:/path", .in = "unix:/run/dovecot/lmtp", .ok = 1, .host = "/run/dovecot/lmtp",
+	  .is_unix = 1, .port = 24 },
+	{ .label = "a bare /path is a socket", .in = "/var/spool/postfix/private/dovecot-lmtp", .ok = 1,
+	  .host = "/var/spool/postfix/private/dovecot-lmtp", .is_unix = 1, .port = 24 },
+	{ .label = "[host]:port", .in = "[127.0.0.1]:2424", .ok = 1, .host = "127.0.0.1", .port = 2424 },
+	{ .label = "[host] keeps the default port", .in = "[10.0.0.5]", .ok = 1, .host = "10.0.0.5", .port = 24 },
+	{ .label = "host:port is not looked up by MX", .in = "mail.example:24", .ok = 1, .host = "mail.example",
+	  .port = 24 },
+	{ .label = "a bare host", .in = "mailstore", .ok = 1, .host = "mailstore", .port = 24 },
+	{ .label = "inet:host:port (Postfix's form)", .in = "inet:mailstore:2003", .ok = 1, .host = "mailstore",
+	  .port = 2003 },
+	{ .label = "inet:[::1]:24", .in = "inet:[::1]:24", .ok = 1, .host = "::1", .port = 24 },
+	{ .label = "unix: relative path", .in = "unix:private/dovecot-lmtp", .ok = 0 },
+	{ .label = "unix: empty path", .in = "unix:", .ok = 0 },
+	{ .label = "unix: control byte in the path", .in = "unix:/run/a\nb", .ok = 0 },
+	{ .label = "inet: empty", .in = "inet:", .ok = 0 },
+	{ .label = "empty", .in = "", .ok = 0 },
+	{ .label = "bad port", .in = "[h]:99999", .ok = 0 },
+	{ .label = "port not a number", .in = "h:lmtp", .ok = 0 },
+};
+
+static void test_lmtp_nexthop(void)
+{
+	for (size_t i = 0; i < N(lmtp_cases); i++) {
+		const struct lmtp_case *c = &lmtp_cases[i];
+		char host[300] = "";
+		int is_unix = -1, port = 24;
+		int r = smtp_parse_lmtp_nexthop(c->in, host, sizeof host, &port, &is_unix);
+		int ok = c->ok ? r == 0 && !strcmp(host, c->host) && is_unix == c->is_unix && port == c->port
+		               : r == -1;
+		tap_ok(ok, "lmtp nexthop: %s", c->label);
+		if (!ok)
+			tap_diag("'%s': r %d host '%s' unix %d port %d", c->in, r, host, is_unix, port);
+	}
+	/* a socket path must fit sockaddr_un: 107 bytes and its NUL */
+	char in[200], host[300];
+	int is_unix, port;
+	memcpy(in, "unix:/", 6);
+	memset(in + 6, 'p', 106);
+	in[112] = 0;
+	tap_ok(smtp_parse_lmtp_nexthop(in, host, sizeof host, &port, &is_unix) == 0 && strlen(host) == 107,
+	       "lmtp nexthop: a 107-byte socket path fits");
+	in[112] = 'p';
+	in[113] = 0;
+	tap_ok(smtp_parse_lmtp_nexthop(in, host, sizeof host, &port, &is_unix) == -1,
+	       "lmtp nexthop: a 108-byte socket path is refused, not cut");
+}
+
 int main(void)
 {
 	test_lines();
 	test_replies();
 	test_ehlo();
 	test_nexthop();
+	test_lmtp_nexthop();
 	return tap_done();
 }
