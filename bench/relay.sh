@@ -14,6 +14,10 @@
 #              mount namespace, nothing changes for the host) and
 #              transport_maps remote.test -> smtp:remote.test:SINKPORT
 #              (no brackets: an MX lookup, then that port)
+#   lmtp       (-r lmtp, not in the default set) smtp-sink -L speaks LMTP;
+#              petrel: a route remote.test -> transport "lmtp", nexthop
+#              "[127.0.0.2]:SINKPORT"; Postfix: transport_maps
+#              remote.test -> lmtp:inet:127.0.0.2:SINKPORT
 # For each run it measures
 #   accepted msg/s = MESSAGES / wall time of smtp-source
 #   arrived msg/s  = MESSAGES / time from the start of the load until the
@@ -40,7 +44,7 @@ DOMAIN=remote.test
 
 usage() {
   cat <<EOF
-usage: $ME [-n MESSAGES] [-s SESSIONS] [-z SIZE_BYTES] [-r relayhost|mx|both]
+usage: $ME [-n MESSAGES] [-s SESSIONS] [-z SIZE_BYTES] [-r relayhost|mx|both|lmtp]
           [-p PETRELD] [--table] [--no-postfix] [--no-petrel] [--keep]
 
   -n MESSAGES    messages per run (default 10000)
@@ -48,7 +52,8 @@ usage: $ME [-n MESSAGES] [-s SESSIONS] [-z SIZE_BYTES] [-r relayhost|mx|both]
                  the table (default 20 with -z)
   -z SIZE_BYTES  message body size, smtp-source -l: one configuration
                  (default 1024 with -s)
-  -r ROUTE       relayhost, mx or both (default both)
+  -r ROUTE       relayhost, mx, both (default) or lmtp (the sink speaks LMTP:
+                 petrel's lmtp transport beside Postfix's lmtp client)
   -p PETRELD     petreld binary (default <repo top>/_build/default/src/petreld)
   --table        sessions {1,20,50} x size {1024,102400} x the routes,
                  petrel beside Postfix, one table (MESSAGES per run): the
@@ -70,9 +75,9 @@ while [ $# -gt 0 ]; do
     -s) SESSIONS=${2:?}; [ "$TABLE" = 2 ] || TABLE=0; shift 2 ;;
     -z) SIZE=${2:?}; [ "$TABLE" = 2 ] || TABLE=0; shift 2 ;;
     -r) case "${2:?}" in
-          relayhost|mx) ROUTES=$2 ;;
+          relayhost|mx|lmtp) ROUTES=$2 ;;
           both) ROUTES="relayhost mx" ;;
-          *) echo "$ME: -r relayhost, mx or both" >&2; exit 2 ;;
+          *) echo "$ME: -r relayhost, mx, both or lmtp" >&2; exit 2 ;;
         esac; shift 2 ;;
     --table) TABLE=2; shift ;;
     *) common_option "$@"; shift "$OPT_N" ;;
@@ -167,8 +172,9 @@ SINK_PORT=""; SINK_OUT=""
 start_sink() {  # start_sink TMPDIR
   local tmp=$1 u=()
   SINK_PORT=$(free_port "$SINK_ADDR") || return 1
+  [ "${SINK_LMTP:-0}" = 1 ] && u=(-L)
   SINK_OUT=$tmp/sink.count
-  [ "$(id -u)" = 0 ] && u=(-u nobody)
+  [ "$(id -u)" = 0 ] && u+=(-u nobody)
   # -c: a running count ("mesg=N") at every "."; -m: more sessions than
   # either server opens (destination concurrency is 20 for both)
   "$SMTP_SINK" -c "${u[@]}" -m 500 "$SINK_ADDR:$SINK_PORT" 1024 \
@@ -193,8 +199,12 @@ bench_petrel() {
   conf=$tmp/petrel.conf
   log=$tmp/petreld.log
   mkdir -p "$tmp/spool" "$tmp/mail"
+  local mods="smtp = { port = $SINK_PORT; ${PETREL_SMTP_CONF:-} };"
   if [ "$route" = relayhost ]; then
     hop="relayhost = \"[$SINK_ADDR]:$SINK_PORT\";"
+  elif [ "$route" = lmtp ]; then
+    hop="routes = ( { domain = \"$DOMAIN\"; transport = \"lmtp\"; nexthop = \"[$SINK_ADDR]:$SINK_PORT\"; } );"
+    mods="lmtp = { };"
   else
     hop="resolver = \"$DNS_HOSTPORT\";"
   fi
@@ -202,8 +212,8 @@ bench_petrel() {
   # transport's concurrency (20 per destination) and tls = "may" (the
   # sink offers no STARTTLS).
   petrel_conf "$conf" "$tmp" "$port" 'stage = "mta";' "relay_networks = [ \"127.0.0.0/8\" ];
-$hop" "smtp = { port = $SINK_PORT; ${PETREL_SMTP_CONF:-} };"
-  petrel_start "$conf" "$log" "$port" mta maildir router smtp || { stop_pid SINK_PID smtp-sink; return 1; }
+$hop" "$mods"
+  petrel_start "$conf" "$log" "$port" mta maildir router smtp lmtp || { stop_pid SINK_PID smtp-sink; return 1; }
   [ -n "${PETREL_ON_START:-}" ] && eval "$PETREL_ON_START"   # profiling hook: $PETREL_PID
   local ok=0 u st
   run_load "$port" "$n" "$s" "$z" "$tmp/smtp-source.log" "user@$DOMAIN" sink "$SINK_OUT" || ok=1
@@ -236,6 +246,8 @@ bench_postfix() {
   pf_config "$etc" "$tmp" "$port" $(( s + 30 > 100 ? s + 30 : 100 ))
   if [ "$route" = relayhost ]; then
     echo "relayhost = [$SINK_ADDR]:$SINK_PORT" >>"$etc/main.cf"
+  elif [ "$route" = lmtp ]; then
+    printf '%s\n' "relayhost =" "transport_maps = inline:{ $DOMAIN=lmtp:inet:$SINK_ADDR:$SINK_PORT }" >>"$etc/main.cf"
   else
     # no brackets: MX lookup of remote.test (the private resolv.conf), then
     # the sink's port
@@ -244,6 +256,7 @@ bench_postfix() {
   cat >>"$etc/master.cf" <<EOF
 smtp             unix  -       -      n      -      -       smtp
 relay            unix  -       -      n      -      -       smtp
+lmtp             unix  -       -      n      -      -       lmtp
 EOF
   # A private mount namespace whose /etc/resolv.conf names dnsmasq: the
   # daemons master(8) starts stay in it; the host's file is untouched.
@@ -278,6 +291,7 @@ run_one() {  # run_one ROUTE N S Z
     if [ "$srv" = postfix ]; then [ "$RUN_POSTFIX" = 1 ] || continue; fi
     R_ACC_S=""; R_ARR_S=""; R_COUNT=""; R_ERR=""; R_NOTE=""
     say "$srv via $route: messages=$n sessions=$s size=$z ..."
+    SINK_LMTP=0; [ "$route" = lmtp ] && SINK_LMTP=1
     if "bench_$srv" "$route" "$n" "$s" "$z"; then
       ROWS+=("$route $s $z $srv $R_ACC_S $R_ARR_S $R_COUNT ok ${R_NOTE// /_}")
       ARR["$route $s $z $srv"]=$R_ARR_S
@@ -305,7 +319,7 @@ fi
 echo
 echo "petrel relay benchmark: $(date -u '+%Y-%m-%d %H:%M:%SZ')  $(uname -sr)  $(nproc) cpus  $("$POSTCONF" -d -h mail_version 2>/dev/null | sed 's/^/Postfix /')"
 echo "load: smtp-source -d -c -s S -m $MESSAGES -l Z -f bench@localhost -t user@$DOMAIN 127.0.0.1:PORT"
-echo "next hop: smtp-sink -c on $SINK_ADDR (relayhost [$SINK_ADDR]:PORT, or MX $DOMAIN from dnsmasq)"
+echo "next hop: smtp-sink -c on $SINK_ADDR (relayhost [$SINK_ADDR]:PORT, or MX $DOMAIN from dnsmasq; -L for lmtp)"
 echo
 ROW_FMT='%-9s %8s %7s %-7s %10s %9s %7s %8s  %s\n'
 row route sessions size server accepted/s arrived/s at-sink status note

@@ -140,8 +140,10 @@ void delivery_apply(struct petrel_delivery *dl, int i, int r, const char *text)
 		if (pwrite(dl->fd, &st, 1, d->status_off) != 1)
 			log_error("%s: cannot record delivery status: %m", m->qid);
 		d->status = st;
-		/* a next hop with DSN took NOTIFY along: it reports success itself */
-		if ((d->notify & PETREL_NOTIFY_SUCCESS) && (r == PETREL_RELAYED || !dl->async) &&
+		/* a next hop with DSN took NOTIFY along: it reports success
+		 * itself; a final delivery (synchronous, or said so) is ours */
+		if ((d->notify & PETREL_NOTIFY_SUCCESS) &&
+		    (r == PETREL_RELAYED || r == PETREL_DELIVERED_FINAL || !dl->async) &&
 		    r != PETREL_BOUNCE)
 			d->success = r == PETREL_RELAYED ? 'r' : 'd';
 	}
@@ -201,7 +203,8 @@ static void deliver_work(void *arg)
 		int r = dl->mod->desc->transport->deliver(dl->mod->state, dl);
 		if (dl->result[0] != DLV_NO_RESULT)       /* 1.2: delivery_rcpt_result said */
 			r = dl->result[0];
-		if (r != PETREL_DELIVERED && r != PETREL_BOUNCE && r != PETREL_RELAYED)
+		if (r != PETREL_DELIVERED && r != PETREL_BOUNCE && r != PETREL_RELAYED &&
+		    r != PETREL_DELIVERED_FINAL)
 			r = PETREL_DEFER;
 		delivery_apply(dl, 0, r, dl->status);
 	}

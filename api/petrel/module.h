@@ -130,6 +130,12 @@ enum petrel_delivery_result {
 	PETREL_RELAYED = 3,        /* 1.2: delivered to a next hop that does not
 	                            * take DSN: a NOTIFY=SUCCESS recipient gets a
 	                            * "relayed" report (RFC 3461 4.1) */
+	PETREL_DELIVERED_FINAL = 4,/* 1.3: put in the mailbox by an asynchronous
+	                            * transport (LMTP): a NOTIFY=SUCCESS recipient
+	                            * gets a "delivered" report, as from a
+	                            * synchronous transport's PETREL_DELIVERED
+	                            * (an asynchronous PETREL_DELIVERED means a
+	                            * next hop took NOTIFY along and reports) */
 };
 
 /* 1.2: what a transport's check() answers at RCPT time. */

@@ -21,7 +21,9 @@
  *
  * HISTORY (newest first; every bump gets a dated line)
  *   1.3  2026-12-03  transports: flush(), called when an operator asks
- *                    for the queue to be retried now.
+ *                    for the queue to be retried now; result
+ *                    PETREL_DELIVERED_FINAL (final delivery by an
+ *                    asynchronous transport).
  *   1.2  2026-12-02  transports: check() at RCPT time; asynchronous
  *                    start()/stop() on the loop with every recipient of
  *                    one message for one next hop; host: delivery_rcpt_*

@@ -523,7 +523,10 @@ static void send_rcpt(struct smtp_conn *c, int i)
 	petrel_delivery *d = c->job->d;
 	char params[700] = "";
 	if (c->caps & CAP_DSN) {
-		unsigned n = h->delivery_rcpt_notify(d, i);
+		/* LMTP: the reports are ours (the server delivers, it does not
+		 * relay), so NOTIFY stays here; ORCPT still tells the original
+		 * address */
+		unsigned n = c->m->lmtp ? 0 : h->delivery_rcpt_notify(d, i);
 		size_t k = 0;
 		if (n) {
 			k += (size_t)snprintf(params + k, sizeof params - k, " NOTIFY=");
@@ -565,7 +568,7 @@ static void send_next(struct smtp_conn *c)
 				p += (size_t)snprintf(params + p, sizeof params - p, " BODY=8BITMIME");
 			if ((f & PETREL_DLV_SMTPUTF8) && (c->caps & CAP_SMTPUTF8))
 				p += (size_t)snprintf(params + p, sizeof params - p, " SMTPUTF8");
-			if (c->caps & CAP_DSN) {
+			if ((c->caps & CAP_DSN) && !c->m->lmtp) {
 				if (f & (PETREL_DLV_RET_FULL | PETREL_DLV_RET_HDRS))
 					p += (size_t)snprintf(params + p, sizeof params - p, " RET=%s",
 					                      f & PETREL_DLV_RET_FULL ? "FULL" : "HDRS");
@@ -914,10 +917,11 @@ static int dot_reply(struct smtp_conn *c)
 	if (c->m->lmtp && !c->abort_data) {
 		int i = next_accepted(j, c->dot_next);
 		if (i < j->nrcpt) {
+			/* in the mailbox: the final delivery, whose success report
+			 * (NOTIFY=SUCCESS) is ours to send, "delivered" */
 			int r = result_of(c->rcode);
-			if (r == PETREL_DELIVERED && !(c->caps & CAP_DSN) &&
-			    (h->delivery_rcpt_notify(j->d, i) & PETREL_NOTIFY_SUCCESS))
-				r = PETREL_RELAYED;
+			if (r == PETREL_DELIVERED)
+				r = PETREL_DELIVERED_FINAL;
 			smtp_job_result(c->m, j, i, r, c->rtext);
 		}
 		c->dot_next = next_accepted(j, i + 1);

@@ -266,8 +266,10 @@ class ScriptedLMTP:
     hangup_after: answer this many recipients after the dot, then close;
     lhlo: the reply to LHLO (None: a normal one)."""
 
-    def __init__(self, dot=None, hangup_after=None, lhlo=None):
+    def __init__(self, dot=None, hangup_after=None, lhlo=None, dsn=False):
         self.dot = dot or {}
+        self.dsn = dsn
+        self.commands = []        # every MAIL and RCPT line, as sent
         self.hangup_after = hangup_after
         self.lhlo = lhlo
         self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
@@ -313,11 +315,15 @@ class ScriptedLMTP:
                         say(self.lhlo)
                     else:
                         say("250-lmtp.test\r\n250-PIPELINING\r\n250-ENHANCEDSTATUSCODES\r\n"
-                            "250 8BITMIME")
+                            + ("250-DSN\r\n" if self.dsn else "") + "250 8BITMIME")
                 elif verb == "MAIL":
+                    with self.lock:
+                        self.commands.append(cmd)
                     rcpts = []
                     say("250 2.1.0 ok")
                 elif verb == "RCPT":
+                    with self.lock:
+                        self.commands.append(cmd)
                     rcpts.append(cmd.split("<", 1)[1].split(">", 1)[0])
                     say("250 2.1.5 ok")
                 elif verb == "DATA":
@@ -402,6 +408,35 @@ def test_each_recipient_is_decided_by_its_own_reply():
         assert mine == [["a@localhost", "b@localhost", "c@localhost"], ["b@localhost"]], mine
         d.wait_log(r"%s: removed" % qid)
         assert "EHLO" not in srv.greetings and "HELO" not in srv.greetings, srv.greetings
+
+
+def test_notify_success_gets_a_delivered_report():
+    # the LMTP server put it in the mailbox: the report is petrel's, and
+    # says "delivered" (RFC 3464), whether or not the server offers DSN
+    for dsn in (False, True):
+        with ScriptedLMTP(dsn=dsn) as srv, lmtp_daemon("[127.0.0.1]:%d" % srv.port) as d:
+            with d.client() as c:
+                c.ehlo()
+                c.cmd("MAIL FROM:<sender@example.test> RET=HDRS ENVID=e2", 250)
+                c.cmd("RCPT TO:<b@localhost> NOTIFY=SUCCESS ORCPT=rfc822;orig-b@example.test", 250)
+                q2 = c.data(make_message("notify success"))
+            d.wait_log(r"%s: to=<b@localhost>.*status=sent" % q2)
+            d.wait_log(r"%s: sender \w+ notification" % q2)
+            deadline = time.monotonic() + T(10)
+            while True:
+                reps = [body for r_, body in srv.transactions
+                        if r_ == ["sender@example.test"] and q2.encode() in body]
+                if reps:
+                    break
+                assert time.monotonic() < deadline, (srv.transactions, d.log_tail())
+                time.sleep(0.05)
+            assert b"Action: delivered" in reps[0], reps[0][:1500]
+            assert b"Action: relayed" not in reps[0]
+            # no NOTIFY to the server (the report is ours); ORCPT when offered
+            rcpt = [x for x in srv.commands if "<b@localhost>" in x]
+            assert rcpt and "NOTIFY" not in rcpt[0], rcpt
+            assert ("ORCPT=rfc822;orig-b@example.test" in rcpt[0]) == dsn, rcpt
+            assert not any("ENVID" in x or "RET=" in x for x in srv.commands), srv.commands
 
 
 def test_a_hangup_between_the_replies_defers_only_the_unanswered():
