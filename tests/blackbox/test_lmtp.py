@@ -46,8 +46,9 @@ def ctl(d, *args):
     return r.stdout
 
 
-def lmtp_daemon(nexthop, settings=None, **kw):
-    lm = "  lmtp = { nexthop = %s; };" % petrel.cfg_value(nexthop) if nexthop else "  lmtp = { };"
+def lmtp_daemon(nexthop, settings=None, lmtp_extra="", **kw):
+    hop = "nexthop = %s; " % petrel.cfg_value(nexthop) if nexthop else ""
+    lm = "  lmtp = { %s%s};" % (hop, lmtp_extra)
     return Daemon(settings=settings, router={"local_transport": "lmtp"}, modules_extra=lm, **kw)
 
 
@@ -343,7 +344,12 @@ class ScriptedLMTP:
                         if self.hangup_after is not None and i >= self.hangup_after:
                             c.close()
                             return
-                        say(self.dot.get(r, "250 2.0.0 <%s> saved" % r))
+                        v = self.dot.get(r, "250 2.0.0 <%s> saved" % r)
+                        if isinstance(v, bytes):     # raw: a hostile reply
+                            f.write(v)
+                            f.flush()
+                        else:
+                            say(v)
                 elif verb == "RSET":
                     rcpts = []
                     say("250 2.0.0 ok")
@@ -453,6 +459,37 @@ def test_a_hangup_between_the_replies_defers_only_the_unanswered():
         assert [r for r, _ in t] == [["a@localhost", "b@localhost", "c@localhost"],
                                      ["b@localhost", "c@localhost"]], t
         assert d.running()
+
+
+def test_hostile_replies_after_the_dot_defer_cleanly():
+    # what a broken or hostile LMTP server may send where a recipient's
+    # reply belongs: the recipients answered before keep their result,
+    # the rest are deferred with one clean log line, the daemon stays up
+    # and its memory does not follow the peer's bytes
+    cases = {
+        "a 1 MB line": b"250 " + b"x" * (1 << 20) + b"\r\n",
+        "10,000 continuation lines": b"250-more\r\n" * 10000 + b"250 ok\r\n",
+        "a NUL byte": b"250 2.0.0 o\0k\r\n",
+        "a bare LF": b"250 2.0.0 ok\n",
+        "a line that never ends": b"250 2.0.0 and on" + b" and on" * 2000,
+    }
+    with ScriptedLMTP() as srv, \
+            lmtp_daemon("[127.0.0.1]:%d" % srv.port,
+                        settings={"retry_initial": 3600},
+                        lmtp_extra="data_done_timeout = 2; ") as d:
+        rss0 = petrel.rss(d.proc.pid)
+        for name, raw in cases.items():
+            srv.dot = {"b@localhost": raw}
+            qid = send(d, ["a@localhost", "b@localhost", "c@localhost"], subject=name)
+            d.wait_log(r"%s: to=<a@localhost>.*status=sent" % qid)
+            d.wait_log(r"%s: to=<b@localhost>.*status=deferred" % qid, timeout=15)
+            d.wait_log(r"%s: to=<c@localhost>.*status=deferred" % qid)
+            assert d.running(), name
+        log = d.log_text()
+        assert "\0" not in log and "x" * 3000 not in log, "the peer's bytes reached the log"
+        grew = petrel.rss(d.proc.pid) - rss0
+        assert grew < 8 << 20, "RSS grew by %d bytes" % grew
+        petrel.diag("RSS %d -> %d KiB after the hostile replies" % (rss0 >> 10, (rss0 + grew) >> 10))
 
 
 def test_a_refused_lhlo_defers():
