@@ -18,6 +18,9 @@
 #              petrel: a route remote.test -> transport "lmtp", nexthop
 #              "[127.0.0.2]:SINKPORT"; Postfix: transport_maps
 #              remote.test -> lmtp:inet:127.0.0.2:SINKPORT
+#   dovecot    (-r dovecot, root) as lmtp, but a private Dovecot's LMTP
+#              service on 127.0.0.2 takes the mail into a maildir (its
+#              defaults: fsync of each message), counted there
 # For each run it measures
 #   accepted msg/s = MESSAGES / wall time of smtp-source
 #   arrived msg/s  = MESSAGES / time from the start of the load until the
@@ -38,13 +41,14 @@ TABLE=1          # no -s and no -z: the whole table
 
 SMTP_SINK=${SMTP_SINK:-/usr/sbin/smtp-sink}
 DNSMASQ=${DNSMASQ:-/usr/sbin/dnsmasq}
+DOVECOT=${DOVECOT:-/usr/sbin/dovecot}
 SINK_ADDR=127.0.0.2          # not one of the servers' own addresses (loop checks)
 DNS_ADDR=${DNS_ADDR:-127.0.0.153}
 DOMAIN=remote.test
 
 usage() {
   cat <<EOF
-usage: $ME [-n MESSAGES] [-s SESSIONS] [-z SIZE_BYTES] [-r relayhost|mx|both|lmtp]
+usage: $ME [-n MESSAGES] [-s SESSIONS] [-z SIZE_BYTES] [-r relayhost|mx|both|lmtp|dovecot]
           [-p PETRELD] [--table] [--no-postfix] [--no-petrel] [--keep]
 
   -n MESSAGES    messages per run (default 10000)
@@ -52,8 +56,9 @@ usage: $ME [-n MESSAGES] [-s SESSIONS] [-z SIZE_BYTES] [-r relayhost|mx|both|lmt
                  the table (default 20 with -z)
   -z SIZE_BYTES  message body size, smtp-source -l: one configuration
                  (default 1024 with -s)
-  -r ROUTE       relayhost, mx, both (default) or lmtp (the sink speaks LMTP:
-                 petrel's lmtp transport beside Postfix's lmtp client)
+  -r ROUTE       relayhost, mx, both (default), lmtp (the sink speaks LMTP:
+                 petrel's lmtp transport beside Postfix's lmtp client) or
+                 dovecot (as lmtp, into a private Dovecot's maildir; root)
   -p PETRELD     petreld binary (default <repo top>/_build/default/src/petreld)
   --table        sessions {1,20,50} x size {1024,102400} x the routes,
                  petrel beside Postfix, one table (MESSAGES per run): the
@@ -75,9 +80,9 @@ while [ $# -gt 0 ]; do
     -s) SESSIONS=${2:?}; [ "$TABLE" = 2 ] || TABLE=0; shift 2 ;;
     -z) SIZE=${2:?}; [ "$TABLE" = 2 ] || TABLE=0; shift 2 ;;
     -r) case "${2:?}" in
-          relayhost|mx|lmtp) ROUTES=$2 ;;
+          relayhost|mx|lmtp|dovecot) ROUTES=$2 ;;
           both) ROUTES="relayhost mx" ;;
-          *) echo "$ME: -r relayhost, mx, both or lmtp" >&2; exit 2 ;;
+          *) echo "$ME: -r relayhost, mx, both, lmtp or dovecot" >&2; exit 2 ;;
         esac; shift 2 ;;
     --table) TABLE=2; shift ;;
     *) common_option "$@"; shift "$OPT_N" ;;
@@ -90,6 +95,10 @@ command -v python3 >/dev/null || die "python3 is required"
 [ -x "$SMTP_SOURCE" ] || die "smtp-source not found at $SMTP_SOURCE (Debian package postfix)"
 [ -x "$SMTP_SINK" ] || die "smtp-sink not found at $SMTP_SINK (Debian package postfix)"
 case " $ROUTES " in *" mx "*) [ -x "$DNSMASQ" ] || die "dnsmasq not found at $DNSMASQ (Debian package dnsmasq-base)" ;; esac
+case " $ROUTES " in *" dovecot "*)
+  [ -x "$DOVECOT" ] && [ -x /usr/lib/dovecot/lmtp ] || die "Dovecot's LMTP not found (Debian packages dovecot-core, dovecot-lmtpd)"
+  [ "$(id -u)" = 0 ] || die "-r dovecot needs root (Dovecot delivers as nobody)" ;;
+esac
 
 [ "$RUN_PETREL" = 1 ] && check_petreld
 if [ "$RUN_POSTFIX" = 1 ]; then
@@ -168,9 +177,11 @@ EOF
   say "dnsmasq: MX $DOMAIN -> mx.$DOMAIN -> $SINK_ADDR, on $DNS_HOSTPORT"
 }
 
-SINK_PORT=""; SINK_OUT=""
+SINK_PORT=""; SINK_OUT=""; SINK_KIND=sink
 start_sink() {  # start_sink TMPDIR
   local tmp=$1 u=()
+  SINK_KIND=sink
+  [ "${SINK_DOVECOT:-0}" = 1 ] && { start_dovecot "$tmp"; return; }
   SINK_PORT=$(free_port "$SINK_ADDR") || return 1
   [ "${SINK_LMTP:-0}" = 1 ] && u=(-L)
   SINK_OUT=$tmp/sink.count
@@ -182,6 +193,51 @@ start_sink() {  # start_sink TMPDIR
   SINK_PID=$!
   wait_smtp "$SINK_ADDR" "$SINK_PORT" 10 "$SINK_PID" || { stop_pid SINK_PID smtp-sink; return 1; }
   # the probe's own session counts no message
+  return 0
+}
+
+# A private Dovecot whose LMTP service listens on SINK_ADDR:SINK_PORT and
+# files every recipient's mail in TMP/dmail/<user>/ as nobody (static
+# userdb); SINK_PID is its master, SINK_OUT the maildir new/ of "user".
+start_dovecot() {
+  local tmp=$1 d=$1/dovecot i
+  SINK_PORT=$(free_port "$SINK_ADDR") || return 1
+  mkdir -p "$d" "$tmp/dmail"
+  chown nobody:nogroup "$tmp/dmail"; chmod 755 "$tmp"
+  cat >"$d/dovecot.conf" <<EOF
+protocols = lmtp
+base_dir = $d/run
+state_dir = $d/state
+log_path = $d/dovecot.log
+ssl = no
+auth_username_format = %Ln
+mail_location = maildir:$tmp/dmail/%n
+userdb {
+  driver = static
+  args = uid=nobody gid=nogroup home=$tmp/dmail/%n
+}
+passdb {
+  driver = static
+  args = nopassword=y
+}
+service lmtp {
+  inet_listener lmtp {
+    address = $SINK_ADDR
+    port = $SINK_PORT
+  }
+  process_min_avail = 2
+}
+EOF
+  "$DOVECOT" -c "$d/dovecot.conf" </dev/null >"$tmp/sink.err" 2>&1 || return 1
+  for ((i = 0; i < 100; i++)); do
+    [ -s "$d/run/master.pid" ] && break
+    sleep 0.1
+  done
+  SINK_PID=$(cat "$d/run/master.pid" 2>/dev/null) || true
+  [ -n "$SINK_PID" ] || return 1
+  wait_tcp "$SINK_ADDR" "$SINK_PORT" 10 || return 1
+  SINK_OUT=$tmp/dmail/user/new
+  SINK_KIND=maildir
   return 0
 }
 
@@ -202,7 +258,7 @@ bench_petrel() {
   local mods="smtp = { port = $SINK_PORT; ${PETREL_SMTP_CONF:-} };"
   if [ "$route" = relayhost ]; then
     hop="relayhost = \"[$SINK_ADDR]:$SINK_PORT\";"
-  elif [ "$route" = lmtp ]; then
+  elif [ "$route" = lmtp ] || [ "$route" = dovecot ]; then
     hop="routes = ( { domain = \"$DOMAIN\"; transport = \"lmtp\"; nexthop = \"[$SINK_ADDR]:$SINK_PORT\"; } );"
     mods="lmtp = { };"
   else
@@ -216,7 +272,7 @@ $hop" "$mods"
   petrel_start "$conf" "$log" "$port" mta maildir router smtp lmtp || { stop_pid SINK_PID smtp-sink; return 1; }
   [ -n "${PETREL_ON_START:-}" ] && eval "$PETREL_ON_START"   # profiling hook: $PETREL_PID
   local ok=0 u st
-  run_load "$port" "$n" "$s" "$z" "$tmp/smtp-source.log" "user@$DOMAIN" sink "$SINK_OUT" || ok=1
+  run_load "$port" "$n" "$s" "$z" "$tmp/smtp-source.log" "user@$DOMAIN" "$SINK_KIND" "$SINK_OUT" || ok=1
   kill -0 "$PETREL_PID" 2>/dev/null || { R_ERR="${R_ERR:+$R_ERR; }petreld died (log: $log)"; ok=1; }
   # petreld's own CPU (user + system, every thread) per message: steadier
   # than the rates when the machine is shared
@@ -246,7 +302,7 @@ bench_postfix() {
   pf_config "$etc" "$tmp" "$port" $(( s + 30 > 100 ? s + 30 : 100 ))
   if [ "$route" = relayhost ]; then
     echo "relayhost = [$SINK_ADDR]:$SINK_PORT" >>"$etc/main.cf"
-  elif [ "$route" = lmtp ]; then
+  elif [ "$route" = lmtp ] || [ "$route" = dovecot ]; then
     printf '%s\n' "relayhost =" "transport_maps = inline:{ $DOMAIN=lmtp:inet:$SINK_ADDR:$SINK_PORT }" >>"$etc/main.cf"
   else
     # no brackets: MX lookup of remote.test (the private resolv.conf), then
@@ -268,7 +324,7 @@ EOF
     return 1
   fi
   local ok=0
-  run_load "$port" "$n" "$s" "$z" "$tmp/smtp-source.log" "user@$DOMAIN" sink "$SINK_OUT" || ok=1
+  run_load "$port" "$n" "$s" "$z" "$tmp/smtp-source.log" "user@$DOMAIN" "$SINK_KIND" "$SINK_OUT" || ok=1
   local def; def=$(grep -c 'status=deferred' "$tmp/maillog" 2>/dev/null)
   [ "${def:-0}" = 0 ] || R_NOTE="$def deferrals"
   [ "$ok" = 0 ] || pf_log_errors "$tmp" 'warning|fatal|panic|error|deferred'
@@ -292,6 +348,7 @@ run_one() {  # run_one ROUTE N S Z
     R_ACC_S=""; R_ARR_S=""; R_COUNT=""; R_ERR=""; R_NOTE=""
     say "$srv via $route: messages=$n sessions=$s size=$z ..."
     SINK_LMTP=0; [ "$route" = lmtp ] && SINK_LMTP=1
+    SINK_DOVECOT=0; [ "$route" = dovecot ] && SINK_DOVECOT=1
     if "bench_$srv" "$route" "$n" "$s" "$z"; then
       ROWS+=("$route $s $z $srv $R_ACC_S $R_ARR_S $R_COUNT ok ${R_NOTE// /_}")
       ARR["$route $s $z $srv"]=$R_ARR_S
@@ -319,7 +376,7 @@ fi
 echo
 echo "petrel relay benchmark: $(date -u '+%Y-%m-%d %H:%M:%SZ')  $(uname -sr)  $(nproc) cpus  $("$POSTCONF" -d -h mail_version 2>/dev/null | sed 's/^/Postfix /')"
 echo "load: smtp-source -d -c -s S -m $MESSAGES -l Z -f bench@localhost -t user@$DOMAIN 127.0.0.1:PORT"
-echo "next hop: smtp-sink -c on $SINK_ADDR (relayhost [$SINK_ADDR]:PORT, or MX $DOMAIN from dnsmasq; -L for lmtp)"
+echo "next hop: smtp-sink -c on $SINK_ADDR (relayhost [$SINK_ADDR]:PORT, or MX $DOMAIN from dnsmasq; -L for lmtp), or Dovecot LMTP there (dovecot: counted in its maildir)"
 echo
 ROW_FMT='%-9s %8s %7s %-7s %10s %9s %7s %8s  %s\n'
 row route sessions size server accepted/s arrived/s at-sink status note
