@@ -22,6 +22,15 @@ struct route;
 
 #define DLV_NO_RESULT (-1)
 
+/* A transport's result as the core keeps it: one of the PETREL_* results
+ * the API defines, anything else (a value of a newer API, garbage) is a
+ * deferral, so that nothing unknown is taken for delivered. */
+static inline int delivery_result_known(int r)
+{
+	return r == PETREL_DELIVERED || r == PETREL_BOUNCE || r == PETREL_RELAYED ||
+	       r == PETREL_DELIVERED_FINAL ? r : PETREL_DEFER;
+}
+
 struct petrel_delivery {
 	struct qmsg *m;
 	struct qdest *d;         /* the first (for deliver(): the only) recipient */

@@ -100,9 +100,7 @@ static int load_modules(struct generation *g, struct buf *errs)
 			continue;
 		config_setting_t *r = rl ? config_setting_get_elem(rl, (unsigned)i) : NULL;
 		config_setting_t *where = r ? config_setting_get_member(r, "transport") : NULL;
-		struct module *m = module_find(mods, t);
-		if (!m)
-			m = module_get(mods, cfg, t, where, errs);
+		struct module *m = module_get(mods, cfg, t, where, errs);   /* or the one loaded */
 		if (m && !m->desc->transport) {
 			config_error_at(cfg, where, errs, "module '%s' is not a transport", t);
 			m = NULL;

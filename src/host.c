@@ -285,9 +285,7 @@ static void h_delivery_rcpt_result(petrel_delivery *d, int i, int result, const 
 {
 	if (!rcpt_ok(d, i) || d->result[i] != DLV_NO_RESULT)
 		return;
-	if (result != PETREL_DELIVERED && result != PETREL_BOUNCE && result != PETREL_RELAYED &&
-	    result != PETREL_DELIVERED_FINAL)
-		result = PETREL_DEFER;
+	result = delivery_result_known(result);
 	char text[512];
 	va_list ap;
 	va_start(ap, fmt);

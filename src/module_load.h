@@ -79,14 +79,9 @@ void modules_free(struct modules *m);
 /* The module's transport operations the core may use: an ops field that
  * came with API minor N exists only for a module built with api_minor >= N
  * (the struct of an older module ends before it). */
-static inline bool module_has_transport_1_2(const struct module *mod)
+static inline bool module_has_transport_api(const struct module *mod, unsigned minor)
 {
-	return mod->desc->transport && mod->desc->api_minor >= 2;
-}
-
-static inline bool module_has_transport_1_3(const struct module *mod)
-{
-	return mod->desc->transport && mod->desc->api_minor >= 3;
+	return mod->desc->transport && mod->desc->api_minor >= minor;
 }
 
 extern const struct petrel_host petrel_host_v1;

@@ -106,7 +106,7 @@ static struct module *transport_of(struct server *srv, const char *name)
 
 static bool is_async(const struct module *mod)
 {
-	return mod && module_has_transport_1_2(mod) && mod->desc->transport->start;
+	return mod && module_has_transport_api(mod, 2) && mod->desc->transport->start;
 }
 
 /* --- results --- */
@@ -203,10 +203,7 @@ static void deliver_work(void *arg)
 		int r = dl->mod->desc->transport->deliver(dl->mod->state, dl);
 		if (dl->result[0] != DLV_NO_RESULT)       /* 1.2: delivery_rcpt_result said */
 			r = dl->result[0];
-		if (r != PETREL_DELIVERED && r != PETREL_BOUNCE && r != PETREL_RELAYED &&
-		    r != PETREL_DELIVERED_FINAL)
-			r = PETREL_DEFER;
-		delivery_apply(dl, 0, r, dl->status);
+		delivery_apply(dl, 0, delivery_result_known(r), dl->status);
 	}
 }
 
@@ -671,7 +668,7 @@ int queue_check_dests(struct server *srv, struct qmsg *m, int first, unsigned no
 		free(d->orcpt);
 		d->orcpt = orcpt ? xstrdup(orcpt) : NULL;
 		struct module *mod = transport_of(srv, d->transport);
-		if (!mod || !module_has_transport_1_2(mod) || !mod->desc->transport->check)
+		if (!mod || !module_has_transport_api(mod, 2) || !mod->desc->transport->check)
 			continue;
 		char r[512] = "";
 		int v = mod->desc->transport->check(mod->state, d->address, d->local, d->domain, r,
@@ -722,7 +719,7 @@ void queue_transports_flush(struct queue *q)
 	for (struct generation *g = srv->live_gens; g; g = g->next_live)
 		for (int i = 0; i < g->mods.n; i++) {
 			struct module *mod = g->mods.v[i];
-			if (module_has_transport_1_3(mod) && mod->desc->transport->flush && !mod->stopped)
+			if (module_has_transport_api(mod, 3) && mod->desc->transport->flush && !mod->stopped)
 				mod->desc->transport->flush(mod->state);
 		}
 }

@@ -239,8 +239,9 @@ int smtp_setup(const struct petrel_host *host, petrel_conf *conf, void **state,
 			return -1;
 		}
 		if (!m->nexthop || !*m->nexthop)
-			host->log(PETREL_LOG_WARN, "lmtp: no nexthop is set: only routes that name one can "
-			          "deliver (modules.lmtp.nexthop = \"unix:/run/dovecot/lmtp\", for one)");
+			host->log(PETREL_LOG_WARN, "%s: no nexthop is set: only routes that name one can "
+			          "deliver (modules.%s.nexthop = \"unix:/run/dovecot/lmtp\", for one)", m->name,
+			          m->name);
 	}
 	const char *tls = f->tls;
 	host->conf_string(conf, "tls", &tls);

@@ -1071,3 +1071,49 @@ def start_thread(fn, *a, **kw):
     t = threading.Thread(target=fn, args=a, kwargs=kw, daemon=True)
     t.start()
     return t
+
+
+DOVECOT = "/usr/sbin/dovecot"
+
+
+class PrivateDovecot:
+    """A Dovecot master of a test's own: conf and log are its files (the
+    subclass writes conf), dir holds start.out.  start() waits until
+    ready() returns true (OSError counts as not yet); stop() ends it.
+    Used by test_dovecot (IMAP, POP3) and test_lmtp (LMTP)."""
+
+    def __init__(self, directory):
+        self.dir = directory
+        os.makedirs(self.dir, exist_ok=True)
+        self.conf = os.path.join(self.dir, "dovecot.conf")
+        self.log = os.path.join(self.dir, "dovecot.log")
+
+    def ready(self):
+        raise NotImplementedError
+
+    def start(self):
+        # the master goes to the background: no pipes it could keep open
+        with open(os.path.join(self.dir, "start.out"), "a") as out:
+            p = subprocess.run([DOVECOT, "-c", self.conf], stdin=subprocess.DEVNULL,
+                               stdout=out, stderr=subprocess.STDOUT, timeout=30)
+        assert p.returncode == 0, "dovecot: %s" % self.log_text()
+        deadline = time.monotonic() + T(10)
+        while True:
+            try:
+                if self.ready():
+                    return
+            except OSError:
+                pass
+            assert time.monotonic() < deadline, "dovecot never listened: %s" % self.log_text()
+            time.sleep(0.1)
+
+    def log_text(self):
+        try:
+            with open(self.log) as f:
+                return f.read()
+        except OSError:
+            return ""
+
+    def stop(self):
+        subprocess.run([DOVECOT, "-c", self.conf, "stop"], stdin=subprocess.DEVNULL,
+                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=30)

@@ -15,7 +15,6 @@ import imaplib
 import os
 import poplib
 import grp
-import subprocess
 import sys
 import time
 
@@ -23,21 +22,18 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import petrel  # noqa: E402
 from petrel import Daemon, make_message, T  # noqa: E402
 
-DOVECOT = "/usr/sbin/dovecot"
+DOVECOT = petrel.DOVECOT
 USER = "nobody"
 PASSWORD = "imap secret"
 
 
-class Dovecot:
+class Dovecot(petrel.PrivateDovecot):
     def __init__(self, maildirs, uid, gid):
-        self.dir = os.path.join(os.path.dirname(maildirs), "dovecot")
-        os.makedirs(self.dir)
+        super().__init__(os.path.join(os.path.dirname(maildirs), "dovecot"))
         self.imap_port = petrel._free_port()
         self.pop3_port = petrel._free_port()
         with open(os.path.join(self.dir, "passwd"), "w") as f:
             f.write("user:{PLAIN}%s\n" % PASSWORD)
-        self.conf = os.path.join(self.dir, "dovecot.conf")
-        self.log = os.path.join(self.dir, "dovecot.log")
         with open(self.conf, "w") as f:
             f.write("""# written by tests/blackbox/test_dovecot.py
 protocols = imap pop3
@@ -77,30 +73,11 @@ service pop3-login {{
 }}
 """.format(d=self.dir, log=self.log, mail=maildirs, uid=uid, gid=gid,
            imap=self.imap_port, pop3=self.pop3_port))
-        # the master goes to the background: no pipes it could keep open
-        with open(os.path.join(self.dir, "start.out"), "w") as out:
-            p = subprocess.run([DOVECOT, "-c", self.conf], stdin=subprocess.DEVNULL,
-                               stdout=out, stderr=subprocess.STDOUT, timeout=30)
-        assert p.returncode == 0, "dovecot: %s" % self.log_text()
-        deadline = time.monotonic() + T(10)
-        while True:
-            try:
-                imaplib.IMAP4(petrel.HOST, self.imap_port).logout()
-                break
-            except OSError:
-                assert time.monotonic() < deadline, "dovecot never listened: %s" % self.log_text()
-                time.sleep(0.1)
+        self.start()
 
-    def log_text(self):
-        try:
-            with open(self.log) as f:
-                return f.read()
-        except OSError:
-            return ""
-
-    def stop(self):
-        subprocess.run([DOVECOT, "-c", self.conf, "stop"], stdin=subprocess.DEVNULL,
-                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=30)
+    def ready(self):
+        imaplib.IMAP4(petrel.HOST, self.imap_port).logout()
+        return True
 
 
 def crlf_of(maildir_file_bytes):
